@@ -1,0 +1,134 @@
+//! Making a pipe: [`pipe`] and [`Builder`].
+
+use crate::connection::Connection;
+use crate::endpoint::{Endpoint, RingBells, Shared};
+use crate::error::{Error, Result};
+use crate::layout::{Layout, DEFAULT_CAPACITY, MAX_CAPACITY, MIN_CAPACITY};
+use crate::liveness;
+use crate::region::Region;
+use crate::wakeup::Doorbell;
+use std::sync::Arc;
+
+/// Returns the two ends of a new pipe, like Python's `multiprocessing.Pipe(duplex)`.
+///
+/// With `duplex` true both ends send and receive. With `duplex` false the pipe is
+/// one-way and the pair is `(reader, writer)`: the first end only receives, the second
+/// only sends. Each direction is a ring of 4 MiB; use [`Builder`] for another size.
+///
+/// # Errors
+/// [`Error::Io`] if the kernel refuses a memfd, an eventfd or a socket (for instance
+/// when the process is out of file descriptors).
+///
+/// ```
+/// let (reader, writer) = shmpipe::pipe(false)?;
+/// writer.send_bytes(b"123456")?;
+/// assert_eq!(reader.recv_bytes()?, b"123456");
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
+    Builder::new().duplex(duplex).build()
+}
+
+/// Configures a pipe before making it.
+///
+/// ```
+/// let (a, b) = shmpipe::Builder::new().duplex(true).capacity(64 * 1024).build()?;
+/// // Longer than the ring: it streams through in fragments while `b` reads.
+/// let sender = std::thread::spawn(move || a.send_bytes(&[1; 100_000]));
+/// assert_eq!(b.recv_bytes()?, [1; 100_000]);
+/// sender.join().unwrap()?;
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    duplex: bool,
+    capacity: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A duplex pipe with 4 MiB rings, like `pipe(true)`.
+    ///
+    /// ```
+    /// let (a, b) = shmpipe::Builder::new().build()?;
+    /// assert!(a.readable() && a.writable() && b.readable() && b.writable());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn new() -> Builder {
+        Builder {
+            duplex: true,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    /// Both directions (`true`, the default) or one (`false`: `build` then returns
+    /// `(reader, writer)`).
+    ///
+    /// ```
+    /// let (reader, writer) = shmpipe::Builder::new().duplex(false).build()?;
+    /// assert!(reader.readable() && !reader.writable());
+    /// assert!(writer.writable() && !writer.readable());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn duplex(mut self, duplex: bool) -> Builder {
+        self.duplex = duplex;
+        self
+    }
+
+    /// Bytes of ring per direction. Rounded up to a power of two, at least 4 KiB; at
+    /// most 1 GiB. Messages up to half the ring travel as one record and can be read in
+    /// place; longer ones are fragmented.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// assert!(Builder::new().capacity(10_000).build().is_ok()); // becomes 16 KiB
+    /// assert!(matches!(Builder::new().capacity(0).build(), Err(Error::Invalid(_))));
+    /// ```
+    pub fn capacity(mut self, bytes_per_direction: usize) -> Builder {
+        self.capacity = bytes_per_direction;
+        self
+    }
+
+    /// Makes the pipe.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a capacity of 0 or above 1 GiB; [`Error::Io`] if the
+    /// kernel refuses a resource.
+    ///
+    /// ```
+    /// let (a, b) = shmpipe::Builder::new().capacity(1 << 20).build()?;
+    /// b.send_bytes(b"hi")?;
+    /// assert_eq!(a.recv_bytes()?, b"hi");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn build(&self) -> Result<(Connection, Connection)> {
+        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
+            return Err(Error::Invalid(format!(
+                "capacity {} is not between 1 and {MAX_CAPACITY} bytes",
+                self.capacity
+            )));
+        }
+        let capacity = self.capacity.max(MIN_CAPACITY).next_power_of_two();
+        let rings = if self.duplex { 2 } else { 1 };
+        let layout = Layout::new(rings, capacity).expect("checked above");
+        let region = Region::create(layout)?;
+        let bells = (0..rings)
+            .map(|_| {
+                Ok(RingBells {
+                    data: Doorbell::new()?,
+                    space: Doorbell::new()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (sock0, sock1) = liveness::socket_pair()?;
+        let shared = Arc::new(Shared { region, bells });
+        let end0 = Connection::new(Endpoint::new(shared.clone(), 0, sock0));
+        let end1 = Connection::new(Endpoint::new(shared, 1, sock1));
+        Ok((end0, end1))
+    }
+}

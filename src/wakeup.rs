@@ -1,0 +1,219 @@
+//! Blocking without burning a core, and without a system call per message.
+//!
+//! A side that finds nothing to do (no record to read, or no room to write) first spins
+//! for a short while, re-checking the ring. If that does not help it *announces* that it
+//! will sleep by raising its sleeping flag in the ring's control block, re-checks the
+//! ring once more, and only then sleeps in `poll(2)` on its doorbell (an eventfd) and on
+//! its liveness socket (which reports the peer's death, see [`crate::liveness`]).
+//!
+//! The other side, after every publish, loads that flag; only if it is raised does it
+//! take it down (`swap`) and ring the doorbell with one `write(2)`. On a steady stream
+//! nobody sleeps, so no system call is made at all.
+//!
+//! No wake-up can be lost: the sleeper does *raise flag; load index*, the waker does
+//! *publish index; load flag*, all four `SeqCst`, so in their single total order at
+//! least one of the two loads sees the other side's store: either the sleeper sees the
+//! new record and does not sleep, or the waker sees the flag and rings.
+
+use crate::error::Result;
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+/// How long to spin before going to sleep. Sleeping and being woken costs a few
+/// microseconds of system calls and scheduling on both sides; spinning for about that
+/// long first keeps a busy conversation entirely in user space.
+const SPIN_FOR: Duration = Duration::from_micros(20);
+
+/// An eventfd that one side rings and the other sleeps on.
+pub(crate) struct Doorbell {
+    fd: OwnedFd,
+}
+
+impl Doorbell {
+    pub fn new() -> Result<Doorbell> {
+        let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Doorbell { fd })
+    }
+
+    /// Wraps an eventfd received from another process (checked by the caller).
+    pub fn from_fd(fd: OwnedFd) -> Doorbell {
+        Doorbell { fd }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Makes the doorbell readable. `EAGAIN` means the counter is at its maximum, which
+    /// is readable already.
+    pub fn ring(&self) -> Result<()> {
+        loop {
+            match rustix::io::write(&self.fd, &1u64.to_ne_bytes()) {
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Resets the doorbell to not readable.
+    pub fn drain(&self) -> Result<()> {
+        let mut buf = [0u8; 8];
+        loop {
+            match rustix::io::read(&self.fd, &mut buf) {
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// One thing to wait for: a ring condition, the flag that announces we sleep on it, the
+/// doorbell the other side rings, and the liveness socket that reports its death.
+pub(crate) struct Waiter<'a> {
+    pub flag: &'a AtomicU32,
+    pub doorbell: &'a Doorbell,
+    pub liveness: BorrowedFd<'a>,
+}
+
+/// What ended a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The condition of waiter `i` holds.
+    Ready(usize),
+    /// The peer of waiter `i` is gone (every copy of the other end closed).
+    PeerGone(usize),
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Spins on `ready` for a while, never past `deadline`.
+pub(crate) fn spin<F>(ready: &mut F, n: usize, deadline: Option<Instant>) -> Result<Option<usize>>
+where
+    F: FnMut(usize) -> Result<bool>,
+{
+    let start = Instant::now();
+    let until = match deadline {
+        Some(d) => d.min(start + SPIN_FOR),
+        None => start + SPIN_FOR,
+    };
+    loop {
+        for _ in 0..64 {
+            for i in 0..n {
+                if ready(i)? {
+                    return Ok(Some(i));
+                }
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+    }
+}
+
+/// Waits until `ready(i)` holds for some waiter, the peer of some waiter is gone, or the
+/// deadline passes. Signals never end the wait early. `keep_flags` leaves the sleeping
+/// flags raised afterwards (used by connections whose [`fileno`] is being watched).
+///
+/// [`fileno`]: crate::Connection::fileno
+pub(crate) fn wait<F>(
+    waiters: &[Waiter<'_>],
+    mut ready: F,
+    deadline: Option<Instant>,
+    keep_flags: bool,
+) -> Result<Woken>
+where
+    F: FnMut(usize) -> Result<bool>,
+{
+    if let Some(i) = spin(&mut ready, waiters.len(), deadline)? {
+        return Ok(Woken::Ready(i));
+    }
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(waiters.len() * 2);
+    for w in waiters {
+        fds.push(PollFd::from_borrowed_fd(w.doorbell.fd(), PollFlags::IN));
+        // POLLHUP is always reported; RDHUP too so a half-closed socket counts. Data on
+        // the socket (which a well-behaved peer never sends) is not asked for.
+        fds.push(PollFd::from_borrowed_fd(w.liveness, PollFlags::RDHUP));
+    }
+    let result = loop {
+        for w in waiters {
+            w.flag.store(1, SeqCst);
+        }
+        // Re-check after announcing (see the module documentation).
+        if let Some(i) = first_ready(&mut ready, waiters.len())? {
+            break Woken::Ready(i);
+        }
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
+        for f in fds.iter_mut() {
+            f.clear_revents();
+        }
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                lower_flags(waiters, keep_flags);
+                return Err(e.into());
+            }
+        }
+        for (i, w) in waiters.iter().enumerate() {
+            if !fds[2 * i].revents().is_empty() && !keep_flags {
+                w.doorbell.drain()?;
+            }
+        }
+        if let Some(i) = first_ready(&mut ready, waiters.len())? {
+            break Woken::Ready(i);
+        }
+        let gone = (0..waiters.len()).find(|&i| {
+            fds[2 * i + 1]
+                .revents()
+                .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL)
+        });
+        if let Some(i) = gone {
+            break Woken::PeerGone(i);
+        }
+        if let Some(d) = deadline {
+            if Instant::now() >= d {
+                break Woken::TimedOut;
+            }
+        }
+        if keep_flags {
+            // A watched doorbell can be left readable by a record we have since consumed;
+            // drain it here so that the next poll sleeps instead of spinning.
+            for (i, w) in waiters.iter().enumerate() {
+                if !fds[2 * i].revents().is_empty() {
+                    w.doorbell.drain()?;
+                }
+            }
+        }
+    };
+    lower_flags(waiters, keep_flags);
+    Ok(result)
+}
+
+/// Takes our sleeping flags down again, unless a watched `fileno` wants them kept up.
+fn lower_flags(waiters: &[Waiter<'_>], keep: bool) {
+    if !keep {
+        for w in waiters {
+            w.flag.store(0, SeqCst);
+        }
+    }
+}
+
+fn first_ready<F: FnMut(usize) -> Result<bool>>(ready: &mut F, n: usize) -> Result<Option<usize>> {
+    for i in 0..n {
+        if ready(i)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
