@@ -1,0 +1,204 @@
+//! A hostile or broken process writing over the shared region. Whatever it writes,
+//! every call returns, with data or an error, without panicking, hanging or touching
+//! memory outside the region.
+
+mod common;
+
+use common::{fork, layout, memfd_of, RawRegion, Rng};
+use shmpipe::{pipe, Builder, Connection, Error};
+use std::time::Duration;
+
+/// Runs `scribble` on the region behind `conn` in another process.
+fn scribble_from_another_process(conn: &Connection, scribble: impl FnOnce(&RawRegion)) {
+    let fd = memfd_of(conn);
+    fork(|| {
+        scribble(&RawRegion::map(fd));
+        0
+    })
+    .join();
+}
+
+#[test]
+fn an_impossible_head_breaks_that_direction_only() {
+    let (a, b) = pipe(true).unwrap();
+    b.send_bytes(b"to a").unwrap();
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_HEAD, 1 << 50));
+    match a.recv_bytes() {
+        Err(Error::Corrupt(why)) => assert!(why.contains("head"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(a.recv_bytes(), Err(Error::Corrupt(_))),
+        "stays broken"
+    );
+    assert!(matches!(
+        a.poll(Some(Duration::ZERO)),
+        Err(Error::Corrupt(_))
+    ));
+    // The other direction is untouched.
+    a.send_bytes(b"to b").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"to b");
+}
+
+#[test]
+fn an_impossible_tail_is_reported_to_the_writer() {
+    let (a, b) = Builder::new().capacity(4096).build().unwrap();
+    // Fill a's outgoing ring (ring 1) so the next send must look at the tail.
+    a.send_bytes(&[1; 2000]).unwrap();
+    a.send_bytes(&[2; 2000]).unwrap();
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING1_TAIL, 1 << 40));
+    // 64 bytes are left by the writer's last count; this needs more, so it reloads.
+    match a.send_bytes(&[3; 100]) {
+        Err(Error::Corrupt(why)) => assert!(why.contains("tail"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(a.send_bytes(b"x"), Err(Error::Corrupt(_))),
+        "stays broken"
+    );
+    b.send_bytes(b"still fine").unwrap();
+    assert_eq!(a.recv_bytes().unwrap(), b"still fine");
+}
+
+#[test]
+fn a_record_length_past_the_data_is_reported() {
+    let (a, b) = pipe(true).unwrap();
+    b.send_bytes(b"hello").unwrap();
+    // The record header is [kind u32][len u32][aux u64] at the start of ring 0's data.
+    scribble_from_another_process(&a, |r| {
+        let word = r.read_u64(layout::RING0_DATA);
+        r.write_u64(
+            layout::RING0_DATA,
+            (word & 0xffff_ffff) | (0xffff_fff0u64 << 32),
+        );
+    });
+    assert!(matches!(a.recv_bytes(), Err(Error::Corrupt(_))));
+}
+
+#[test]
+fn a_forged_fragment_sequence_is_reported() {
+    let (a, b) = Builder::new().capacity(4096).build().unwrap();
+    let sender = std::thread::spawn(move || {
+        // Fragmented: FIRST, MIDDLE..., LAST. Ends in BrokenPipe once `a` gives up.
+        let _ = b.send_bytes(&[9; 5000]);
+        b
+    });
+    // Wait for the first fragment, then turn it into a MIDDLE fragment.
+    assert!(a.poll(None).unwrap());
+    scribble_from_another_process(&a, |r| {
+        let word = r.read_u64(layout::RING0_DATA);
+        r.write_u64(layout::RING0_DATA, (word & !0xffff_ffff) | 0x5348_0003);
+    });
+    assert!(matches!(a.recv_bytes(), Err(Error::Corrupt(_))));
+    // The sender may be blocked on the ring the reader gave up on: closing the reader
+    // lets it finish with BrokenPipe or success, either is fine here.
+    drop(a);
+    drop(sender.join().unwrap());
+}
+
+/// Random bytes written over the header, the control block and the data of the ring
+/// being read, by another process, after which the reader drains the ring. The writer
+/// has closed its end, so a blocking receive can only end in data, EOF or an error.
+#[test]
+fn random_scribbles_never_panic_or_hang() {
+    let mut outcomes = [0usize; 3];
+    for seed in 1..=300u64 {
+        // Room for every message sent below, so the sender never waits for a reader.
+        let (a, b) = Builder::new().capacity(16 * 1024).build().unwrap();
+        let mut rng = Rng(seed);
+        for i in 0..rng.below(6) {
+            b.send_bytes(&common::message(i, rng.below(1500) as usize))
+                .unwrap();
+        }
+        drop(b);
+        let writes = 1 + rng.below(16);
+        let spots: Vec<(usize, u8)> = (0..writes)
+            .map(|_| {
+                // Mostly the indices and the first records, sometimes anywhere.
+                let off = match rng.below(4) {
+                    0 => layout::RING0_HEAD + rng.below(16) as usize,
+                    1 => layout::RING0_TAIL + rng.below(16) as usize,
+                    2 => layout::RING0_DATA + rng.below(256) as usize,
+                    _ => rng.below(8192 + 16 * 1024) as usize,
+                };
+                (off, rng.next() as u8)
+            })
+            .collect();
+        scribble_from_another_process(&a, |r| {
+            for &(off, v) in &spots {
+                r.write_u8(off, v);
+            }
+        });
+        let mut buf = [0u8; 4096];
+        for round in 0.. {
+            assert!(round < 10_000, "seed {seed}: the reader never stopped");
+            let r = if round % 2 == 0 {
+                a.recv_bytes().map(|m| m.len())
+            } else {
+                a.recv_bytes_into(&mut buf)
+            };
+            match r {
+                Ok(_) => continue,
+                Err(Error::Eof) => outcomes[0] += 1,
+                Err(Error::Corrupt(_)) => outcomes[1] += 1,
+                Err(Error::BufferTooShort(_)) => {
+                    outcomes[2] += 1;
+                    continue;
+                }
+                Err(e) => panic!("seed {seed}: unexpected {e}"),
+            }
+            break;
+        }
+    }
+    // Both kinds of ending happen: the test exercises the checks, not only clean EOFs.
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+#[test]
+fn attach_refuses_a_region_whose_header_lies() {
+    let (a, _b) = pipe(true).unwrap();
+    let mut cmd = std::process::Command::new("true");
+    a.pass_to_child(&mut cmd, "K").unwrap();
+    let value = cmd
+        .get_envs()
+        .next()
+        .unwrap()
+        .1
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let fds: Vec<i32> = value
+        .split(':')
+        .skip(2)
+        .flat_map(|p| p.split(','))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let region = RawRegion::map(fds[0]);
+    let capacity = region.read_u64(layout::HEADER_CAPACITY);
+    for (i, (off, bad)) in [(layout::HEADER_CAPACITY, 12345u64), (0, 0), (8, 99)]
+        .iter()
+        .enumerate()
+    {
+        let old = region.read_u64(*off);
+        region.write_u64(*off, *bad);
+        // Duplicates of the end's descriptors, which `from_parent` takes over (and
+        // closes when it refuses them).
+        // SAFETY: dup(2) of open descriptors.
+        let dups: Vec<String> = fds
+            .iter()
+            .map(|&fd| unsafe { libc::dup(fd) }.to_string())
+            .collect();
+        let forged = format!("shmpipe1:0:{}:{}:{}", dups[0], dups[1], dups[2..].join(","));
+        let key = format!("SHMPIPE_LYING_{i}");
+        std::env::set_var(&key, forged);
+        assert!(matches!(
+            Connection::from_parent(&key),
+            Err(Error::Invalid(_))
+        ));
+        region.write_u64(*off, old);
+    }
+    assert_eq!(region.read_u64(layout::HEADER_CAPACITY), capacity);
+    // The process's own connection was never affected: it never re-reads the header.
+    a.send_bytes(b"fine").unwrap();
+}
