@@ -199,7 +199,7 @@ fn signals_do_not_interrupt_a_blocking_recv() {
         unsafe {
             NOTIFY_FD = notify[1];
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigusr1 as usize;
+            sa.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as usize;
             libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         }
         let m = child_end.recv_bytes().unwrap();
