@@ -50,14 +50,14 @@ impl Connection {
         self.inner.as_ref().ok_or(Error::Closed)
     }
 
-    fn rx(&self) -> Result<(&Endpoint, &Rx)> {
+    pub(crate) fn rx(&self) -> Result<(&Endpoint, &Rx)> {
         let ep = self.open()?;
         let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-        rx.usable()?;
+        rx.ready_to_receive()?;
         Ok((ep, rx))
     }
 
-    fn tx(&self) -> Result<(&Endpoint, &Tx)> {
+    pub(crate) fn tx(&self) -> Result<(&Endpoint, &Tx)> {
         let ep = self.open()?;
         let tx = ep.tx.as_ref().ok_or(Error::NotWritable)?;
         tx.usable()?;
@@ -331,6 +331,38 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
+/// Where a received message is assembled: a `Vec<u8>`, or an rkyv `AlignedVec` for
+/// typed messages that must be validated at 16-byte alignment.
+pub(crate) trait Sink {
+    fn clear(&mut self);
+    fn reserve(&mut self, additional: usize);
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve_exact(self, additional)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
+    }
+}
+
+impl Sink for rkyv::util::AlignedVec {
+    fn clear(&mut self) {
+        rkyv::util::AlignedVec::clear(self)
+    }
+    fn reserve(&mut self, additional: usize) {
+        rkyv::util::AlignedVec::reserve(self, additional)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        rkyv::util::AlignedVec::extend_from_slice(self, bytes)
+    }
+}
+
 /// The length of the message that starts with `rec`.
 pub(crate) fn message_len(rec: &Record) -> Result<usize> {
     match rec.kind {
@@ -393,7 +425,7 @@ impl Endpoint {
     }
 
     /// Releases `rec` and rings the producer's doorbell if it sleeps waiting for room.
-    fn release(&self, rx: &Rx, rec: &Record) -> Result<()> {
+    pub(crate) fn release(&self, rx: &Rx, rec: &Record) -> Result<()> {
         if rx.guard(rx.consumer.release(rec))? {
             self.shared.bells[rx.ring].space.ring()?;
         }
@@ -401,33 +433,35 @@ impl Endpoint {
     }
 
     /// After a receive: with a watched `fileno`, make its readiness match the ring.
-    fn after_receive(&self, rx: &Rx) -> Result<()> {
+    pub(crate) fn after_receive(&self, rx: &Rx) -> Result<()> {
         self.settle_watch(rx, false)
     }
 
     /// Reads the message starting with `first` into `out` (which it replaces).
-    pub(crate) fn read_message_into_vec(
+    pub(crate) fn read_message_into_vec<S: Sink>(
         &self,
         rx: &Rx,
         first: Record,
-        out: &mut Vec<u8>,
+        out: &mut S,
     ) -> Result<()> {
         out.clear();
         match first.kind {
             Kind::Whole => {
-                rx.consumer.append_to(&first, out);
+                rx.consumer
+                    .with_payload(&first, |p| out.extend_from_slice(p));
                 self.release(rx, &first)?;
             }
             _ => {
                 let total = message_len(&first)?;
                 let mut asm = rx.guard(Reassembly::start(&first.checked()))?;
-                out.reserve_exact(total.min(REASSEMBLY_RESERVE_LIMIT));
-                rx.consumer.append_to(&first, out);
+                out.reserve(total.min(REASSEMBLY_RESERVE_LIMIT));
+                rx.consumer
+                    .with_payload(&first, |p| out.extend_from_slice(p));
                 self.release(rx, &first)?;
                 loop {
                     let rec = self.next_fragment(rx)?;
                     let last = rx.guard(asm.next(&rec.checked()))?;
-                    rx.consumer.append_to(&rec, out);
+                    rx.consumer.with_payload(&rec, |p| out.extend_from_slice(p));
                     self.release(rx, &rec)?;
                     if last {
                         break;
@@ -440,7 +474,8 @@ impl Endpoint {
 
     /// Reads the message starting with `first` into `out`, exactly its length.
     fn read_message_into_slice(&self, rx: &Rx, first: Record, out: &mut [u8]) -> Result<()> {
-        rx.consumer.copy_out(&first, 0, &mut out[..first.len]);
+        rx.consumer
+            .with_payload(&first, |p| out[..p.len()].copy_from_slice(p));
         self.release(rx, &first)?;
         if first.kind == Kind::First {
             let mut asm = rx.guard(Reassembly::start(&first.checked()))?;
@@ -448,7 +483,8 @@ impl Endpoint {
                 let rec = self.next_fragment(rx)?;
                 let at = asm.received;
                 let last = rx.guard(asm.next(&rec.checked()))?;
-                rx.consumer.copy_out(&rec, 0, &mut out[at..at + rec.len]);
+                rx.consumer
+                    .with_payload(&rec, |p| out[at..at + p.len()].copy_from_slice(p));
                 self.release(rx, &rec)?;
                 if last {
                     break;
@@ -479,7 +515,7 @@ impl Endpoint {
         Ok(())
     }
 
-    fn ask_kernel_about_reader(&self, tx: &Tx) -> Result<()> {
+    pub(crate) fn ask_kernel_about_reader(&self, tx: &Tx) -> Result<()> {
         if liveness::peer_gone(self.liveness())? {
             tx.peer_gone.set(true);
             return Err(Error::BrokenPipe);

@@ -31,7 +31,24 @@ pub(crate) struct Shared {
 pub(crate) struct Rx {
     pub ring: usize,
     pub consumer: Consumer,
+    /// A message is lent out in place by `recv_archived`; until its guard drops, the
+    /// next record is not ours to look at.
+    pub lent: Cell<bool>,
     broken: RefCell<Option<String>>,
+}
+
+impl Rx {
+    /// Whether a receive may start: the ring is sound and no message is lent out.
+    pub fn ready_to_receive(&self) -> Result<()> {
+        self.usable()?;
+        if self.lent.get() {
+            return Err(Error::Invalid(
+                "a message from recv_archived is still borrowed; drop it before receiving again"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The sending half of an end.
@@ -120,6 +137,7 @@ impl Endpoint {
         let rx = rx_ring.map(|k| Rx {
             ring: k,
             consumer: Consumer::new(ring_ref(k)),
+            lent: Cell::new(false),
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| Tx {

@@ -40,7 +40,8 @@
 //! * `ring`: the single-producer single-consumer ring protocol;
 //! * `wakeup`: spinning, then sleeping on an eventfd the other side rings only when told;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
-//! * `endpoint`, `connection`, `select`, `handoff`, `builder`: the public API on top.
+//! * `endpoint`, `connection`, `select`, `handoff`, `builder`: the public API on top;
+//! * `typed`: rkyv messages, serialized into the ring and read in place.
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 
@@ -54,6 +55,7 @@ mod liveness;
 mod region;
 mod ring;
 mod select;
+mod typed;
 mod wakeup;
 mod wire;
 
@@ -61,3 +63,4 @@ pub use builder::{pipe, Builder};
 pub use connection::Connection;
 pub use error::{Error, Result};
 pub use select::wait;
+pub use typed::{Archived, Message};

@@ -30,7 +30,6 @@
 use crate::layout::RingControl;
 use crate::wire::{self, Checked, Kind, RawHeader};
 use std::cell::Cell;
-use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 /// One ring as seen from one process: where its control block and data are.
@@ -257,13 +256,53 @@ impl Producer {
         }))
     }
 
-    /// Copies `bytes` into a granted record's payload.
+    /// Reserves the largest record that fits in the ring's free space right now (up to
+    /// [`RingRef::max_record_payload`]), for a payload whose size is not known in
+    /// advance (an rkyv archive serialized in place). `None` if no payload fits.
+    pub fn reserve_available(&self) -> Result<Option<Grant>, Broken> {
+        if self.free() < self.ring.capacity / 2 {
+            self.reload_tail()?;
+        }
+        let free = self.free();
+        let head = self.head.get();
+        let to_end = self.ring.capacity - (head as usize & self.ring.mask());
+        // Free space that wraps is two runs: before the ring's end, and from offset 0
+        // (after a padding record). Take the longer.
+        let (start, padded, room) = if free <= to_end || to_end >= free - to_end {
+            (head, false, free.min(to_end))
+        } else {
+            (head + to_end as u64, true, free - to_end)
+        };
+        let capacity = (room.saturating_sub(wire::HEADER) / wire::ALIGN * wire::ALIGN)
+            .min(self.ring.max_record_payload());
+        if capacity == 0 {
+            return Ok(None);
+        }
+        let pos = start as usize & self.ring.mask();
+        // SAFETY: `room` bytes from `pos` are free and before the ring's end, and
+        // `HEADER + capacity <= room`.
+        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
+        Ok(Some(Grant {
+            start,
+            padded,
+            capacity,
+            payload,
+        }))
+    }
+
+    /// Runs `f` on a granted record's payload space.
+    pub fn with_grant<R>(&self, grant: &Grant, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: the grant covers `capacity` bytes of free ring space that the consumer
+        // does not read until we publish it, and nothing else in this process refers to
+        // them (the producer is `!Sync` and the grant is used once).
+        f(unsafe { std::slice::from_raw_parts_mut(grant.payload, grant.capacity) })
+    }
+
+    /// Copies `bytes` into a granted record's payload, at offset `at`.
     pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
-        assert!(at + bytes.len() <= grant.capacity);
-        // SAFETY: the grant covers `capacity` bytes of free ring space (checked above),
-        // which the consumer does not read until we publish it; `bytes` is our own memory,
-        // so the two cannot overlap.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), grant.payload.add(at), bytes.len()) }
+        self.with_grant(grant, |space| {
+            space[at..at + bytes.len()].copy_from_slice(bytes)
+        });
     }
 
     /// Writes the header of a granted record (and the padding before it, if any) and
@@ -432,24 +471,24 @@ impl Consumer {
         Ok(self.peek()?.is_some())
     }
 
-    /// Copies `out.len()` bytes of `rec`'s payload starting at `at` into `out`.
-    pub fn copy_out(&self, rec: &Record, at: usize, out: &mut [u8]) {
-        assert!(at + out.len() <= rec.len);
-        // SAFETY: the payload range was checked to lie in the ring and in the published
-        // part of it; the producer does not touch it until we release it (a hostile one
-        // may, which garbles only the bytes we copy). `out` is our own memory.
-        unsafe { ptr::copy_nonoverlapping(rec.payload.add(at), out.as_mut_ptr(), out.len()) }
+    /// The payload of `rec`, in place in the ring.
+    ///
+    /// # Safety
+    /// `rec` must come from this consumer's `peek` and must not be released while the
+    /// returned slice is alive. Until then the producer does not write those bytes (the
+    /// ring protocol); a hostile producer could, which is the one trust the zero-copy
+    /// path places in the peer (see DESIGN.md, "Trust").
+    pub unsafe fn payload(&self, rec: &Record) -> &[u8] {
+        // SAFETY: `check` made sure the payload lies inside the data area and inside the
+        // published bytes; the caller keeps the record unreleased while the slice lives.
+        unsafe { std::slice::from_raw_parts(rec.payload, rec.len) }
     }
 
-    /// Appends `rec`'s payload to `out`.
-    pub fn append_to(&self, rec: &Record, out: &mut Vec<u8>) {
-        out.reserve(rec.len);
-        // SAFETY: as in `copy_out`; `reserve` made room for `rec.len` more bytes after
-        // `out.len()`, which the copy initialises before `set_len` exposes them.
-        unsafe {
-            ptr::copy_nonoverlapping(rec.payload, out.as_mut_ptr().add(out.len()), rec.len);
-            out.set_len(out.len() + rec.len);
-        }
+    /// Runs `f` on the payload of `rec` (from this consumer's `peek`, not yet released).
+    pub fn with_payload<R>(&self, rec: &Record, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: the record stays unreleased for the duration of `f`: releasing takes
+        // place only through `release`, which callers do after this returns.
+        f(unsafe { self.payload(rec) })
     }
 
     /// Gives the record's space back to the producer. Returns whether the producer was
@@ -519,8 +558,7 @@ mod tests {
 
     fn recv(c: &Consumer) -> Option<Vec<u8>> {
         let r = c.peek().unwrap()?;
-        let mut v = vec![0; r.len];
-        c.copy_out(&r, 0, &mut v);
+        let v = c.with_payload(&r, |p| p.to_vec());
         c.release(&r).unwrap();
         Some(v)
     }
@@ -618,6 +656,24 @@ mod tests {
         assert!(send(&p2, b"two"));
         assert_eq!(recv(&c).unwrap(), b"one");
         assert_eq!(recv(&c).unwrap(), b"two");
+    }
+
+    #[test]
+    fn reserve_available_takes_the_longer_free_run() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let g = p.reserve_available().unwrap().unwrap();
+        assert_eq!(g.capacity, p.ring().max_record_payload());
+        p.commit(g, Kind::Whole, 1000, 0).unwrap(); // 1016 bytes at 0
+        assert!(send(&p, &[0; 1500])); // 1520 bytes at 1016; head at 2536
+        assert_eq!(recv(&c).unwrap().len(), 1000);
+        assert_eq!(recv(&c).unwrap().len(), 1500);
+        // Free: 1560 bytes before the end, 2536 after wrapping: it pads and wraps.
+        let g = p.reserve_available().unwrap().unwrap();
+        assert_eq!(g.capacity, p.ring().max_record_payload().min(2536 - 16));
+        p.fill(&g, 0, b"wrapped");
+        p.commit(g, Kind::Whole, 7, 0).unwrap();
+        assert_eq!(recv(&c).unwrap(), b"wrapped");
     }
 
     #[test]

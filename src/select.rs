@@ -36,7 +36,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     for c in conns {
         let ep = c.inner.as_ref().ok_or(Error::Closed)?;
         let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-        rx.usable()?;
+        rx.ready_to_receive()?;
         rx.guard(rx.consumer.resync())?;
         ends.push((ep, rx));
     }

@@ -1,0 +1,65 @@
+//! The streaming path allocates nothing: `send_bytes`, `recv_bytes_into`, a typed `send`
+//! that fits in the ring (serialized in place, no intermediate buffer) and an in-place
+//! `recv_archived`. Counted by a global allocator, per thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_in(f: impl FnMut()) -> usize {
+    let before = ALLOCATIONS.with(|c| c.get());
+    let mut f = f;
+    f();
+    ALLOCATIONS.with(|c| c.get()) - before
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Tick {
+    seq: u64,
+    symbol: String,
+    prices: Vec<f64>,
+}
+
+#[test]
+fn the_streaming_path_does_not_allocate() {
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    let tick = Tick {
+        seq: 1,
+        symbol: "ACME".into(),
+        prices: vec![1.0; 32],
+    };
+    let payload = [7u8; 64];
+    let mut buf = [0u8; 4096];
+    let mut round = || {
+        for _ in 0..1000 {
+            a.send_bytes(&payload).unwrap();
+            assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 64);
+            a.send(&tick).unwrap();
+            let t = b.recv_archived::<Tick>().unwrap();
+            assert_eq!(t.prices.len(), 32);
+        }
+    };
+    round(); // warm up: rkyv's thread-local arena, the first reloads
+    assert_eq!(allocations_in(&mut round), 0);
+}

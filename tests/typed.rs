@@ -1,0 +1,267 @@
+//! Typed rkyv messages between real processes: in-place reads, messages larger than
+//! the ring, type mismatches and garbage, and relaying through a bytes-only process.
+
+mod common;
+
+use common::fork;
+use shmpipe::{pipe, Builder, Error};
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq, Clone)]
+struct Talk {
+    name: String,
+    spam: i32,
+    tags: Vec<String>,
+    score: Option<f64>,
+}
+
+fn talk() -> Talk {
+    Talk {
+        name: "bob".into(),
+        spam: 42,
+        tags: vec!["a".into(), "bc".into()],
+        score: Some(0.5),
+    }
+}
+
+/// Whether `addr` lies in one of this process's shmpipe region mappings.
+fn in_a_region(addr: usize) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|l| {
+            let range = l.split_whitespace().next().unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            l.contains("memfd:shmpipe") && (lo..hi).contains(&addr)
+        })
+}
+
+#[test]
+fn every_common_type_round_trips_across_processes() {
+    let (parent, child) = pipe(true).unwrap();
+    let kid = fork(|| {
+        child.send(&7u8).unwrap();
+        child.send(&-3i64).unwrap();
+        child.send(&2.5f32).unwrap();
+        child.send(&String::from("spam")).unwrap();
+        child.send(&vec![1u16, 2, 3]).unwrap();
+        child.send(&Some(String::from("eggs"))).unwrap();
+        child.send(&None::<u32>).unwrap();
+        child.send(&(1u8, String::from("two"), 3.0f64)).unwrap();
+        child.send(&talk()).unwrap();
+        child.send(&()).unwrap();
+        0
+    });
+    assert_eq!(parent.recv::<u8>().unwrap(), 7);
+    assert_eq!(parent.recv::<i64>().unwrap(), -3);
+    assert_eq!(parent.recv::<f32>().unwrap(), 2.5);
+    assert_eq!(parent.recv::<String>().unwrap(), "spam");
+    assert_eq!(parent.recv::<Vec<u16>>().unwrap(), [1, 2, 3]);
+    assert_eq!(
+        parent.recv::<Option<String>>().unwrap().as_deref(),
+        Some("eggs")
+    );
+    assert_eq!(parent.recv::<Option<u32>>().unwrap(), None);
+    assert_eq!(
+        parent.recv::<(u8, String, f64)>().unwrap(),
+        (1, "two".into(), 3.0)
+    );
+    assert_eq!(parent.recv::<Talk>().unwrap(), talk());
+    parent.recv::<()>().unwrap();
+    kid.join();
+}
+
+#[test]
+fn a_one_mib_vec_is_read_in_place_in_shared_memory() {
+    let (parent, child) = pipe(true).unwrap();
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    let kid = fork(|| {
+        child.send(&data).unwrap();
+        0
+    });
+    let msg = parent.recv_archived::<Vec<u8>>().unwrap();
+    assert_eq!(msg.as_slice(), &data[..]);
+    assert!(in_a_region(msg.as_ptr() as usize), "not read in place");
+    assert!(in_a_region(msg.as_bytes().as_ptr() as usize));
+    drop(msg);
+    kid.join();
+}
+
+#[test]
+fn an_8_mib_vec_larger_than_the_ring_arrives_both_ways() {
+    let (parent, child) = pipe(true).unwrap();
+    let data: Vec<u64> = (0..1 << 20).map(|i| i * 3).collect(); // 8 MiB, ring is 4 MiB
+    let kid = fork(|| {
+        child.send(&data).unwrap();
+        child.send(&data).unwrap();
+        0
+    });
+    assert_eq!(parent.recv::<Vec<u64>>().unwrap(), data);
+    let msg = parent.recv_archived::<Vec<u64>>().unwrap();
+    assert_eq!(msg.len(), data.len());
+    assert!(msg.iter().zip(&data).all(|(a, b)| a.to_native() == *b));
+    assert_eq!(
+        msg.as_ptr() as usize % 8,
+        0,
+        "the reassembled copy is aligned"
+    );
+    assert!(
+        !in_a_region(msg.as_ptr() as usize),
+        "a fragmented message is a copy"
+    );
+    drop(msg);
+    kid.join();
+}
+
+#[test]
+fn a_type_mismatch_is_invalid_consumed_and_harmless() {
+    let (parent, child) = pipe(true).unwrap();
+    let kid = fork(|| {
+        child
+            .send(&String::from("definitely not a vector of u64"))
+            .unwrap();
+        child.send(&vec![0x41u8; 20]).unwrap();
+        child.send(&talk()).unwrap();
+        0
+    });
+    match parent.recv::<Vec<u64>>() {
+        Err(Error::Invalid(why)) => {
+            assert!(
+                why.contains("not a valid archive of alloc::vec::Vec<u64>"),
+                "{why}"
+            );
+            assert!(
+                why.contains("overran") || why.contains("range"),
+                "rkyv's reason: {why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match parent.recv_archived::<String>() {
+        Err(Error::Invalid(why)) => assert!(why.contains("UTF-8"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        parent.recv::<Talk>().unwrap(),
+        talk(),
+        "the connection goes on"
+    );
+    kid.join();
+}
+
+#[test]
+fn garbage_bytes_are_invalid_not_a_crash() {
+    let (parent, child) = pipe(true).unwrap();
+    let kid = fork(|| {
+        let mut rng = common::Rng(99);
+        for _ in 0..200 {
+            let len = rng.below(300) as usize;
+            child
+                .send_bytes(&(0..len).map(|_| rng.next() as u8).collect::<Vec<_>>())
+                .unwrap();
+        }
+        child.send(&talk()).unwrap();
+        0
+    });
+    let mut invalid = 0;
+    for _ in 0..200 {
+        match parent.recv::<Talk>() {
+            Ok(_) => {}
+            Err(Error::Invalid(why)) => {
+                assert!(!why.is_empty());
+                invalid += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        invalid > 150,
+        "garbage mostly fails validation ({invalid}/200)"
+    );
+    assert_eq!(parent.recv::<Talk>().unwrap(), talk());
+    kid.join();
+}
+
+#[test]
+fn typed_messages_are_ordinary_messages() {
+    let (a, b) = pipe(true).unwrap();
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&talk()).unwrap();
+    a.send(&talk()).unwrap();
+    assert_eq!(
+        b.recv_bytes().unwrap(),
+        archive.as_slice(),
+        "recv_bytes gives the archive"
+    );
+    a.send_bytes(&archive).unwrap();
+    assert_eq!(
+        b.recv::<Talk>().unwrap(),
+        talk(),
+        "recv of send_bytes(archive)"
+    );
+}
+
+#[test]
+fn a_typed_message_survives_a_bytes_only_relay_process() {
+    let (mut parent, relay_end) = pipe(true).unwrap();
+    let relay = fork(|| {
+        parent.close(); // or the relay's inherited copy would keep the pipe open
+        loop {
+            match relay_end.recv_bytes() {
+                Ok(m) => relay_end.send_bytes(&m).unwrap(),
+                Err(Error::Eof) => return 0,
+                Err(_) => return 1,
+            }
+        }
+    });
+    drop(relay_end);
+    let big = vec![talk(); 100_000]; // several MiB: fragmented on the way out and back
+    parent.send(&talk()).unwrap();
+    assert_eq!(parent.recv::<Talk>().unwrap(), talk());
+    let sender = std::thread::spawn(move || {
+        parent.send(&big).unwrap();
+        (parent, big)
+    });
+    let (parent, big) = sender.join().unwrap();
+    assert_eq!(parent.recv::<Vec<Talk>>().unwrap(), big);
+    drop(parent);
+    relay.join();
+}
+
+#[test]
+fn a_borrowed_message_blocks_other_receives_until_dropped() {
+    let (a, b) = pipe(true).unwrap();
+    a.send(&1u32).unwrap();
+    a.send(&2u32).unwrap();
+    let first = b.recv_archived::<u32>().unwrap();
+    assert!(matches!(b.recv::<u32>(), Err(Error::Invalid(_))));
+    assert!(matches!(b.recv_bytes(), Err(Error::Invalid(_))));
+    assert!(matches!(shmpipe::wait(&[&b], None), Err(Error::Invalid(_))));
+    assert_eq!(*first, 1);
+    drop(first);
+    assert_eq!(b.recv::<u32>().unwrap(), 2);
+}
+
+#[test]
+fn typed_sends_wait_for_room_and_break_like_bytes() {
+    let (r, mut w) = Builder::new().duplex(false).capacity(4096).build().unwrap();
+    assert!(matches!(r.send(&1u8), Err(Error::NotWritable)));
+    assert!(matches!(w.recv::<u8>(), Err(Error::NotReadable)));
+    let sender = std::thread::spawn(move || {
+        for i in 0..10_000u32 {
+            w.send(&(i, format!("message {i}"))).unwrap();
+        }
+        w.close();
+        assert!(matches!(w.send(&1u8), Err(Error::Closed)));
+    });
+    for i in 0..10_000u32 {
+        assert_eq!(
+            r.recv::<(u32, String)>().unwrap(),
+            (i, format!("message {i}"))
+        );
+    }
+    sender.join().unwrap();
+    assert!(matches!(r.recv::<u8>(), Err(Error::Eof)));
+}
