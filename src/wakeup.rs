@@ -91,16 +91,26 @@ pub(crate) enum Woken {
 }
 
 /// Spins on `ready` for a while, never past `deadline`.
+///
+/// The clock is read only after a first round of checks: a blocking receive in a busy
+/// conversation usually succeeds within that round, and reading the clock first would
+/// put a `clock_gettime` on every message's critical path.
 pub(crate) fn spin<F>(ready: &mut F, n: usize, deadline: Option<Instant>) -> Result<Option<usize>>
 where
     F: FnMut(usize) -> Result<bool>,
 {
-    let start = Instant::now();
-    let until = match deadline {
-        Some(d) => d.min(start + SPIN_FOR),
-        None => start + SPIN_FOR,
+    let limit = |now: Instant| match deadline {
+        Some(d) => d.min(now + SPIN_FOR),
+        None => now + SPIN_FOR,
     };
+    // With a deadline (poll with a timeout) respect it from the start.
+    let mut until = deadline.map(|_| limit(Instant::now()));
     loop {
+        if let Some(u) = until {
+            if Instant::now() >= u {
+                return Ok(None);
+            }
+        }
         for _ in 0..64 {
             for i in 0..n {
                 if ready(i)? {
@@ -109,8 +119,8 @@ where
             }
             std::hint::spin_loop();
         }
-        if Instant::now() >= until {
-            return Ok(None);
+        if until.is_none() {
+            until = Some(limit(Instant::now()));
         }
     }
 }

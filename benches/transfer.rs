@@ -1,0 +1,364 @@
+//! shmpipe beside the alternatives, two processes in every case (fork), in one run:
+//!
+//! * `stream/T/S`: one-way streaming of S-byte messages; time per message received.
+//! * `pingpong/T/S`: S-byte message sent and echoed back; time per round trip.
+//!
+//! Transports: shmpipe (`send_bytes` + `recv_bytes`, `send_bytes` + `recv_bytes_into`,
+//! typed `send` + `recv_archived`), a Unix socketpair with length-prefixed messages
+//! (Python's `Pipe` framing: one `writev` per message, a buffered reader), an anonymous
+//! `pipe(2)` with the same framing, and the `ipc-channel` crate. The machine's floors:
+//! `memcpy` of one message on one core, and a bare cache-line ping-pong between the two
+//! processes. Every receiver reads one byte per cache line of each message.
+//!
+//! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
+//! results into `benches/results/RESULTS.md` and `throughput.svg`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::io::{BufReader, IoSlice, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const STREAM_SIZES: [usize; 6] = [8, 64, 1024, 64 << 10, 1 << 20, 16 << 20];
+const PINGPONG_SIZES: [usize; 2] = [64, 4096];
+
+/// Reads one byte per cache line, so that every transport's receiver really reads the
+/// message (an in-place view would otherwise cost nothing).
+fn touch(bytes: &[u8]) {
+    black_box(bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b));
+}
+
+/// One side of a transport.
+trait End {
+    fn send(&mut self, msg: &[u8]);
+    /// Receives one message, reads it, and returns its length.
+    fn recv(&mut self, scratch: &mut [u8]) -> usize;
+}
+
+struct ShmBytes(shmpipe::Connection);
+struct ShmInto(shmpipe::Connection);
+struct ShmArchived(shmpipe::Connection, Vec<u8>);
+
+impl End for ShmBytes {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send_bytes(msg).unwrap();
+    }
+    fn recv(&mut self, _: &mut [u8]) -> usize {
+        let m = self.0.recv_bytes().unwrap();
+        touch(&m);
+        m.len()
+    }
+}
+
+impl End for ShmInto {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send_bytes(msg).unwrap();
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        let n = self.0.recv_bytes_into(scratch).unwrap();
+        touch(&scratch[..n]);
+        n
+    }
+}
+
+impl End for ShmArchived {
+    fn send(&mut self, msg: &[u8]) {
+        // The typed payload is a Vec<u8> of the message's size, prepared once.
+        if self.1.len() != msg.len() {
+            self.1 = msg.to_vec();
+        }
+        self.0.send(&self.1).unwrap();
+    }
+    fn recv(&mut self, _: &mut [u8]) -> usize {
+        let m = self.0.recv_archived::<Vec<u8>>().unwrap();
+        touch(m.as_slice());
+        m.len()
+    }
+}
+
+/// Length-prefixed framing over a byte stream, as Python's `Connection` does it.
+struct Framed<R: Read, W: Write> {
+    reader: BufReader<R>,
+    writer: W,
+}
+
+impl<R: Read, W: Write> End for Framed<R, W> {
+    fn send(&mut self, msg: &[u8]) {
+        let header = (msg.len() as u32).to_be_bytes();
+        let mut bufs = [IoSlice::new(&header), IoSlice::new(msg)];
+        let mut bufs = &mut bufs[..];
+        while !bufs.is_empty() {
+            let n = self.writer.write_vectored(bufs).unwrap();
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        let mut header = [0u8; 4];
+        self.reader.read_exact(&mut header).unwrap();
+        let n = u32::from_be_bytes(header) as usize;
+        self.reader.read_exact(&mut scratch[..n]).unwrap();
+        touch(&scratch[..n]);
+        n
+    }
+}
+
+struct Ipc(
+    ipc_channel::ipc::IpcBytesSender,
+    ipc_channel::ipc::IpcBytesReceiver,
+);
+
+impl End for Ipc {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send(msg).unwrap();
+    }
+    fn recv(&mut self, _: &mut [u8]) -> usize {
+        let m = self.1.recv().unwrap();
+        touch(&m);
+        m.len()
+    }
+}
+
+type Pair = (Box<dyn End>, Box<dyn End>);
+
+fn socketpair() -> Pair {
+    let (a, b) = UnixStream::pair().unwrap();
+    let end = |s: UnixStream| -> Box<dyn End> {
+        Box::new(Framed {
+            reader: BufReader::with_capacity(64 << 10, s.try_clone().unwrap()),
+            writer: s,
+        })
+    };
+    (end(a), end(b))
+}
+
+fn pipes() -> Pair {
+    let (r1, w1) = std::io::pipe().unwrap();
+    let (r2, w2) = std::io::pipe().unwrap();
+    (
+        Box::new(Framed {
+            reader: BufReader::with_capacity(64 << 10, r1),
+            writer: w2,
+        }),
+        Box::new(Framed {
+            reader: BufReader::with_capacity(64 << 10, r2),
+            writer: w1,
+        }),
+    )
+}
+
+fn ipc() -> Pair {
+    let (s1, r1) = ipc_channel::ipc::bytes_channel().unwrap();
+    let (s2, r2) = ipc_channel::ipc::bytes_channel().unwrap();
+    (Box::new(Ipc(s2, r1)), Box::new(Ipc(s1, r2)))
+}
+
+fn shm(kind: &str) -> Pair {
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    match kind {
+        "shmpipe_bytes" | "shmpipe" => (Box::new(ShmBytes(a)), Box::new(ShmBytes(b))),
+        "shmpipe_into" => (Box::new(ShmInto(a)), Box::new(ShmInto(b))),
+        _ => (
+            Box::new(ShmArchived(a, Vec::new())),
+            Box::new(ShmArchived(b, Vec::new())),
+        ),
+    }
+}
+
+fn make(kind: &str) -> Pair {
+    match kind {
+        "socketpair" => socketpair(),
+        "pipe" => pipes(),
+        "ipc_channel" => ipc(),
+        _ => shm(kind),
+    }
+}
+
+/// A forked peer process, told what to do through a control pipe; it exits when the
+/// control pipe closes.
+struct Peer {
+    pid: libc::pid_t,
+    control: Option<std::io::PipeWriter>,
+}
+
+impl Peer {
+    /// Forks a peer that runs `serve(count)` for every count written to the control pipe.
+    fn spawn(mut serve: impl FnMut(u64)) -> Peer {
+        let (mut r, w) = std::io::pipe().unwrap();
+        // SAFETY: the child only runs `serve` and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            drop(w);
+            let mut n = [0u8; 8];
+            while r.read_exact(&mut n).is_ok() {
+                serve(u64::from_ne_bytes(n));
+            }
+            // SAFETY: leaves the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        Peer {
+            pid,
+            control: Some(w),
+        }
+    }
+
+    fn go(&mut self, count: u64) {
+        self.control
+            .as_mut()
+            .unwrap()
+            .write_all(&count.to_ne_bytes())
+            .unwrap();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.control.take());
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+    }
+}
+
+fn stream(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    for size in STREAM_SIZES {
+        g.throughput(Throughput::Bytes(size as u64));
+        let payload = vec![0x5Au8; size];
+        let mut scratch = vec![0u8; size];
+        for kind in [
+            "shmpipe_bytes",
+            "shmpipe_into",
+            "shmpipe_archived",
+            "socketpair",
+            "pipe",
+            "ipc_channel",
+        ] {
+            let (mut receiver, mut sender) = make(kind);
+            let mut peer = Peer::spawn(|count| {
+                for _ in 0..count {
+                    sender.send(&payload);
+                }
+            });
+            drop(sender);
+            g.bench_function(BenchmarkId::new(kind, size), |b| {
+                b.iter_custom(|iters| {
+                    peer.go(iters);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        receiver.recv(&mut scratch);
+                    }
+                    start.elapsed()
+                })
+            });
+            drop(receiver);
+            drop(peer);
+        }
+        let mut dst = vec![0u8; size];
+        g.bench_function(BenchmarkId::new("memcpy", size), |b| {
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&payload));
+                black_box(&dst);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn pingpong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pingpong");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    for size in PINGPONG_SIZES {
+        let payload = vec![0xA5u8; size];
+        let mut scratch = vec![0u8; size];
+        for kind in ["shmpipe", "socketpair", "pipe", "ipc_channel"] {
+            let kind_to_make = if kind == "shmpipe" {
+                "shmpipe_into"
+            } else {
+                kind
+            };
+            let (mut here, mut there) = make(kind_to_make);
+            let mut echo_buf = vec![0u8; size];
+            let mut peer = Peer::spawn(|count| {
+                for _ in 0..count {
+                    let n = there.recv(&mut echo_buf);
+                    there.send(&echo_buf[..n]);
+                }
+            });
+            drop(there);
+            g.bench_function(BenchmarkId::new(kind, size), |b| {
+                b.iter_custom(|iters| {
+                    peer.go(iters);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        here.send(&payload);
+                        here.recv(&mut scratch);
+                    }
+                    start.elapsed()
+                })
+            });
+            drop(here);
+            drop(peer);
+        }
+    }
+    // The floor: one cache line bounced between the two processes, nothing else.
+    let line = SharedLine::new();
+    let mut peer = Peer::spawn(|count| {
+        for i in 0..count {
+            while line.get().load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            line.get().store(2 * i + 2, Ordering::Release);
+        }
+    });
+    g.bench_function(BenchmarkId::new("cacheline", 64), |b| {
+        b.iter_custom(|iters| {
+            line.get().store(0, Ordering::Release);
+            peer.go(iters);
+            let start = Instant::now();
+            for i in 0..iters {
+                line.get().store(2 * i + 1, Ordering::Release);
+                while line.get().load(Ordering::Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            start.elapsed()
+        })
+    });
+    drop(peer);
+    g.finish();
+}
+
+/// One cache line of `MAP_SHARED` anonymous memory: shared with children after fork.
+struct SharedLine(*mut AtomicU64);
+
+impl SharedLine {
+    fn new() -> SharedLine {
+        // SAFETY: a fresh anonymous shared mapping of one page.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        SharedLine(p as *mut AtomicU64)
+    }
+
+    fn get(&self) -> &AtomicU64 {
+        // SAFETY: the page stays mapped for the life of `self` (never unmapped; the bench
+        // process exits soon after) and is zero-initialised, a valid AtomicU64.
+        unsafe { &*self.0 }
+    }
+}
+
+criterion_group!(benches, stream, pingpong);
+criterion_main!(benches);
