@@ -1,0 +1,182 @@
+//! The ring and wake-up protocols of `src/ring.rs` and `src/wakeup.rs`, as a model that
+//! a checker runs over many interleavings: one producer, one consumer, a ring of `SLOTS`
+//! records, `MESSAGES` messages, then the producer's end closes. Included by
+//! `tests/loom_ring.rs` (exhaustive up to a preemption bound, weak memory) and
+//! `tests/shuttle_ring.rs` (random schedules, larger runs), which supply `super::rt`.
+//!
+//! The model keeps the real code's structure (own index, cached copy of the other's,
+//! publish by compare-exchange, announce / re-check / sleep, ring only a raised flag) with
+//! records reduced to one slot each. The doorbells (eventfds) and the peer's death
+//! (`POLLHUP` on the liveness socket) are kernel objects whose state the kernel keeps
+//! under a lock; they are modelled as such, with a `Mutex` and a `Condvar`.
+//!
+//! Checked: messages arrive in order, exactly once; EOF only after the last one; no lost
+//! wake-up (a sleeper never woken is a deadlock, which both checkers report); and, under
+//! loom, no payload read before it is whole or overwritten before it is read (the slots
+//! are loom `UnsafeCell`s, so either would be a data race).
+
+use super::rt::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+use super::rt::{check, thread, Arc, Condvar, Mutex, UnsafeCell};
+
+pub fn config() -> (u64, u64) {
+    let get = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    (
+        get("SHMPIPE_MODEL_MESSAGES", 3),
+        get("SHMPIPE_MODEL_SLOTS", 2),
+    )
+}
+
+struct Ring {
+    head: AtomicU64,
+    tail: AtomicU64,
+    reader_sleeping: AtomicU32,
+    writer_sleeping: AtomicU32,
+    slots: Vec<UnsafeCell<u64>>,
+    /// The reader's `poll` set: data doorbell and the writer's liveness socket.
+    data_bell: Bell,
+    /// The writer's: space doorbell (its peer never closes in this model).
+    space_bell: Bell,
+}
+
+/// An eventfd (readable after `ring`, drained by the waiter) together with the liveness
+/// socket polled beside it (hung up after `close`).
+struct Bell {
+    state: Mutex<(bool, bool)>, // (rung, peer closed)
+    cv: Condvar,
+}
+
+impl Bell {
+    fn new() -> Bell {
+        Bell {
+            state: Mutex::new((false, false)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn ring(&self) {
+        self.state.lock().unwrap().0 = true;
+        self.cv.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cv.notify_one();
+    }
+
+    /// `poll` on both: returns (draining the doorbell) once it was rung or the peer is
+    /// gone; returns whether the peer is gone.
+    fn sleep(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        while !s.0 && !s.1 {
+            s = self.cv.wait(s).unwrap();
+        }
+        s.0 = false;
+        s.1
+    }
+}
+
+/// After a publish: ring the other side only if its flag was raised (`wake_needed`).
+fn wake_if_sleeping(flag: &AtomicU32, bell: &Bell) {
+    fence(SeqCst); // the real code's SeqCst publish → SeqCst flag load
+    if flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0 {
+        bell.ring();
+    }
+}
+
+fn producer(ring: &Ring, messages: u64, slots: u64, recheck: bool) {
+    let mut head = 0u64;
+    let mut cached_tail = 0u64;
+    for m in 0..messages {
+        // reserve: cached tail first, reload when it says full, sleep when really full
+        while head - cached_tail == slots {
+            cached_tail = ring.tail.load(SeqCst);
+            if head - cached_tail < slots {
+                break;
+            }
+            ring.writer_sleeping.store(1, SeqCst);
+            fence(SeqCst); // raise flag → re-check
+            cached_tail = ring.tail.load(SeqCst);
+            if recheck && head - cached_tail < slots {
+                ring.writer_sleeping.store(0, SeqCst);
+                break;
+            }
+            ring.space_bell.sleep();
+            ring.writer_sleeping.store(0, SeqCst);
+        }
+        // write the record, then publish it
+        ring.slots[(head % slots) as usize].with_mut(|p| unsafe { *p = m + 1 });
+        ring.head
+            .compare_exchange(head, head + 1, SeqCst, SeqCst)
+            .expect("single producer");
+        head += 1;
+        wake_if_sleeping(&ring.reader_sleeping, &ring.data_bell);
+    }
+    // The last descriptor of the writer's socket closes: the kernel reports POLLHUP.
+    ring.data_bell.close();
+}
+
+fn consumer(ring: &Ring, messages: u64, slots: u64) {
+    let mut tail = 0u64;
+    let mut cached_head = 0u64;
+    let mut next = 1u64;
+    loop {
+        if tail == cached_head {
+            cached_head = ring.head.load(SeqCst);
+        }
+        if tail < cached_head {
+            let v = ring.slots[(tail % slots) as usize].with(|p| unsafe { *p });
+            assert_eq!(v, next, "messages arrive in order, exactly once");
+            next += 1;
+            ring.tail
+                .compare_exchange(tail, tail + 1, SeqCst, SeqCst)
+                .expect("single consumer");
+            tail += 1;
+            wake_if_sleeping(&ring.writer_sleeping, &ring.space_bell);
+            continue;
+        }
+        ring.reader_sleeping.store(1, SeqCst);
+        fence(SeqCst); // raise flag → re-check
+        cached_head = ring.head.load(SeqCst);
+        if tail < cached_head {
+            ring.reader_sleeping.store(0, SeqCst);
+            continue;
+        }
+        let peer_gone = ring.data_bell.sleep();
+        ring.reader_sleeping.store(0, SeqCst);
+        if peer_gone {
+            // PeerGone: one more look, then EOF.
+            cached_head = ring.head.load(SeqCst);
+            if tail < cached_head {
+                continue;
+            }
+            break;
+        }
+    }
+    assert_eq!(next - 1, messages, "EOF only after the last message");
+}
+
+/// Runs the model (with or without the re-check after raising a flag) under the
+/// checker `super::rt::check`.
+pub fn model(recheck: bool) {
+    let (messages, slots) = config();
+    check(move || {
+        let ring = Arc::new(Ring {
+            head: AtomicU64::new(0),
+            tail: AtomicU64::new(0),
+            reader_sleeping: AtomicU32::new(0),
+            writer_sleeping: AtomicU32::new(0),
+            slots: (0..slots).map(|_| UnsafeCell::new(0)).collect(),
+            data_bell: Bell::new(),
+            space_bell: Bell::new(),
+        });
+        let r = ring.clone();
+        let reader = thread::spawn(move || consumer(&r, messages, slots));
+        producer(&ring, messages, slots, recheck);
+        reader.join().unwrap();
+    });
+}
