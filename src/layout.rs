@@ -120,7 +120,7 @@ pub(crate) fn rings_of_end(rings: usize, end: usize) -> (Option<usize>, Option<u
 // The header and the control blocks must fit the space reserved for them.
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(CONTROLS_OFFSET + 2 * CONTROL_SIZE <= DATA_OFFSET);
-const _: () = assert!(DATA_OFFSET % PAGE == 0);
+const _: () = assert!(DATA_OFFSET.is_multiple_of(PAGE));
 
 #[cfg(test)]
 mod tests {

@@ -80,7 +80,7 @@ impl RingRef {
 
     /// The 16-byte header slot at ring position `pos` (a multiple of 16).
     fn header_at(&self, pos: usize) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
-        debug_assert!(pos % wire::ALIGN == 0 && pos + wire::HEADER <= self.capacity);
+        debug_assert!(pos.is_multiple_of(wire::ALIGN) && pos + wire::HEADER <= self.capacity);
         // SAFETY: `pos + 16 <= capacity` so the slot is inside the data area, and 16-byte
         // aligned because the data area is page aligned. Access goes through atomics, so
         // a peer writing the same bytes concurrently is a race on atomics, not UB.
@@ -176,7 +176,8 @@ impl Producer {
             return Ok(());
         }
         let tail = self.ring.ctl().tail.load(SeqCst);
-        if shared < tail || shared - tail > self.ring.capacity as u64 || shared % 16 != 0 {
+        if shared < tail || shared - tail > self.ring.capacity as u64 || !shared.is_multiple_of(16)
+        {
             return Err(format!(
                 "published head {shared} is impossible with tail {tail}"
             ));
@@ -196,7 +197,7 @@ impl Producer {
         let tail = self.ring.ctl().tail.load(SeqCst);
         self.reloads.set(self.reloads.get() + 1);
         let head = self.head.get();
-        if tail < self.cached_tail.get() || tail > head || tail % 16 != 0 {
+        if tail < self.cached_tail.get() || tail > head || !tail.is_multiple_of(16) {
             return Err(format!(
                 "consumer published tail {tail}, impossible after {} with head {head}",
                 self.cached_tail.get()
@@ -399,7 +400,8 @@ impl Consumer {
             return Ok(());
         }
         let head = self.ring.ctl().head.load(SeqCst);
-        if shared > head || head - shared > self.ring.capacity as u64 || shared % 16 != 0 {
+        if shared > head || head - shared > self.ring.capacity as u64 || !shared.is_multiple_of(16)
+        {
             return Err(format!(
                 "published tail {shared} is impossible with head {head}"
             ));
