@@ -88,6 +88,9 @@ fn wake_if_sleeping(flag: &AtomicU32, bell: &Bell) {
     }
 }
 
+// `head` is the producer's own index, as in ring.rs, not a loop counter that happens to
+// match the message number.
+#[allow(clippy::explicit_counter_loop)]
 fn producer(ring: &Ring, messages: u64, slots: u64, recheck: bool) {
     let mut head = 0u64;
     let mut cached_tail = 0u64;
