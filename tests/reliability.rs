@@ -1,0 +1,158 @@
+//! Under load and misuse: a soak in both directions at once, and two processes writing
+//! on the same end.
+//!
+//! The soak's short version runs in `cargo test`; the long one (10^8 messages each way
+//! by default) with
+//! `cargo test --release --test reliability -- --ignored soak_long --nocapture`
+//! (`SHMPIPE_SOAK_MESSAGES=N` to change the count).
+
+mod common;
+
+use common::{fork, Rng};
+use shmpipe::{Builder, Connection, Error};
+use std::time::Instant;
+
+const CAPACITY: usize = 4096;
+
+/// Message sizes from 0 to 4x the ring, log-uniform so that small messages dominate
+/// (as in real traffic) while every size class, fragmented ones included, keeps coming.
+fn size_of(i: u64, seed: u64) -> usize {
+    let mut r = Rng((i ^ seed.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let max = 4 * CAPACITY as u64;
+    match r.below(15) {
+        0 => 0,
+        bits => r.below((1u64 << bits).min(max) + 1) as usize,
+    }
+}
+
+/// Fills `buf` with message `i`: every word depends on `i` and its position, so a lost,
+/// repeated, reordered, torn or corrupted message cannot pass for the expected one.
+fn fill(i: u64, len: usize, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut x = i.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ len as u64;
+    while buf.len() + 8 <= len {
+        buf.extend_from_slice(&x.to_le_bytes());
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15).rotate_left(7);
+    }
+    while buf.len() < len {
+        buf.push(x as u8);
+        x >>= 8;
+    }
+}
+
+fn send_stream(conn: Connection, seed: u64, n: u64) {
+    let mut buf = Vec::new();
+    for i in 0..n {
+        fill(i ^ seed, size_of(i, seed), &mut buf);
+        conn.send_bytes(&buf).unwrap();
+    }
+}
+
+/// Receives and checks `n` messages, then expects EOF.
+fn check_stream(conn: Connection, seed: u64, n: u64) {
+    let mut got = vec![0u8; 4 * CAPACITY];
+    let mut want = Vec::new();
+    for i in 0..n {
+        let len = conn.recv_bytes_into(&mut got).unwrap();
+        fill(i ^ seed, size_of(i, seed), &mut want);
+        assert!(
+            got[..len] == want[..],
+            "message {i} of stream {seed:#x} differs"
+        );
+    }
+    assert!(
+        matches!(conn.recv_bytes(), Err(Error::Eof)),
+        "EOF after the last message"
+    );
+}
+
+/// Streams `n` checksummed messages each way between two processes at once: each
+/// process sends on one thread and receives on another.
+fn soak(n: u64) {
+    let build = || {
+        Builder::new()
+            .duplex(false)
+            .capacity(CAPACITY)
+            .build()
+            .unwrap()
+    };
+    let (down_r, down_w) = build();
+    let (up_r, up_w) = build();
+    let (mut down_r, mut down_w, mut up_r, mut up_w) =
+        (Some(down_r), Some(down_w), Some(up_r), Some(up_w));
+    let child = fork(|| {
+        drop((down_w.take(), up_r.take()));
+        let up = up_w.take().unwrap();
+        let sender = std::thread::spawn(move || send_stream(up, 0xC0FFEE, n));
+        check_stream(down_r.take().unwrap(), 0xD00D, n);
+        sender.join().unwrap();
+        0
+    });
+    drop((down_r.take(), up_w.take()));
+    let down = down_w.take().unwrap();
+    let start = Instant::now();
+    let sender = std::thread::spawn(move || send_stream(down, 0xD00D, n));
+    check_stream(up_r.take().unwrap(), 0xC0FFEE, n);
+    sender.join().unwrap();
+    child.join();
+    eprintln!("soak: {n} messages each way in {:?}", start.elapsed());
+}
+
+#[test]
+fn soak_short() {
+    soak(100_000);
+}
+
+#[test]
+#[ignore = "long: run with --ignored (see the file's documentation)"]
+fn soak_long() {
+    let n = std::env::var("SHMPIPE_SOAK_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    soak(n.unwrap_or(100_000_000));
+}
+
+/// Two processes writing on the same end at once: whatever happens, every call returns
+/// a documented result (data, `Corrupt` for detected concurrent use, `BrokenPipe` once the
+/// reader gives up), nothing crashes or hangs, and the other direction is unaffected.
+#[test]
+#[ignore = "hangs in this version: a writer can stay blocked; under investigation"]
+fn two_processes_on_one_end_break_only_that_direction() {
+    let (a, b) = Builder::new().capacity(CAPACITY).build().unwrap();
+    let (mut a, b) = (Some(a), b);
+    let writes = |who: u8| -> i32 {
+        for i in 0..50_000u32 {
+            match b.send_bytes(&[who; 24]) {
+                Ok(()) => {}
+                Err(Error::Corrupt(_)) | Err(Error::BrokenPipe) => return 0,
+                Err(e) => panic!("writer {who}, message {i}: {e}"),
+            }
+        }
+        0
+    };
+    let child = fork(|| {
+        drop(a.take()); // only the parent reads
+        writes(2)
+    });
+    let a = a.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut received = 0u64;
+        loop {
+            match a.recv_bytes() {
+                Ok(_) => received += 1,
+                Err(Error::Corrupt(_)) => break,
+                Err(e) => panic!("reader: {e}"),
+            }
+            if received == 100_000 {
+                break;
+            }
+        }
+        // The reading direction may be broken; the other one is not.
+        a.send_bytes(b"the other direction").unwrap();
+        received // dropping `a` here lets any writer blocked on the full ring finish
+    });
+    writes(1);
+    reader.join().unwrap();
+    child.join();
+    assert_eq!(b.recv_bytes().unwrap(), b"the other direction");
+}
