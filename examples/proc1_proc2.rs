@@ -8,8 +8,10 @@
 //!
 //! Run with `cargo run --release --example proc1_proc2`.
 
+mod process;
+use process::{join, spawn};
+
 use shmpipe::{Connection, Error};
-use std::io::Write;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -49,42 +51,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     join(p1)?;
     join(p2)?;
     Ok(())
-}
-
-/// Like `Process(target=...).start()`: forks, runs `target` in the child, flushes stdout
-/// and leaves with `_exit`. Returns the child's pid to the parent.
-fn spawn(target: impl FnOnce() -> shmpipe::Result<()>) -> std::io::Result<libc::pid_t> {
-    // SAFETY: this process is single-threaded, so the child may run any code after fork.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => {
-            let code = match target() {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("child: {e}");
-                    1
-                }
-            };
-            let _ = std::io::stdout().flush();
-            // SAFETY: ends the child at once, without running the parent's exit handlers.
-            unsafe { libc::_exit(code) }
-        }
-        pid => Ok(pid),
-    }
-}
-
-/// Like `Process.join()`: waits for the child and fails unless it exited with status 0.
-fn join(pid: libc::pid_t) -> std::io::Result<()> {
-    let mut status = 0;
-    // SAFETY: `pid` is our child and `status` is a valid place for the kernel to write.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "child {pid} failed: status {status:#x}"
-        )))
-    }
 }
