@@ -26,6 +26,16 @@ use std::time::{Duration, Instant};
 /// long first keeps a busy conversation entirely in user space.
 const SPIN_FOR: Duration = Duration::from_micros(20);
 
+/// The longest a sleeper sleeps before it re-checks the ring on its own.
+///
+/// With one process per side no wake-up is ever lost (see above, and the loom and shuttle
+/// models), so this never matters. It is there for misuse: when two processes block on
+/// the same end at once they share one sleeping flag, the waker lowers it for both and
+/// rings once, and the process that did not drain the doorbell would sleep forever. With
+/// the backstop it re-checks within this time instead. An idle sleeper pays one
+/// `poll(2)` return per period: a few microseconds of CPU in a tenth of a second.
+const BACKSTOP: Duration = Duration::from_millis(100);
+
 /// An eventfd that one side rings and the other sleeps on.
 pub(crate) struct Doorbell {
     fd: OwnedFd,
@@ -126,7 +136,8 @@ where
 }
 
 /// Waits until `ready(i)` holds for some waiter, the peer of some waiter is gone, or the
-/// deadline passes. Signals never end the wait early. `keep_flags` leaves the sleeping
+/// deadline passes. Signals never end the wait early, and no sleep lasts longer than
+/// [`BACKSTOP`] without a re-check. `keep_flags` leaves the sleeping
 /// flags raised afterwards (used by connections whose [`fileno`] is being watched).
 ///
 /// [`fileno`]: crate::Connection::fileno
@@ -157,17 +168,15 @@ where
         if let Some(i) = first_ready(&mut ready, waiters.len())? {
             break Woken::Ready(i);
         }
-        let ts = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            Timespec::try_from(left).unwrap_or(Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            })
-        });
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(BACKSTOP),
+            None => BACKSTOP,
+        };
+        let ts = Timespec::try_from(left).expect("at most BACKSTOP");
         for f in fds.iter_mut() {
             f.clear_revents();
         }
-        match rustix::event::poll(&mut fds, ts.as_ref()) {
+        match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
