@@ -45,6 +45,9 @@
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod builder;
 mod connection;
 mod endpoint;

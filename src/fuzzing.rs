@@ -1,0 +1,220 @@
+//! Entry points for fuzzing the code that reads the shared region (not part of the API).
+//!
+//! The region is written by another process, so every byte of it is input. These
+//! functions turn arbitrary bytes into what a hostile or broken peer could do: write any
+//! bytes anywhere in the region (as another process would, here through the memfd with
+//! `pwrite`, so no unsafe code is needed), set indices, flags and counters to any value,
+//! and interleave that with well-formed records of any kind, length and `aux`. Then the
+//! reader drains its ring with every receive method. Whatever the input, each call must
+//! return (with data or an error) without panicking, reading out of bounds or looping.
+//!
+//! Used by `fuzz/fuzz_targets/*.rs` (cargo-fuzz) and by a quick random-input test in
+//! `cargo test`. See DESIGN.md, "Guarantees".
+
+use crate::builder::Builder;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::layout::{self, Header, Layout, RingControl};
+use crate::region::Region;
+use crate::wire::Kind;
+use crossbeam_utils::CachePadded;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+/// Reads fuzz input front to back; past the end everything is zero.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.bytes(1).first().copied().unwrap_or(0)
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from(self.u8()) | u16::from(self.u8()) << 8
+    }
+
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        let got = self.bytes(8);
+        b[..got.len()].copy_from_slice(got);
+        u64::from_le_bytes(b)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn region_of(conn: &Connection) -> &Region {
+    &conn.inner.as_ref().expect("open").shared.region
+}
+
+/// Writes like another process would: through the memfd, not through our mapping.
+fn scribble(memfd: BorrowedFd<'_>, offset: usize, bytes: &[u8]) {
+    // A short or failed write is just a smaller scribble.
+    let _ = rustix::io::pwrite(memfd, bytes, offset as u64);
+}
+
+/// Offsets of every word of the header and control blocks the other side could corrupt.
+fn control_word(layout: Layout, which: u8) -> usize {
+    use std::mem::offset_of;
+    let ring = layout.control_offset(usize::from(which / 8) % layout.rings);
+    let detached = offset_of!(Header, detached);
+    match which % 8 {
+        0 => ring + offset_of!(RingControl, head),
+        1 => ring + offset_of!(RingControl, tail),
+        2 => ring + offset_of!(RingControl, reader_sleeping),
+        3 => ring + offset_of!(RingControl, writer_sleeping),
+        4 => offset_of!(Header, magic),
+        5 => offset_of!(Header, capacity),
+        6 => detached,
+        _ => detached + std::mem::size_of::<CachePadded<u64>>(),
+    }
+}
+
+/// Publishes one well-formed record of any kind, length and `aux` from `conn` if the
+/// ring has room (never blocks): the raw material for fragment sequences that are
+/// plausible but wrong.
+fn write_record(conn: &Connection, input: &mut Input<'_>) {
+    let kind = match input.u8() % 5 {
+        0 => Kind::Whole,
+        1 => Kind::First,
+        2 => Kind::Middle,
+        3 => Kind::Last,
+        _ => Kind::Padding,
+    };
+    let len = usize::from(input.u16());
+    let aux = match input.u8() % 4 {
+        0 => 0,
+        1 => u64::from(input.u16()),
+        2 => u64::from(input.u16()) * 16,
+        _ => input.u64(),
+    };
+    let Ok((_, tx)) = conn.tx() else { return };
+    let len = len % (tx.producer.ring().max_record_payload() + 1);
+    if let Ok(Some(grant)) = tx.producer.reserve(len) {
+        let fill = input.bytes(len.min(64)).to_vec();
+        tx.producer.fill(&grant, 0, &fill);
+        let _ = tx.producer.commit(grant, kind, len, aux);
+    }
+}
+
+/// Receives on `conn` with the method `how` picks. `Ok(true)` if a message came.
+fn receive(conn: &Connection, how: u8, size: usize) -> Result<bool> {
+    match how % 5 {
+        0 => conn.recv_bytes().map(|_| true),
+        1 => {
+            let mut buf = vec![0u8; size];
+            match conn.recv_bytes_into(&mut buf) {
+                // As in Python, the message comes back in the error.
+                Err(Error::BufferTooShort(_)) => Ok(true),
+                other => other.map(|_| true),
+            }
+        }
+        2 => conn.recv_bytes_max(size).map(|_| true),
+        3 => conn.recv::<Vec<String>>().map(|_| true),
+        _ => conn.recv_archived::<Vec<String>>().map(|m| {
+            let _ = m.len();
+            true
+        }),
+    }
+}
+
+/// Plays `data` as a sequence of peer actions on a fresh duplex pipe with 4 KiB rings,
+/// then closes the writing end and drains the reading one with every receive method.
+///
+/// Panics only if the library misbehaves: a receive loop that does not end.
+pub fn region_ops(data: &[u8]) {
+    let mut input = Input(data);
+    let (a, b) = Builder::new()
+        .capacity(layout::MIN_CAPACITY)
+        .build()
+        .expect("pipe");
+    let layout = region_of(&a).layout();
+    let memfd = region_of(&a).memfd().try_clone_to_owned().expect("dup");
+    let mut ops = 0;
+    while !input.is_empty() && ops < 256 {
+        ops += 1;
+        match input.u8() % 8 {
+            0 | 1 => {
+                let offset = usize::from(input.u16()) % layout.size();
+                let len = usize::from(input.u8());
+                let bytes = input.bytes(len).to_vec();
+                scribble(memfd.as_fd(), offset, &bytes);
+            }
+            2 => {
+                let at = control_word(layout, input.u8());
+                scribble(memfd.as_fd(), at, &input.u64().to_le_bytes());
+            }
+            3 | 4 => write_record(&b, &mut input),
+            5 => write_record(&a, &mut input),
+            6 => {
+                let _ = a.poll(Some(Duration::ZERO));
+            }
+            _ => {
+                let _ = b.poll(Some(Duration::ZERO));
+            }
+        }
+    }
+    // With the writer gone a receive never waits: it gets a message, EOF or an error.
+    drop(b);
+    // Every message takes at least one 16-byte record of a 4 KiB ring, so a sound reader
+    // ends in far fewer rounds than this.
+    for _ in 0..1024 {
+        let how = input.u8();
+        let size = usize::from(input.u16());
+        match receive(&a, how, size) {
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+    panic!("the reader went on receiving from a closed 4 KiB ring");
+}
+
+/// Attaches to a memfd whose size and first page come from `data`, as a process handed
+/// a region by a hostile parent would. Must return an error or a usable region.
+pub fn attach(data: &[u8]) {
+    let mut input = Input(data);
+    let sizes = [
+        0,
+        4096,
+        Layout::new(1, 4096).map_or(0, |l| l.size()),
+        Layout::new(2, 4096).map_or(0, |l| l.size()),
+        Layout::new(1, 8192).map_or(0, |l| l.size()),
+    ];
+    let size = match input.u8() % 6 {
+        5 => usize::from(input.u16()),
+        i => sizes[usize::from(i)],
+    };
+    let seal = input.u8() % 2 == 0;
+    let fd = rustix::fs::memfd_create(
+        "shmpipe-fuzz",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .expect("memfd");
+    rustix::fs::ftruncate(&fd, size as u64).expect("ftruncate");
+    let header = input.bytes(4096).to_vec();
+    scribble(fd.as_fd(), 0, &header);
+    if seal {
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW,
+        )
+        .expect("seal");
+    }
+    if let Ok(region) = Region::attach(fd) {
+        let layout = region.layout();
+        assert_eq!(layout.size(), size, "attached a region of the wrong size");
+        for ring in 0..layout.rings {
+            let _ = region.control(ring);
+            let _ = region.data(ring);
+        }
+    }
+}
