@@ -8,42 +8,17 @@
 
 mod common;
 
-use common::{fork, Rng};
+use common::fork;
+use common::stream::{fill, size_of};
 use shmpipe::{Builder, Connection, Error};
 use std::time::Instant;
 
 const CAPACITY: usize = 4096;
 
-/// Message sizes from 0 to 4x the ring, log-uniform so that small messages dominate
-/// (as in real traffic) while every size class, fragmented ones included, keeps coming.
-fn size_of(i: u64, seed: u64) -> usize {
-    let mut r = Rng((i ^ seed.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let max = 4 * CAPACITY as u64;
-    match r.below(15) {
-        0 => 0,
-        bits => r.below((1u64 << bits).min(max) + 1) as usize,
-    }
-}
-
-/// Fills `buf` with message `i`: every word depends on `i` and its position, so a lost,
-/// repeated, reordered, torn or corrupted message cannot pass for the expected one.
-fn fill(i: u64, len: usize, buf: &mut Vec<u8>) {
-    buf.clear();
-    let mut x = i.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ len as u64;
-    while buf.len() + 8 <= len {
-        buf.extend_from_slice(&x.to_le_bytes());
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15).rotate_left(7);
-    }
-    while buf.len() < len {
-        buf.push(x as u8);
-        x >>= 8;
-    }
-}
-
 fn send_stream(conn: Connection, seed: u64, n: u64) {
     let mut buf = Vec::new();
     for i in 0..n {
-        fill(i ^ seed, size_of(i, seed), &mut buf);
+        fill(i ^ seed, size_of(i, seed, CAPACITY), &mut buf);
         conn.send_bytes(&buf).unwrap();
     }
 }
@@ -54,7 +29,7 @@ fn check_stream(conn: Connection, seed: u64, n: u64) {
     let mut want = Vec::new();
     for i in 0..n {
         let len = conn.recv_bytes_into(&mut got).unwrap();
-        fill(i ^ seed, size_of(i, seed), &mut want);
+        fill(i ^ seed, size_of(i, seed, CAPACITY), &mut want);
         assert!(
             got[..len] == want[..],
             "message {i} of stream {seed:#x} differs"
