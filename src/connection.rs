@@ -474,11 +474,16 @@ impl Endpoint {
 
     /// Reads the message starting with `first` into `out`, exactly its length.
     fn read_message_into_slice(&self, rx: &Rx, first: Record, out: &mut [u8]) -> Result<()> {
+        // Check a first fragment against the total it announces before copying it: `out`
+        // is that total long, and the fragment's own length comes from the other side.
+        let asm = match first.kind {
+            Kind::First => Some(rx.guard(Reassembly::start(&first.checked()))?),
+            _ => None,
+        };
         rx.consumer
             .with_payload(&first, |p| out[..p.len()].copy_from_slice(p));
         self.release(rx, &first)?;
-        if first.kind == Kind::First {
-            let mut asm = rx.guard(Reassembly::start(&first.checked()))?;
+        if let Some(mut asm) = asm {
             loop {
                 let rec = self.next_fragment(rx)?;
                 let at = asm.received;

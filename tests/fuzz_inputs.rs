@@ -1,6 +1,7 @@
-//! The fuzz targets' quick version: random inputs, and every input the fuzzer kept
-//! (`fuzz/corpus/*`), played through the same entry points as `cargo fuzz run`. Each must
-//! return without panicking or hanging (the targets panic if a reader never stops).
+//! The fuzz targets' quick version: random inputs, every input the fuzzer kept
+//! (`fuzz/corpus/*`) and every input that once failed (`fuzz/regressions/*`), played
+//! through the same entry points as `cargo fuzz run`. Each must return without panicking
+//! or hanging (the targets panic if a reader never stops).
 
 mod common;
 
@@ -37,11 +38,18 @@ fn random_headers_never_break_attach() {
     }
 }
 
-/// Replays what the fuzzer found interesting, so that coverage it reached once stays
-/// checked by every `cargo test`.
+/// Replays what the fuzzer found interesting (`fuzz/corpus`) and every input that once
+/// failed (`fuzz/regressions`), so that both stay checked by every `cargo test`.
 #[test]
-fn the_fuzz_corpus_replays_cleanly() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+fn the_fuzz_corpus_and_regressions_replay_cleanly() {
+    let mut played = 0;
+    for dir in ["fuzz/corpus", "fuzz/regressions"] {
+        played += replay(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    }
+    eprintln!("replayed {played} inputs");
+}
+
+fn replay(root: &Path) -> usize {
     let mut played = 0;
     for (target, run) in [
         ("region_ops", __fuzz::region_ops as fn(&[u8])),
@@ -56,5 +64,5 @@ fn the_fuzz_corpus_replays_cleanly() {
             played += 1;
         }
     }
-    eprintln!("replayed {played} corpus inputs");
+    played
 }

@@ -202,3 +202,26 @@ fn attach_refuses_a_region_whose_header_lies() {
     // The process's own connection was never affected: it never re-reads the header.
     a.send_bytes(b"fine").unwrap();
 }
+
+/// Found by the fuzzer: a first fragment announcing a message shorter than itself made
+/// `recv_bytes_into` copy the fragment into a buffer of the announced size (a panic on
+/// an out-of-range slice) before checking it.
+#[test]
+fn a_first_fragment_longer_than_its_message_is_reported() {
+    let (a, b) = Builder::new().capacity(4096).build().unwrap();
+    let sender = std::thread::spawn(move || {
+        // Fragmented: FIRST, MIDDLE..., LAST. Ends in BrokenPipe once `a` gives up.
+        let _ = b.send_bytes(&[9; 5000]);
+        b
+    });
+    assert!(a.poll(None).unwrap());
+    // The FIRST record's `aux` is the message's total length: claim 1 byte.
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_DATA + 8, 1));
+    let mut buf = [0u8; 64];
+    match a.recv_bytes_into(&mut buf) {
+        Err(Error::Corrupt(why)) => assert!(why.contains("first fragment"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    drop(a);
+    drop(sender.join().unwrap());
+}
