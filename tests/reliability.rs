@@ -181,3 +181,83 @@ fn two_processes_on_one_end_break_only_that_direction() {
         assert_eq!(received, mine.0 + theirs.0);
     }
 }
+
+/// Two processes receiving on the same end at once: each message goes to at most one of
+/// them, whole (a reader that loses the race to release a record gets `Corrupt`, never a
+/// copy the writer may already be overwriting), each reader sees its share in order,
+/// nothing hangs, and the other direction is unaffected.
+#[test]
+fn two_processes_reading_one_end_never_get_a_torn_or_repeated_message() {
+    const MESSAGES: u32 = 20_000;
+    const STOP: u32 = u32::MAX;
+    // Big enough for every message and both stop marks: the writer never waits, so a
+    // reader that gives up early cannot leave it blocked.
+    let (a, b) = Builder::new().capacity(1 << 20).build().unwrap();
+    let (mut a, mut b) = (Some(a), Some(b));
+    let (report_r, report_w) = Builder::new().duplex(false).build().unwrap();
+    let mut report_w = Some(report_w);
+    let message = |i: u32| {
+        let mut m = i.to_le_bytes().to_vec();
+        m.extend_from_slice(&common::message(u64::from(i), 20));
+        m
+    };
+    // Receives until a stop mark or an error: (indices in the order received, whether
+    // the reader was told `Corrupt`).
+    let read = |conn: &Connection| -> (Vec<u32>, bool) {
+        let mut got = Vec::new();
+        loop {
+            match conn.recv_bytes() {
+                Ok(m) => {
+                    let i = u32::from_le_bytes(m[..4].try_into().unwrap());
+                    if i == STOP {
+                        return (got, false);
+                    }
+                    assert_eq!(m, message(i), "message {i} is torn");
+                    got.push(i);
+                }
+                Err(Error::Corrupt(_)) => return (got, true),
+                Err(e) => panic!("reader: {e}"),
+            }
+        }
+    };
+    let child = fork(|| {
+        drop(b.take());
+        let report = report_w.take().unwrap();
+        report.send(&read(a.as_ref().unwrap())).unwrap();
+        0
+    });
+    drop(report_w.take());
+    let (a, b) = (a.take().unwrap(), b.take().unwrap());
+    let writer = std::thread::spawn(move || {
+        for i in 0..MESSAGES {
+            b.send_bytes(&message(i)).unwrap();
+        }
+        b.send_bytes(&STOP.to_le_bytes()).unwrap();
+        b.send_bytes(&STOP.to_le_bytes()).unwrap();
+        b
+    });
+    let mine = read(&a);
+    let theirs: (Vec<u32>, bool) = report_r.recv().unwrap();
+    child.join();
+    let b = writer.join().unwrap();
+    for got in [&mine.0, &theirs.0] {
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+    }
+    let mut all: Vec<u32> = mine.0.iter().chain(&theirs.0).copied().collect();
+    all.sort_unstable();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n, "a message was received twice");
+    if !mine.1 && !theirs.1 {
+        assert_eq!(n, MESSAGES as usize, "a message vanished");
+    }
+    eprintln!(
+        "two readers: got {} and {} messages, told Corrupt: {} and {}",
+        mine.0.len(),
+        theirs.0.len(),
+        mine.1,
+        theirs.1
+    );
+    a.send_bytes(b"the other direction").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"the other direction");
+}
