@@ -13,11 +13,15 @@
 //! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
 //! results into `benches/results/RESULTS.md` and `throughput.svg`.
 
+#[path = "../tests/common/shared_word.rs"]
+mod shared_word;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shared_word::SharedWord;
 use std::hint::black_box;
 use std::io::{BufReader, IoSlice, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const STREAM_SIZES: [usize; 6] = [8, 64, 1024, 64 << 10, 1 << 20, 16 << 20];
@@ -306,7 +310,7 @@ fn pingpong(c: &mut Criterion) {
         }
     }
     // The floor: one cache line bounced between the two processes, nothing else.
-    let line = SharedLine::new();
+    let line = SharedWord::new();
     let mut peer = Peer::spawn(|count| {
         for i in 0..count {
             while line.get().load(Ordering::Acquire) != 2 * i + 1 {
@@ -331,33 +335,6 @@ fn pingpong(c: &mut Criterion) {
     });
     drop(peer);
     g.finish();
-}
-
-/// One cache line of `MAP_SHARED` anonymous memory: shared with children after fork.
-struct SharedLine(*mut AtomicU64);
-
-impl SharedLine {
-    fn new() -> SharedLine {
-        // SAFETY: a fresh anonymous shared mapping of one page.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        SharedLine(p as *mut AtomicU64)
-    }
-
-    fn get(&self) -> &AtomicU64 {
-        // SAFETY: the page stays mapped for the life of `self` (never unmapped; the bench
-        // process exits soon after) and is zero-initialised, a valid AtomicU64.
-        unsafe { &*self.0 }
-    }
 }
 
 criterion_group!(benches, stream, pingpong);

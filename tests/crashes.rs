@@ -9,60 +9,13 @@
 mod common;
 
 use common::stream::{fill, size_of};
-use common::{fork, Exit, Rng};
-use shmpipe::{Builder, Connection, Error};
+use common::{fork, open_fds, region_mappings, Crossed, Exit, Rng, SharedWord};
+use shmpipe::{Connection, Error};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Small rings, so that messages up to 4x the ring arrive in fragments and a kill often
 /// lands in the middle of one.
 const CAPACITY: usize = 4096;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn region_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:shmpipe"))
-        .count()
-}
-
-/// A counter shared with forked children (an anonymous shared mapping), through which
-/// the child says how many of its sends had returned when it was killed.
-struct SharedCounter(*const AtomicU64);
-
-impl SharedCounter {
-    fn new() -> SharedCounter {
-        // SAFETY: a fresh anonymous shared mapping of one page, zero-filled; a zero
-        // `AtomicU64` is valid and the page is 8-aligned. Unmapped on drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        SharedCounter(p as *const AtomicU64)
-    }
-
-    fn get(&self) -> &AtomicU64 {
-        // SAFETY: see `new`; the mapping lives as long as `self`.
-        unsafe { &*self.0 }
-    }
-}
-
-impl Drop for SharedCounter {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what `new` mapped.
-        unsafe { libc::munmap(self.0 as *mut libc::c_void, 4096) };
-    }
-}
 
 /// Receives stream `seed`, checking each message, until `Eof`; `progress` counts the
 /// messages received. Returns their number.
@@ -101,27 +54,16 @@ fn send_until_broken(conn: &Connection, seed: u64, sent: &AtomicU64) {
 /// SIGKILLs the child wherever it is.
 fn round(rng: &mut Rng) -> (u64, u64, bool) {
     let (down_seed, up_seed) = (rng.next(), rng.next());
-    let build = || {
-        Builder::new()
-            .duplex(false)
-            .capacity(CAPACITY)
-            .build()
-            .unwrap()
-    };
-    let (down_r, down_w) = build();
-    let (up_r, up_w) = build();
-    let child_sent = SharedCounter::new();
-    let (mut down_r, mut down_w, mut up_r, mut up_w) =
-        (Some(down_r), Some(down_w), Some(up_r), Some(up_w));
+    let mut pipes = Crossed::new(CAPACITY);
+    // How many of the child's sends had returned when it was killed.
+    let child_sent = SharedWord::new();
     let child = fork(|| {
-        drop((down_w.take(), up_r.take()));
-        let up = up_w.take().unwrap();
+        let (down, up) = pipes.child();
         let counter = child_sent.get();
         std::thread::scope(|s| {
             s.spawn(move || send_until_broken(&up, up_seed, counter));
             // Checks what the parent sends. A wrong message or an error ends the child
             // at once with code 3, which the parent sees instead of its SIGKILL.
-            let down = down_r.take().unwrap();
             let mut got = vec![0u8; 4 * CAPACITY];
             let mut want = Vec::new();
             for i in 0.. {
@@ -140,9 +82,7 @@ fn round(rng: &mut Rng) -> (u64, u64, bool) {
         });
         0
     });
-    drop((down_r.take(), up_w.take()));
-    let down = down_w.take().unwrap();
-    let up = up_r.take().unwrap();
+    let (down, up) = pipes.parent();
     let parent_sent = AtomicU64::new(0);
     let before_kill = rng.below(200);
     let spin = rng.below(20_000);

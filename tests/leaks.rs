@@ -4,19 +4,8 @@
 
 mod common;
 
+use common::{open_fds, region_mappings};
 use shmpipe::{pipe, Builder};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn region_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:shmpipe"))
-        .count()
-}
 
 #[test]
 fn thousands_of_pipes_leave_nothing_behind() {

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::fork;
 use common::stream::{fill, size_of};
+use common::{fork, Crossed};
 use shmpipe::{Builder, Connection, Error};
 use std::time::Instant;
 
@@ -44,30 +44,18 @@ fn check_stream(conn: Connection, seed: u64, n: u64) {
 /// Streams `n` checksummed messages each way between two processes at once: each
 /// process sends on one thread and receives on another.
 fn soak(n: u64) {
-    let build = || {
-        Builder::new()
-            .duplex(false)
-            .capacity(CAPACITY)
-            .build()
-            .unwrap()
-    };
-    let (down_r, down_w) = build();
-    let (up_r, up_w) = build();
-    let (mut down_r, mut down_w, mut up_r, mut up_w) =
-        (Some(down_r), Some(down_w), Some(up_r), Some(up_w));
+    let mut pipes = Crossed::new(CAPACITY);
     let child = fork(|| {
-        drop((down_w.take(), up_r.take()));
-        let up = up_w.take().unwrap();
+        let (down, up) = pipes.child();
         let sender = std::thread::spawn(move || send_stream(up, 0xC0FFEE, n));
-        check_stream(down_r.take().unwrap(), 0xD00D, n);
+        check_stream(down, 0xD00D, n);
         sender.join().unwrap();
         0
     });
-    drop((down_r.take(), up_w.take()));
-    let down = down_w.take().unwrap();
+    let (down, up) = pipes.parent();
     let start = Instant::now();
     let sender = std::thread::spawn(move || send_stream(down, 0xD00D, n));
-    check_stream(up_r.take().unwrap(), 0xC0FFEE, n);
+    check_stream(up, 0xC0FFEE, n);
     sender.join().unwrap();
     child.join();
     eprintln!("soak: {n} messages each way in {:?}", start.elapsed());

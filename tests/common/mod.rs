@@ -2,6 +2,10 @@
 //! leaves with `_exit`, waiting for it with a watchdog, and finding a pipe's region.
 #![allow(dead_code)]
 
+mod shared_word;
+
+#[allow(unused_imports)] // not every test binary uses it
+pub use shared_word::SharedWord;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -238,5 +242,55 @@ pub mod stream {
             buf.push(x as u8);
             x >>= 8;
         }
+    }
+}
+
+/// Descriptors this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Mappings of shmpipe regions in this process.
+pub fn region_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:shmpipe"))
+        .count()
+}
+
+/// Two one-way pipes between a parent and the child it forks: `down` (parent to child)
+/// and `up` (child to parent). Each side takes its two ends and drops the other two, so
+/// that EOF and broken pipe depend only on the other process.
+pub struct Crossed {
+    down: Option<(shmpipe::Connection, shmpipe::Connection)>,
+    up: Option<(shmpipe::Connection, shmpipe::Connection)>,
+}
+
+impl Crossed {
+    pub fn new(capacity: usize) -> Crossed {
+        let build = || {
+            shmpipe::Builder::new()
+                .duplex(false)
+                .capacity(capacity)
+                .build()
+                .unwrap()
+        };
+        Crossed {
+            down: Some(build()),
+            up: Some(build()),
+        }
+    }
+
+    /// The parent's ends: (writer of `down`, reader of `up`).
+    pub fn parent(&mut self) -> (shmpipe::Connection, shmpipe::Connection) {
+        let ((_, down_w), (up_r, _)) = (self.down.take().unwrap(), self.up.take().unwrap());
+        (down_w, up_r)
+    }
+
+    /// The child's ends: (reader of `down`, writer of `up`).
+    pub fn child(&mut self) -> (shmpipe::Connection, shmpipe::Connection) {
+        let ((down_r, _), (_, up_w)) = (self.down.take().unwrap(), self.up.take().unwrap());
+        (down_r, up_w)
     }
 }
