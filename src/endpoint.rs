@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::layout::rings_of_end;
 use crate::region::Region;
 use crate::ring::{Broken, Consumer, Producer, RingRef};
+use crate::typed::Scratch;
 use crate::wakeup::Doorbell;
 use crate::wire;
 use rustix::event::epoll;
@@ -34,6 +35,8 @@ pub(crate) struct Rx {
     /// A message is lent out in place by `recv_archived`; until its guard drops, the
     /// next record is not ours to look at.
     pub lent: Cell<bool>,
+    /// Where typed messages too long to travel whole are reassembled, kept between them.
+    pub scratch: Scratch,
     broken: RefCell<Option<String>>,
 }
 
@@ -59,6 +62,8 @@ pub(crate) struct Tx {
     pub seen_detached: Cell<u64>,
     /// The kernel said every copy of the reading end is gone.
     pub peer_gone: Cell<bool>,
+    /// Where typed messages too long for the ring's free space are serialized.
+    pub scratch: Scratch,
     broken: RefCell<Option<String>>,
 }
 
@@ -138,6 +143,7 @@ impl Endpoint {
             ring: k,
             consumer: Consumer::new(ring_ref(k)),
             lent: Cell::new(false),
+            scratch: Scratch::default(),
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| Tx {
@@ -145,6 +151,7 @@ impl Endpoint {
             producer: Producer::new(ring_ref(k)),
             seen_detached: Cell::new(shared.region.header().detached[1 - end].load(SeqCst)),
             peer_gone: Cell::new(false),
+            scratch: Scratch::default(),
             broken: RefCell::new(None),
         });
         Endpoint {

@@ -116,6 +116,37 @@ fn an_8_mib_vec_larger_than_the_ring_arrives_both_ways() {
     kid.join();
 }
 
+/// Long typed messages are serialized and reassembled in buffers kept from one message
+/// to the next: a shorter message after a longer one, a failed one in between, and a
+/// guard still alive while the next message arrives must all come out exact.
+#[test]
+fn reused_buffers_never_leak_one_long_message_into_the_next() {
+    let (a, b) = Builder::new().capacity(4096).build().unwrap();
+    let long = |n: u32, tag: u32| -> Vec<u32> { (0..n).map(|i| i ^ tag).collect() };
+    let sender = std::thread::spawn(move || {
+        b.send(&long(30_000, 1)).unwrap();
+        b.send(&long(5_000, 2)).unwrap();
+        b.send_bytes(&[0xff; 20_000]).unwrap(); // fragmented, not an archive
+        b.send(&long(9_000, 3)).unwrap();
+        b.send(&long(7_000, 4)).unwrap();
+        b.send(&long(8_000, 5)).unwrap();
+        b
+    });
+    assert_eq!(a.recv::<Vec<u32>>().unwrap(), long(30_000, 1));
+    let m = a.recv_archived::<Vec<u32>>().unwrap();
+    assert!(m.iter().map(|x| x.to_native()).eq(long(5_000, 2)));
+    drop(m);
+    assert!(matches!(a.recv::<Vec<String>>(), Err(Error::Invalid(_))));
+    assert_eq!(a.recv::<Vec<u32>>().unwrap(), long(9_000, 3));
+    // A reassembled guard is a copy, so the next message can arrive while it lives.
+    let first = a.recv_archived::<Vec<u32>>().unwrap();
+    let second = a.recv_archived::<Vec<u32>>().unwrap();
+    assert!(first.iter().map(|x| x.to_native()).eq(long(7_000, 4)));
+    assert!(second.iter().map(|x| x.to_native()).eq(long(8_000, 5)));
+    drop((first, second));
+    drop(sender.join().unwrap());
+}
+
 #[test]
 fn a_type_mismatch_is_invalid_consumed_and_harmless() {
     let (parent, child) = pipe(true).unwrap();
