@@ -141,8 +141,8 @@ where
 /// flags raised afterwards (used by connections whose [`fileno`] is being watched).
 ///
 /// [`fileno`]: crate::Connection::fileno
-pub(crate) fn wait<F>(
-    waiters: &[Waiter<'_>],
+pub(crate) fn wait<'a, F>(
+    waiters: &[Waiter<'a>],
     mut ready: F,
     deadline: Option<Instant>,
     keep_flags: bool,
@@ -153,13 +153,25 @@ where
     if let Some(i) = spin(&mut ready, waiters.len(), deadline)? {
         return Ok(Woken::Ready(i));
     }
-    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(waiters.len() * 2);
-    for w in waiters {
-        fds.push(PollFd::from_borrowed_fd(w.doorbell.fd(), PollFlags::IN));
-        // POLLHUP is always reported; RDHUP too so a half-closed socket counts. Data on
-        // the socket (which a well-behaved peer never sends) is not asked for.
-        fds.push(PollFd::from_borrowed_fd(w.liveness, PollFlags::RDHUP));
-    }
+    // Per waiter: its doorbell, then its liveness socket. POLLHUP is always reported;
+    // RDHUP too so a half-closed socket counts. Data on the socket (which a well-behaved
+    // peer never sends) is not asked for.
+    let pair = |w: &Waiter<'a>| {
+        [
+            PollFd::from_borrowed_fd(w.doorbell.fd(), PollFlags::IN),
+            PollFd::from_borrowed_fd(w.liveness, PollFlags::RDHUP),
+        ]
+    };
+    // One connection (every blocking call but `shmpipe::wait`) needs no allocation.
+    let mut one;
+    let mut many: Vec<PollFd<'a>>;
+    let fds: &mut [PollFd<'a>] = if let [w] = waiters {
+        one = pair(w);
+        &mut one
+    } else {
+        many = waiters.iter().flat_map(pair).collect();
+        &mut many
+    };
     let result = loop {
         for w in waiters {
             w.flag.store(1, SeqCst);
@@ -176,7 +188,7 @@ where
         for f in fds.iter_mut() {
             f.clear_revents();
         }
-        match rustix::event::poll(&mut fds, Some(&ts)) {
+        match rustix::event::poll(fds, Some(&ts)) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {

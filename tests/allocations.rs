@@ -1,6 +1,9 @@
 //! The streaming path allocates nothing: `send_bytes`, `recv_bytes_into`, a typed `send`
 //! that fits in the ring (serialized in place, no intermediate buffer) and an in-place
-//! `recv_archived`. Counted by a global allocator, per thread.
+//! `recv_archived`; neither does a receive that has to go to sleep. Counted by a global
+//! allocator, per thread.
+
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -62,4 +65,30 @@ fn the_streaming_path_does_not_allocate() {
     };
     round(); // warm up: rkyv's thread-local arena, the first reloads
     assert_eq!(allocations_in(&mut round), 0);
+}
+
+#[test]
+fn a_receive_that_sleeps_does_not_allocate() {
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let sender = std::thread::spawn(move || {
+        for i in 0..50u8 {
+            // Send only once the receiver is asleep in poll(2): the path under test.
+            while common::process_state(tid) != Some('S') {
+                std::thread::yield_now();
+            }
+            a.send_bytes(&[i; 64]).unwrap();
+        }
+    });
+    let mut buf = [0u8; 64];
+    b.recv_bytes_into(&mut buf).unwrap(); // warm up
+    let n = allocations_in(|| {
+        for i in 1..50u8 {
+            assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 64);
+            assert_eq!(buf, [i; 64]);
+        }
+    });
+    sender.join().unwrap();
+    assert_eq!(n, 0);
 }
