@@ -52,6 +52,7 @@ mod builder;
 mod connection;
 mod endpoint;
 mod error;
+mod fork_epoch;
 mod handoff;
 mod layout;
 mod liveness;

@@ -27,6 +27,7 @@
 //!   sleeping-flag store of a side about to sleep. On x86-64 and AArch64 a `SeqCst` load
 //!   compiles to the same instruction as an `Acquire` load, so this costs nothing.
 
+use crate::fork_epoch;
 use crate::layout::RingControl;
 use crate::wire::{self, Checked, Kind, RawHeader};
 use std::cell::Cell;
@@ -130,6 +131,25 @@ pub(crate) struct Grant {
     pub payload: *mut u8,
 }
 
+/// Set in the published `tail` while a reader holds the record at `tail` in place
+/// (`recv_archived`); tails are otherwise multiples of 16. See [`Consumer::claim`].
+const CLAIMED: u64 = 1;
+
+/// Loads the consumer's `tail` as the producer sees it: the claim bit is no business of
+/// the producer's, the space is free only once the record is released.
+fn load_tail(ctl: &RingControl) -> u64 {
+    ctl.tail.load(SeqCst) & !CLAIMED
+}
+
+/// Whether `head` and `tail` read from the region can be a ring's state: aligned, in
+/// order, at most `capacity` apart.
+fn sane(head: u64, tail: u64, capacity: usize) -> bool {
+    head.is_multiple_of(16)
+        && tail.is_multiple_of(16)
+        && tail <= head
+        && head - tail <= capacity as u64
+}
+
 /// The writing side of a ring.
 pub(crate) struct Producer {
     ring: RingRef,
@@ -145,8 +165,12 @@ pub(crate) struct Producer {
 impl Producer {
     pub fn new(ring: RingRef) -> Producer {
         let ctl = ring.ctl();
-        let head = ctl.head.load(SeqCst);
-        let tail = ctl.tail.load(SeqCst);
+        let (mut head, mut tail) = (ctl.head.load(SeqCst), load_tail(ctl));
+        if !sane(head, tail, ring.capacity) {
+            // A region received from a broken or hostile process. Start from an aligned
+            // state; the first `resync` compares it with the region and reports the lie.
+            (head, tail) = (0, 0);
+        }
         Producer {
             ring,
             head: Cell::new(head),
@@ -175,7 +199,7 @@ impl Producer {
         if shared == self.head.get() {
             return Ok(());
         }
-        let tail = self.ring.ctl().tail.load(SeqCst);
+        let tail = load_tail(self.ring.ctl());
         if shared < tail || shared - tail > self.ring.capacity as u64 || !shared.is_multiple_of(16)
         {
             return Err(format!(
@@ -194,7 +218,7 @@ impl Producer {
     /// Reloads the consumer's `tail` and checks it: it may only have moved forward, and
     /// never past what we published.
     fn reload_tail(&self) -> Result<(), Broken> {
-        let tail = self.ring.ctl().tail.load(SeqCst);
+        let tail = load_tail(self.ring.ctl());
         self.reloads.set(self.reloads.get() + 1);
         let head = self.head.get();
         if tail < self.cached_tail.get() || tail > head || !tail.is_multiple_of(16) {
@@ -374,17 +398,25 @@ pub(crate) struct Consumer {
     published: Cell<u64>,
     /// The producer's counter as last loaded (and checked).
     cached_head: Cell<u64>,
+    /// The fork epoch in which we claimed the record at `tail`, while we hold it.
+    claimed_in: Cell<Option<u64>>,
 }
 
 impl Consumer {
     pub fn new(ring: RingRef) -> Consumer {
         let ctl = ring.ctl();
-        let tail = ctl.tail.load(SeqCst);
+        let (head, mut tail) = (ctl.head.load(SeqCst), ctl.tail.load(SeqCst));
+        if !sane(head, tail, ring.capacity) {
+            // Claimed by another process, or a lie: start aligned, and let the first
+            // `resync` report what the region says.
+            tail = 0;
+        }
         Consumer {
             ring,
             tail: Cell::new(tail),
             published: Cell::new(tail),
             cached_head: Cell::new(tail),
+            claimed_in: Cell::new(None),
         }
     }
 
@@ -398,6 +430,12 @@ impl Consumer {
         let shared = self.ring.ctl().tail.load(Relaxed);
         if shared == self.published.get() {
             return Ok(());
+        }
+        if shared & CLAIMED != 0 {
+            return Err("another process holds a message of this end in place \
+                        (recv_archived) while this one reads: the end is used by two \
+                        processes at once"
+                .into());
         }
         let head = self.ring.ctl().head.load(SeqCst);
         if shared > head || head - shared > self.ring.capacity as u64 || !shared.is_multiple_of(16)
@@ -493,11 +531,49 @@ impl Consumer {
         f(unsafe { self.payload(rec) })
     }
 
+    /// Marks the record at `tail` (just returned by `peek`) as held in place by this
+    /// process, before its bytes are handed out for longer than a copy takes.
+    ///
+    /// Only a process that misuses an end, reading it from two processes at once, needs
+    /// this: without it, the other process could release the same record (its
+    /// `compare_exchange` from the same `tail` would succeed) and the producer would
+    /// overwrite bytes we are still reading in place. The claim makes the published
+    /// `tail` odd, a value no other reader expects, so their release fails instead (and
+    /// ours, by `compare_exchange` from the odd value, takes the bit down). A claim made
+    /// by a parent and inherited through `fork` is not the child's to release.
+    pub fn claim(&self) -> Result<(), Broken> {
+        let old = self.published.get();
+        debug_assert_eq!(old & CLAIMED, 0, "one record held at a time");
+        // SeqCst like every other publish of `tail`; the claim itself needs only the
+        // atomicity of the compare-and-swap.
+        match self
+            .ring
+            .ctl()
+            .tail
+            .compare_exchange(old, old | CLAIMED, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.published.set(old | CLAIMED);
+                self.claimed_in.set(Some(fork_epoch::current()));
+                Ok(())
+            }
+            Err(seen) => Err(format!(
+                "tail moved from {old} to {seen} under us: another process is reading on \
+                 this end at the same time"
+            )),
+        }
+    }
+
     /// Gives the record's space back to the producer. Returns whether the producer was
     /// asleep waiting for space and must be woken.
     pub fn release(&self, rec: &Record) -> Result<bool, Broken> {
         let new_tail = self.tail.get() + rec.size as u64;
         let old = self.published.get();
+        if old & CLAIMED != 0 && self.claimed_in.get() != Some(fork_epoch::current()) {
+            return Err("this message is held in place by the process this one was \
+                        forked from; only that process can give it back"
+                .into());
+        }
         // SeqCst: see the module documentation.
         match self
             .ring
@@ -508,6 +584,7 @@ impl Consumer {
             Ok(_) => {
                 self.tail.set(new_tail);
                 self.published.set(new_tail);
+                self.claimed_in.set(None);
                 Ok(wake_needed(&self.ring.ctl().writer_sleeping))
             }
             Err(seen) => Err(format!(
@@ -658,6 +735,53 @@ mod tests {
         assert!(send(&p2, b"two"));
         assert_eq!(recv(&c).unwrap(), b"one");
         assert_eq!(recv(&c).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_claimed_record_cannot_be_released_by_another_reader() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        let (mine, other) = (Consumer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, &[1; 2000])); // 2016 bytes at 0
+        assert!(send(&p, &[2; 1500])); // 1516 bytes at 2016: 564 left before the end
+        let rec = mine.peek().unwrap().unwrap();
+        mine.claim().unwrap();
+        // The other reader sees the record too, but can neither release it nor resync
+        // past the claim.
+        let theirs = other.peek().unwrap().unwrap();
+        assert!(other.release(&theirs).is_err());
+        assert!(other.resync().is_err());
+        // The producer does not count the claimed record's space as free: 1000 bytes
+        // need the space at the start of the ring that the record occupies.
+        assert!(!p.has_room(1000).unwrap());
+        mine.release(&rec).unwrap();
+        assert!(p.has_room(1000).unwrap());
+        assert_eq!(recv(&mine).unwrap(), [2; 1500]);
+    }
+
+    #[test]
+    fn a_claim_cannot_be_taken_by_a_reader_that_fell_behind() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        let (ahead, behind) = (Consumer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, b"one"));
+        assert!(send(&p, b"two"));
+        let _ = behind.peek().unwrap().unwrap();
+        assert_eq!(recv(&ahead).unwrap(), b"one");
+        assert!(
+            behind.claim().is_err(),
+            "the record it saw was released already"
+        );
+    }
+
+    #[test]
+    fn lying_indices_at_attach_start_aligned_and_are_reported() {
+        let t = test_ring(4096);
+        t._ctl.head.store(4096 + 7, SeqCst);
+        t._ctl.tail.store(3, SeqCst);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        assert!(p.resync().is_err());
+        assert!(c.resync().is_err());
     }
 
     #[test]

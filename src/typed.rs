@@ -215,9 +215,13 @@ impl Connection {
                 _t: PhantomData,
             });
         }
+        // Held in place for as long as the caller likes: claim it, so that not even a
+        // second process misusing this end can release it under us.
+        rx.guard(rx.consumer.claim())?;
         // SAFETY: the record stays unreleased until the guard built below drops (it
-        // releases it in `Drop`), and `rx.lent` stops this connection from releasing or
-        // re-reading it meanwhile, so the slice is never used after release.
+        // releases it in `Drop`): `rx.lent` stops this connection from releasing or
+        // re-reading it meanwhile, and the claim stops any other process holding a copy
+        // of this end. So the slice is never used after release.
         let bytes: &[u8] = unsafe { rx.consumer.payload(&first) };
         if let Err(e) = validate::<T>(bytes) {
             ep.release(rx, &first)?;

@@ -296,3 +296,31 @@ fn typed_sends_wait_for_room_and_break_like_bytes() {
     sender.join().unwrap();
     assert!(matches!(r.recv::<u8>(), Err(Error::Eof)));
 }
+
+/// A process that forks while it reads a message in place: the child's copy of the guard
+/// must not give the message back (the writer would then overwrite bytes the parent is
+/// still reading). It fails in the child, where the end is not to be used, and the
+/// parent's own drop releases the message as usual.
+#[test]
+fn a_forked_copy_of_a_held_message_does_not_release_it() {
+    let (a, b) = Builder::new().capacity(4096).build().unwrap();
+    a.send(&vec![7u8; 1000]).unwrap();
+    let mut held = Some(b.recv_archived::<Vec<u8>>().unwrap());
+    let child = fork(|| {
+        drop(held.take()); // runs the guard's destructor in the child
+        match b.recv_bytes() {
+            Err(Error::Corrupt(why)) if why.contains("forked from") => 0,
+            _ => 1,
+        }
+    });
+    child.join();
+    let m = held.take().unwrap();
+    assert!(m.iter().all(|&x| x == 7));
+    drop(m);
+    a.send_bytes(b"next").unwrap();
+    assert_eq!(
+        b.recv_bytes().unwrap(),
+        b"next",
+        "the parent's release worked"
+    );
+}
