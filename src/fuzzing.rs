@@ -127,8 +127,38 @@ fn receive(conn: &Connection, how: u8, size: usize) -> Result<bool> {
     }
 }
 
-/// Plays `data` as a sequence of peer actions on a fresh duplex pipe with 4 KiB rings,
-/// then closes the writing end and drains the reading one with every receive method.
+/// Whether the next record `conn` would read is a whole message, so that receiving it
+/// cannot wait for further fragments (the peer is alive while the actions play out).
+fn next_is_whole(conn: &Connection) -> bool {
+    let Ok((_, rx)) = conn.rx() else {
+        return false;
+    };
+    rx.consumer.resync().is_ok()
+        && matches!(rx.consumer.peek(), Ok(Some(r)) if r.kind == Kind::Whole)
+}
+
+/// Adds a small multiple of 16 (or an odd amount) to a word of the region, as a peer
+/// whose counters went wrong by a little would: values a random scribble almost never
+/// produces, since they must agree with the other counters to pass the first checks.
+fn nudge(memfd: BorrowedFd<'_>, at: usize, by: i8) {
+    let mut word = [0u8; 8];
+    if rustix::io::pread(memfd, &mut word, at as u64) != Ok(8) {
+        return;
+    }
+    let delta = if by % 4 == 0 {
+        i64::from(by) / 4
+    } else {
+        i64::from(by) * 16
+    };
+    let value = u64::from_le_bytes(word).wrapping_add_signed(delta);
+    scribble(memfd, at, &value.to_le_bytes());
+}
+
+/// Plays `data` as a sequence of actions on a fresh duplex pipe with 4 KiB rings: a
+/// hostile peer's writes anywhere in the region, well-formed records of any kind, and
+/// receives on both ends (only of whole messages, which cannot block), a message held in
+/// place across the other actions included. Then it closes the writing end and drains
+/// the reading one with every receive method.
 ///
 /// Panics only if the library misbehaves: a receive loop that does not end.
 pub fn region_ops(data: &[u8]) {
@@ -139,10 +169,11 @@ pub fn region_ops(data: &[u8]) {
         .expect("pipe");
     let layout = region_of(&a).layout();
     let memfd = region_of(&a).memfd().try_clone_to_owned().expect("dup");
+    let mut held = None;
     let mut ops = 0;
     while !input.is_empty() && ops < 256 {
         ops += 1;
-        match input.u8() % 8 {
+        match input.u8() % 12 {
             0 | 1 => {
                 let offset = usize::from(input.u16()) % layout.size();
                 let len = usize::from(input.u8());
@@ -153,9 +184,32 @@ pub fn region_ops(data: &[u8]) {
                 let at = control_word(layout, input.u8());
                 scribble(memfd.as_fd(), at, &input.u64().to_le_bytes());
             }
-            3 | 4 => write_record(&b, &mut input),
-            5 => write_record(&a, &mut input),
-            6 => {
+            3 => {
+                let at = control_word(layout, input.u8());
+                nudge(memfd.as_fd(), at, input.u8() as i8);
+            }
+            4 | 5 => write_record(&b, &mut input),
+            6 => write_record(&a, &mut input),
+            7 => {
+                let (how, size) = (input.u8(), usize::from(input.u16()));
+                if next_is_whole(&a) {
+                    let _ = receive(&a, how, size);
+                }
+            }
+            8 => {
+                let (how, size) = (input.u8(), usize::from(input.u16()));
+                if next_is_whole(&b) {
+                    let _ = receive(&b, how, size);
+                }
+            }
+            9 => {
+                if held.is_some() {
+                    held = None;
+                } else if next_is_whole(&a) {
+                    held = a.recv_archived::<Vec<String>>().ok();
+                }
+            }
+            10 => {
                 let _ = a.poll(Some(Duration::ZERO));
             }
             _ => {
@@ -163,15 +217,24 @@ pub fn region_ops(data: &[u8]) {
             }
         }
     }
+    drop(held);
     // With the writer gone a receive never waits: it gets a message, EOF or an error.
     drop(b);
-    // Every message takes at least one 16-byte record of a 4 KiB ring, so a sound reader
-    // ends in far fewer rounds than this.
+    // Every message takes at least one 16-byte record of a 4 KiB ring, and a receive
+    // that consumes nothing (`MessageTooLong`) is followed by one that does, so a sound
+    // reader ends in far fewer rounds than this.
+    let mut consume = false;
     for _ in 0..1024 {
-        let how = input.u8();
-        let size = usize::from(input.u16());
-        match receive(&a, how, size) {
-            Ok(_) => {}
+        let (how, size) = (input.u8(), usize::from(input.u16()));
+        let r = if consume {
+            a.recv_bytes().map(|_| true)
+        } else {
+            receive(&a, how, size)
+        };
+        consume = false;
+        match r {
+            Ok(_) | Err(Error::Invalid(_)) => {}
+            Err(Error::MessageTooLong { .. }) => consume = true,
             Err(_) => return,
         }
     }
