@@ -41,7 +41,8 @@
 //! * `wakeup`: spinning, then sleeping on an eventfd the other side rings only when told;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
 //! * `endpoint`, `connection`, `select`, `handoff`, `builder`: the public API on top;
-//! * `typed`: rkyv messages, serialized into the ring and read in place.
+//! * `typed`: rkyv messages, serialized into the ring and read in place;
+//! * `fork_epoch`: telling this process from its forked copies, cheaply.
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 

@@ -69,26 +69,37 @@ fn the_streaming_path_does_not_allocate() {
 
 #[test]
 fn a_receive_that_sleeps_does_not_allocate() {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::sync::Arc;
+
     let (a, b) = shmpipe::pipe(true).unwrap();
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
-    let sender = std::thread::spawn(move || {
-        for i in 0..50u8 {
-            // Send only once the receiver is asleep in poll(2): the path under test.
-            while common::process_state(tid) != Some('S') {
-                std::thread::yield_now();
+    let received = Arc::new(AtomicU32::new(0));
+    let sender = {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for i in 0..50u8 {
+                // Send only once the receiver has taken the last message and is asleep in
+                // poll(2) waiting for this one: the path under test.
+                while received.load(SeqCst) != u32::from(i) {
+                    std::thread::yield_now();
+                }
+                while common::process_state(tid) != Some('S') {
+                    std::thread::yield_now();
+                }
+                a.send_bytes(&[i; 64]).unwrap();
             }
-            a.send_bytes(&[i; 64]).unwrap();
-        }
-    });
+        })
+    };
     let mut buf = [0u8; 64];
-    b.recv_bytes_into(&mut buf).unwrap(); // warm up
-    let n = allocations_in(|| {
-        for i in 1..50u8 {
-            assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 64);
-            assert_eq!(buf, [i; 64]);
-        }
-    });
+    let mut receive = |i: u8| {
+        assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 64);
+        assert_eq!(buf, [i; 64]);
+        received.fetch_add(1, SeqCst);
+    };
+    receive(0); // warm up
+    let n = allocations_in(|| (1..50u8).for_each(&mut receive));
     sender.join().unwrap();
     assert_eq!(n, 0);
 }

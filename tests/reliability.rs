@@ -15,6 +15,14 @@ use std::time::Instant;
 
 const CAPACITY: usize = 4096;
 
+/// The tests here fork children that run for a while; run one at a time so that no
+/// child inherits (and keeps open) the ends of another test's pipes, which would delay
+/// that test's EOF or broken pipe until the child exits.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn send_stream(conn: Connection, seed: u64, n: u64) {
     let mut buf = Vec::new();
     for i in 0..n {
@@ -44,6 +52,7 @@ fn check_stream(conn: Connection, seed: u64, n: u64) {
 /// Streams `n` checksummed messages each way between two processes at once: each
 /// process sends on one thread and receives on another.
 fn soak(n: u64) {
+    let _one_at_a_time = serial();
     let mut pipes = Crossed::new(CAPACITY);
     let child = fork(|| {
         let (down, up) = pipes.child();
@@ -89,6 +98,7 @@ fn two_processes_on_one_end_break_only_that_direction() {
     use std::sync::Arc;
     use std::time::Duration;
 
+    let _one_at_a_time = serial();
     const PER_WRITER: u32 = 50_000;
     let (a, b) = Builder::new().capacity(CAPACITY).build().unwrap();
     let (mut a, b) = (Some(a), b);
@@ -130,7 +140,10 @@ fn two_processes_on_one_end_break_only_that_direction() {
                 match a.poll(Some(Duration::from_millis(50))) {
                     Ok(true) => match a.recv_bytes() {
                         Ok(m) => {
+                            // Both writers fill the same slots, so a message may hold
+                            // either's bytes, even a mix; nothing else.
                             assert_eq!(m.len(), 24, "message {received} has the wrong length");
+                            assert!(m.iter().all(|&x| x == 1 || x == 2), "{m:?}");
                             received += 1;
                         }
                         Err(Error::Corrupt(_)) => {
@@ -170,31 +183,49 @@ fn two_processes_on_one_end_break_only_that_direction() {
     }
 }
 
-/// Two processes receiving on the same end at once: each message goes to at most one of
-/// them, whole (a reader that loses the race to release a record gets `Corrupt`, never a
-/// copy the writer may already be overwriting), each reader sees its share in order,
-/// nothing hangs, and the other direction is unaffected.
+/// Two processes receiving on the same end at once, with every receive method, while
+/// the writer streams messages of up to 4x a 4 KiB ring (so records are overwritten as
+/// soon as they are released, and long messages come in fragments): each message goes
+/// to at most one reader, whole (a reader that loses the race to release or to claim a
+/// record gets `Corrupt`, never a copy the writer may already be overwriting), each
+/// reader sees its share in order, nothing hangs, and the other direction still works.
 #[test]
 fn two_processes_reading_one_end_never_get_a_torn_or_repeated_message() {
+    let _one_at_a_time = serial();
     const MESSAGES: u32 = 20_000;
     const STOP: u32 = u32::MAX;
-    // Big enough for every message and both stop marks: the writer never waits, so a
-    // reader that gives up early cannot leave it blocked.
-    let (a, b) = Builder::new().capacity(1 << 20).build().unwrap();
+    let (a, b) = Builder::new().capacity(CAPACITY).build().unwrap();
     let (mut a, mut b) = (Some(a), Some(b));
     let (report_r, report_w) = Builder::new().duplex(false).build().unwrap();
-    let mut report_w = Some(report_w);
+    let (mut report_r, mut report_w) = (Some(report_r), Some(report_w));
+    // Message `i`: its number, then bytes that depend on it, 0 to 16 KiB in all.
     let message = |i: u32| {
         let mut m = i.to_le_bytes().to_vec();
-        m.extend_from_slice(&common::message(u64::from(i), 20));
+        m.extend_from_slice(&common::message(
+            u64::from(i),
+            size_of(i.into(), 0xAB, CAPACITY),
+        ));
         m
     };
-    // Receives until a stop mark or an error: (indices in the order received, whether
-    // the reader was told `Corrupt`).
+    let unarchive = |raw: &[u8]| {
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(raw);
+        rkyv::from_bytes::<Vec<u8>, rkyv::rancor::Error>(&aligned).expect("a whole archive")
+    };
+    // Receives until a stop mark or an error, rotating through the receive methods:
+    // (numbers in the order received, whether the reader was told `Corrupt`).
     let read = |conn: &Connection| -> (Vec<u32>, bool) {
         let mut got = Vec::new();
-        loop {
-            match conn.recv_bytes() {
+        let mut buf = vec![0u8; 5 * CAPACITY];
+        for round in 0u32.. {
+            let m = match round % 3 {
+                0 => conn.recv_bytes().map(|raw| unarchive(&raw)),
+                1 => conn.recv_bytes_into(&mut buf).map(|n| unarchive(&buf[..n])),
+                _ => conn
+                    .recv_archived::<Vec<u8>>()
+                    .map(|m| m.as_slice().to_vec()),
+            };
+            match m {
                 Ok(m) => {
                     let i = u32::from_le_bytes(m[..4].try_into().unwrap());
                     if i == STOP {
@@ -207,27 +238,41 @@ fn two_processes_reading_one_end_never_get_a_torn_or_repeated_message() {
                 Err(e) => panic!("reader: {e}"),
             }
         }
+        unreachable!()
     };
     let child = fork(|| {
-        drop(b.take());
-        let report = report_w.take().unwrap();
-        report.send(&read(a.as_ref().unwrap())).unwrap();
+        drop((b.take(), report_r.take()));
+        let a = a.take().unwrap();
+        let outcome = read(&a);
+        // The other direction works whatever happened to this one.
+        a.send_bytes(b"the other direction").unwrap();
+        report_w.take().unwrap().send(&outcome).unwrap();
         0
     });
     drop(report_w.take());
-    let (a, b) = (a.take().unwrap(), b.take().unwrap());
+    let (a, b, report_r) = (a.take().unwrap(), b.take().unwrap(), report_r.unwrap());
+    // Sends every message as a typed `Vec<u8>` (so that `recv_archived` can read it),
+    // then two stop marks, or stops at `BrokenPipe` once both readers have given up.
     let writer = std::thread::spawn(move || {
-        for i in 0..MESSAGES {
-            b.send_bytes(&message(i)).unwrap();
+        for i in (0..MESSAGES).chain([STOP, STOP]) {
+            let m = if i == STOP {
+                STOP.to_le_bytes().to_vec()
+            } else {
+                message(i)
+            };
+            match b.send(&m) {
+                Ok(()) => {}
+                Err(Error::BrokenPipe) => break,
+                Err(e) => panic!("writer: {e}"),
+            }
         }
-        b.send_bytes(&STOP.to_le_bytes()).unwrap();
-        b.send_bytes(&STOP.to_le_bytes()).unwrap();
-        b
+        b.recv_bytes().unwrap()
     });
     let mine = read(&a);
     let theirs: (Vec<u32>, bool) = report_r.recv().unwrap();
     child.join();
-    let b = writer.join().unwrap();
+    drop(a); // with the child's copy gone too, a writer still sending gets BrokenPipe
+    assert_eq!(writer.join().unwrap(), b"the other direction");
     for got in [&mine.0, &theirs.0] {
         assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
     }
@@ -246,6 +291,4 @@ fn two_processes_reading_one_end_never_get_a_torn_or_repeated_message() {
         mine.1,
         theirs.1
     );
-    a.send_bytes(b"the other direction").unwrap();
-    assert_eq!(b.recv_bytes().unwrap(), b"the other direction");
 }
