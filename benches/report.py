@@ -405,27 +405,22 @@ def main(argv=None):
     if py is None:
         print(f"note: no Python baseline at {args.python}", file=sys.stderr)
 
-    stream = {t: {} for t in STREAM_TRANSPORTS + [PY]}
-    for t in STREAM_TRANSPORTS:
-        for s in STREAM_SIZES:
-            v = load_criterion(args.criterion, "stream", t, s)
+    def load_group(group, transports, sizes):
+        """{transport: {size: ns}} for one criterion group, plus the Python column."""
+        table = {t: {} for t in transports + [PY]}
+        for t in transports:
+            for s in sizes:
+                v = load_criterion(args.criterion, group, t, s)
+                if v is not None:
+                    table[t][s] = v
+        for s in sizes:
+            v = py_value(py, group, s)
             if v is not None:
-                stream[t][s] = v
-    for s in STREAM_SIZES:
-        v = py_value(py, "stream", s)
-        if v is not None:
-            stream[PY][s] = v
+                table[PY][s] = v
+        return table
 
-    pingpong = {t: {} for t in PINGPONG_TRANSPORTS + [PY]}
-    for t in PINGPONG_TRANSPORTS:
-        for s in PINGPONG_SIZES:
-            v = load_criterion(args.criterion, "pingpong", t, s)
-            if v is not None:
-                pingpong[t][s] = v
-    for s in PINGPONG_SIZES:
-        v = py_value(py, "pingpong", s)
-        if v is not None:
-            pingpong[PY][s] = v
+    stream = load_group("stream", STREAM_TRANSPORTS, STREAM_SIZES)
+    pingpong = load_group("pingpong", PINGPONG_TRANSPORTS, PINGPONG_SIZES)
 
     found = sum(len(d) for k, d in stream.items() if k != PY) + sum(
         len(d) for k, d in pingpong.items() if k != PY

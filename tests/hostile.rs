@@ -75,16 +75,23 @@ fn a_record_length_past_the_data_is_reported() {
     assert!(matches!(a.recv_bytes(), Err(Error::Corrupt(_))));
 }
 
-#[test]
-fn a_forged_fragment_sequence_is_reported() {
+/// A 4 KiB pipe whose reader `a` has the first fragment of a 5000-byte message waiting
+/// at the start of its ring, sent by a thread that returns the writing end when done
+/// (with `BrokenPipe` once the reader gives up, or with success).
+fn first_fragment_waiting() -> (Connection, std::thread::JoinHandle<Connection>) {
     let (a, b) = Builder::new().capacity(4096).build().unwrap();
     let sender = std::thread::spawn(move || {
-        // Fragmented: FIRST, MIDDLE..., LAST. Ends in BrokenPipe once `a` gives up.
-        let _ = b.send_bytes(&[9; 5000]);
+        let _ = b.send_bytes(&[9; 5000]); // FIRST, MIDDLE..., LAST
         b
     });
-    // Wait for the first fragment, then turn it into a MIDDLE fragment.
     assert!(a.poll(None).unwrap());
+    (a, sender)
+}
+
+#[test]
+fn a_forged_fragment_sequence_is_reported() {
+    let (a, sender) = first_fragment_waiting();
+    // Turn the first fragment into a MIDDLE fragment.
     scribble_from_another_process(&a, |r| {
         let word = r.read_u64(layout::RING0_DATA);
         r.write_u64(layout::RING0_DATA, (word & !0xffff_ffff) | 0x5348_0003);
@@ -208,13 +215,7 @@ fn attach_refuses_a_region_whose_header_lies() {
 /// an out-of-range slice) before checking it.
 #[test]
 fn a_first_fragment_longer_than_its_message_is_reported() {
-    let (a, b) = Builder::new().capacity(4096).build().unwrap();
-    let sender = std::thread::spawn(move || {
-        // Fragmented: FIRST, MIDDLE..., LAST. Ends in BrokenPipe once `a` gives up.
-        let _ = b.send_bytes(&[9; 5000]);
-        b
-    });
-    assert!(a.poll(None).unwrap());
+    let (a, sender) = first_fragment_waiting();
     // The FIRST record's `aux` is the message's total length: claim 1 byte.
     scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_DATA + 8, 1));
     let mut buf = [0u8; 64];
