@@ -1,12 +1,12 @@
 //! Making a pipe: [`pipe`] and [`Builder`].
 
 use crate::connection::Connection;
-use crate::endpoint::{Endpoint, RingBells, Shared};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, DEFAULT_CAPACITY, MAX_CAPACITY, MIN_CAPACITY};
-use crate::liveness;
-use crate::region::Region;
-use crate::wakeup::Doorbell;
+use crate::shm::endpoint::{Endpoint, RingBells, Shared};
+use crate::shm::layout::{Layout, DEFAULT_CAPACITY, MAX_CAPACITY, MIN_CAPACITY};
+use crate::shm::liveness;
+use crate::shm::region::Region;
+use crate::shm::wakeup::Doorbell;
 use std::sync::Arc;
 
 /// Returns the two ends of a new pipe, like Python's `multiprocessing.Pipe(duplex)`.

@@ -14,9 +14,9 @@
 use crate::builder::Builder;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::layout::{self, Header, Layout, RingControl};
-use crate::region::Region;
-use crate::wire::Kind;
+use crate::shm::layout::{self, Header, Layout, RingControl};
+use crate::shm::region::Region;
+use crate::shm::wire::Kind;
 use crossbeam_utils::CachePadded;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;

@@ -6,10 +6,10 @@
 //! variable; the child checks every descriptor before it trusts it.
 
 use crate::connection::Connection;
-use crate::endpoint::{Endpoint, RingBells, Shared};
 use crate::error::{Error, Result};
-use crate::region::Region;
-use crate::wakeup::Doorbell;
+use crate::shm::endpoint::{Endpoint, RingBells, Shared};
+use crate::shm::region::Region;
+use crate::shm::wakeup::Doorbell;
 use rustix::fs::FileType;
 use rustix::io::FdFlags;
 use std::collections::HashSet;

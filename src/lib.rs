@@ -51,18 +51,11 @@
 pub mod __fuzz;
 mod builder;
 mod connection;
-mod endpoint;
 mod error;
-mod fork_epoch;
 mod handoff;
-mod layout;
-mod liveness;
-mod region;
-mod ring;
 mod select;
+mod shm;
 mod typed;
-mod wakeup;
-mod wire;
 
 pub use builder::{pipe, Builder};
 pub use connection::Connection;

@@ -1,10 +1,10 @@
 //! [`wait`]: block on many connections at once, like `multiprocessing.connection.wait`.
 
 use crate::connection::{deadline_after, Connection};
-use crate::endpoint::{Breakable, Endpoint, Rx};
 use crate::error::{Error, Result};
-use crate::liveness;
-use crate::wakeup::{self, Waiter, Woken};
+use crate::shm::endpoint::{Breakable, Endpoint, Rx};
+use crate::shm::liveness;
+use crate::shm::wakeup::{self, Waiter, Woken};
 use std::time::Duration;
 
 /// Waits until at least one of `conns` has a message waiting or has reached EOF, or

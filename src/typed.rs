@@ -6,18 +6,18 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
-use crate::connection::{message_len, Connection};
-use crate::endpoint::{Breakable, Endpoint, Rx};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::ring::Record;
-use crate::wire::Kind;
+use crate::shm::endpoint::{Breakable, Endpoint, Rx};
+use crate::shm::receive::message_len;
+use crate::shm::ring::Record;
+use crate::shm::wire::Kind;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor::BoxedError;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::ser::writer::Buffer;
 use rkyv::util::AlignedVec;
-use std::cell::Cell;
 use std::marker::PhantomData;
 
 /// Every bound a type needs to travel as a typed message, in one place: it can be
@@ -239,34 +239,6 @@ impl Connection {
     }
 }
 
-/// A buffer for typed messages that do not fit the ring whole, kept from one message to
-/// the next. A fresh multi-megabyte buffer per message costs more than the transfer: the
-/// allocator maps new pages, the kernel zeroes each one on first touch, and unmaps them
-/// again on free (measured: 95 ms per 16 MiB `recv_archived` against 7 ms for
-/// `recv_bytes_into`). Buffers above [`Scratch::RETAIN_LIMIT`] are not kept, so one huge
-/// message does not pin its memory for the connection's lifetime.
-#[derive(Default)]
-pub(crate) struct Scratch(Cell<Option<AlignedVec>>);
-
-impl Scratch {
-    /// The largest buffer kept between messages.
-    const RETAIN_LIMIT: usize = 64 << 20;
-
-    /// The kept buffer, empty (or a new one).
-    pub fn take(&self) -> AlignedVec {
-        let mut v = self.0.take().unwrap_or_default();
-        v.clear();
-        v
-    }
-
-    /// Keeps `v` for the next message, unless it is too large to keep.
-    pub fn give_back(&self, v: AlignedVec) {
-        if v.capacity() <= Self::RETAIN_LIMIT {
-            self.0.set(Some(v));
-        }
-    }
-}
-
 enum Bytes<'c> {
     /// In place in the ring.
     Ring(&'c [u8]),
@@ -357,31 +329,5 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(&**self, f)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scratch_keeps_buffers_up_to_the_limit_and_hands_them_out_empty() {
-        let s = Scratch::default();
-        let mut v = s.take();
-        v.extend_from_slice(&[1; 1000]);
-        let kept = v.as_ptr();
-        s.give_back(v);
-        let v = s.take();
-        assert_eq!((v.len(), v.as_ptr()), (0, kept), "same buffer, emptied");
-        s.give_back(v);
-
-        let mut huge = AlignedVec::new();
-        huge.reserve(Scratch::RETAIN_LIMIT + 1);
-        s.give_back(huge);
-        let v = s.take();
-        assert!(
-            v.capacity() <= Scratch::RETAIN_LIMIT,
-            "a huge buffer is let go"
-        );
     }
 }

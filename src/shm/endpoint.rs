@@ -3,12 +3,12 @@
 //! Dropping an `Endpoint` is what closes an end.
 
 use crate::error::{Error, Result};
-use crate::layout::rings_of_end;
-use crate::region::Region;
-use crate::ring::{Broken, Consumer, Producer, RingRef};
-use crate::typed::Scratch;
-use crate::wakeup::Doorbell;
-use crate::wire;
+use crate::shm::layout::rings_of_end;
+use crate::shm::receive::Scratch;
+use crate::shm::region::Region;
+use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
+use crate::shm::wakeup::Doorbell;
+use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -6,7 +6,7 @@
 //! references are sound); ring data is reached only through raw pointers.
 
 use crate::error::{Error, Result};
-use crate::layout::{Header, Layout, RingControl, MAGIC, VERSION};
+use crate::shm::layout::{Header, Layout, RingControl, MAGIC, VERSION};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{MemfdFlags, SealFlags};
 use std::fs::File;
@@ -56,7 +56,11 @@ impl Region {
             ));
         }
         let size = rustix::fs::fstat(&memfd)?.st_size as u64;
-        if size < Layout::new(1, crate::layout::MIN_CAPACITY).unwrap().size() as u64 {
+        if size
+            < Layout::new(1, crate::shm::layout::MIN_CAPACITY)
+                .unwrap()
+                .size() as u64
+        {
             return Err(Error::Invalid(format!(
                 "region of {size} bytes is too small"
             )));

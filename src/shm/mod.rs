@@ -1,0 +1,24 @@
+//! The shared-memory mechanism beneath the public API: everything that knows about the
+//! region, the rings in it, and the descriptors that wake and watch the other process.
+//!
+//! * `layout`: where the header, ring control blocks and ring data sit;
+//! * `region`: the sealed memfd and its mapping;
+//! * `wire`: the record format and the checks every record from the other side passes;
+//! * `ring`: the single-producer single-consumer ring protocol (its `producer` and
+//!   `consumer` halves), the only place that touches ring memory;
+//! * `wakeup`: spinning, then sleeping until the other side rings;
+//! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
+//! * `endpoint`: what one end holds in one process; `receive` and `send` move messages
+//!   through it;
+//! * `fork_epoch`: telling this process from its forked copies, cheaply.
+
+pub(crate) mod endpoint;
+pub(crate) mod fork_epoch;
+pub(crate) mod layout;
+pub(crate) mod liveness;
+pub(crate) mod receive;
+pub(crate) mod region;
+pub(crate) mod ring;
+pub(crate) mod send;
+pub(crate) mod wakeup;
+pub(crate) mod wire;

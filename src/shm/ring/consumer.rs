@@ -1,0 +1,235 @@
+//! The reading side of a ring.
+
+use super::{sane, wake_needed, Broken, RingRef, CLAIMED};
+use crate::shm::fork_epoch;
+use crate::shm::wire::{self, Checked, Kind};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+
+/// A record found by the consumer, checked but not yet released.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Record {
+    pub kind: Kind,
+    pub len: usize,
+    pub aux: u64,
+    size: usize,
+    payload: *const u8,
+}
+
+impl Record {
+    /// The header as checked by [`wire::check`].
+    pub fn checked(&self) -> Checked {
+        Checked {
+            kind: self.kind,
+            len: self.len,
+            aux: self.aux,
+            size: self.size,
+        }
+    }
+}
+
+/// The reading side of a ring.
+pub(crate) struct Consumer {
+    ring: RingRef,
+    /// Our read counter, padding skipped so far included.
+    tail: Cell<u64>,
+    /// What we last published as `tail`.
+    published: Cell<u64>,
+    /// The producer's counter as last loaded (and checked).
+    cached_head: Cell<u64>,
+    /// The fork epoch in which we claimed the record at `tail`, while we hold it.
+    claimed_in: Cell<Option<u64>>,
+}
+
+impl Consumer {
+    pub fn new(ring: RingRef) -> Consumer {
+        let ctl = ring.ctl();
+        let (head, mut tail) = (ctl.head.load(SeqCst), ctl.tail.load(SeqCst));
+        if !sane(head, tail, ring.capacity) {
+            // Claimed by another process, or a lie: start aligned, and let the first
+            // `resync` report what the region says.
+            tail = 0;
+        }
+        Consumer {
+            ring,
+            tail: Cell::new(tail),
+            published: Cell::new(tail),
+            cached_head: Cell::new(tail),
+            claimed_in: Cell::new(None),
+        }
+    }
+
+    pub fn sleeping_flag(&self) -> &AtomicU32 {
+        &self.ring.ctl().reader_sleeping
+    }
+
+    /// Adopts the published `tail` if another process holding a copy of this end has
+    /// read since we last did (see [`Producer::resync`]).
+    pub fn resync(&self) -> Result<(), Broken> {
+        let shared = self.ring.ctl().tail.load(Relaxed);
+        if shared == self.published.get() {
+            return Ok(());
+        }
+        if shared & CLAIMED != 0 {
+            return Err("another process holds a message of this end in place \
+                        (recv_archived) while this one reads: the end is used by two \
+                        processes at once"
+                .into());
+        }
+        let head = self.ring.ctl().head.load(SeqCst);
+        if shared > head || head - shared > self.ring.capacity as u64 || !shared.is_multiple_of(16)
+        {
+            return Err(format!(
+                "published tail {shared} is impossible with head {head}"
+            ));
+        }
+        self.tail.set(shared);
+        self.published.set(shared);
+        self.cached_head.set(head);
+        Ok(())
+    }
+
+    fn reload_head(&self) -> Result<(), Broken> {
+        let head = self.ring.ctl().head.load(SeqCst);
+        let tail = self.tail.get();
+        if head < self.cached_head.get() || head < tail || head - tail > self.ring.capacity as u64 {
+            return Err(format!(
+                "producer published head {head}, impossible after {} with tail {tail}",
+                self.cached_head.get()
+            ));
+        }
+        self.cached_head.set(head);
+        Ok(())
+    }
+
+    /// The next record, if one is published, skipping padding. Consumes nothing but
+    /// padding; call [`Consumer::release`] when done with the record.
+    pub fn peek(&self) -> Result<Option<Record>, Broken> {
+        loop {
+            if self.tail.get() == self.cached_head.get() {
+                self.reload_head()?;
+                if self.tail.get() == self.cached_head.get() {
+                    return Ok(None);
+                }
+            }
+            let tail = self.tail.get();
+            let avail = (self.cached_head.get() - tail) as usize;
+            let pos = tail as usize & self.ring.mask();
+            let to_end = self.ring.capacity - pos;
+            if avail < wire::HEADER {
+                return Err(format!(
+                    "{avail} published bytes cannot hold a record header"
+                ));
+            }
+            let rec = wire::check(self.ring.read_header(pos), avail, to_end)?;
+            if rec.kind == Kind::Padding {
+                // Each padding record moves us to the start of the ring and `avail` is
+                // finite, so this loop ends even on a ring full of padding.
+                self.tail.set(tail + rec.size as u64);
+                continue;
+            }
+            return Ok(Some(self.record(pos, rec)));
+        }
+    }
+
+    fn record(&self, pos: usize, rec: Checked) -> Record {
+        // SAFETY: `check` made sure `pos + size <= capacity`, so the payload lies inside
+        // the data area.
+        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) as *const u8 };
+        Record {
+            kind: rec.kind,
+            len: rec.len,
+            aux: rec.aux,
+            size: rec.size,
+            payload,
+        }
+    }
+
+    /// Whether a record is ready (padding is skipped on the way).
+    pub fn has_data(&self) -> Result<bool, Broken> {
+        Ok(self.peek()?.is_some())
+    }
+
+    /// The payload of `rec`, in place in the ring.
+    ///
+    /// # Safety
+    /// `rec` must come from this consumer's `peek` and must not be released while the
+    /// returned slice is alive. Until then the producer does not write those bytes (the
+    /// ring protocol); a hostile producer could, which is the one trust the zero-copy
+    /// path places in the peer (see DESIGN.md, "Trust").
+    pub unsafe fn payload(&self, rec: &Record) -> &[u8] {
+        // SAFETY: `check` made sure the payload lies inside the data area and inside the
+        // published bytes; the caller keeps the record unreleased while the slice lives.
+        unsafe { std::slice::from_raw_parts(rec.payload, rec.len) }
+    }
+
+    /// Runs `f` on the payload of `rec` (from this consumer's `peek`, not yet released).
+    pub fn with_payload<R>(&self, rec: &Record, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: the record stays unreleased for the duration of `f`: releasing takes
+        // place only through `release`, which callers do after this returns.
+        f(unsafe { self.payload(rec) })
+    }
+
+    /// Marks the record at `tail` (just returned by `peek`) as held in place by this
+    /// process, before its bytes are handed out for longer than a copy takes.
+    ///
+    /// Only a process that misuses an end, reading it from two processes at once, needs
+    /// this: without it, the other process could release the same record (its
+    /// `compare_exchange` from the same `tail` would succeed) and the producer would
+    /// overwrite bytes we are still reading in place. The claim makes the published
+    /// `tail` odd, a value no other reader expects, so their release fails instead (and
+    /// ours, by `compare_exchange` from the odd value, takes the bit down). A claim made
+    /// by a parent and inherited through `fork` is not the child's to release.
+    pub fn claim(&self) -> Result<(), Broken> {
+        let old = self.published.get();
+        debug_assert_eq!(old & CLAIMED, 0, "one record held at a time");
+        // SeqCst like every other publish of `tail`; the claim itself needs only the
+        // atomicity of the compare-and-swap.
+        match self
+            .ring
+            .ctl()
+            .tail
+            .compare_exchange(old, old | CLAIMED, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.published.set(old | CLAIMED);
+                self.claimed_in.set(Some(fork_epoch::current()));
+                Ok(())
+            }
+            Err(seen) => Err(format!(
+                "tail moved from {old} to {seen} under us: another process is reading on \
+                 this end at the same time"
+            )),
+        }
+    }
+
+    /// Gives the record's space back to the producer. Returns whether the producer was
+    /// asleep waiting for space and must be woken.
+    pub fn release(&self, rec: &Record) -> Result<bool, Broken> {
+        let new_tail = self.tail.get() + rec.size as u64;
+        let old = self.published.get();
+        if old & CLAIMED != 0 && self.claimed_in.get() != Some(fork_epoch::current()) {
+            return Err("this message is held in place by the process this one was \
+                        forked from; only that process can give it back"
+                .into());
+        }
+        // SeqCst: see the module documentation.
+        match self
+            .ring
+            .ctl()
+            .tail
+            .compare_exchange(old, new_tail, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.tail.set(new_tail);
+                self.published.set(new_tail);
+                self.claimed_in.set(None);
+                Ok(wake_needed(&self.ring.ctl().writer_sleeping))
+            }
+            Err(seen) => Err(format!(
+                "tail moved from {old} to {seen} under us: another process is reading on \
+                 this end at the same time"
+            )),
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The single-producer single-consumer ring protocol over one ring of the region.
+//!
+//! `head` and `tail` are byte counters that only grow; a position in the ring is the
+//! counter modulo the (power of two) capacity. The producer owns `head`, the consumer
+//! owns `tail`. Each side keeps its own index in process memory and treats the copy in
+//! the region as a publication for the other side, never as the truth: the other
+//! process may scribble anything there, and every value read from it is checked before
+//! it is used.
+//!
+//! Each side also keeps a *cached* copy of the other side's index, as rtrb does: the
+//! producer knows it has at least `capacity - (head - cached_tail)` bytes free without
+//! touching the consumer's cache line, and reloads `tail` only when that is not enough.
+//! Likewise the consumer reloads `head` only when it has used up what it last saw. On a
+//! steady stream each side touches the other's line about once per ring's worth of
+//! data instead of once per message.
+//!
+//! # Memory ordering
+//!
+//! * Publishing (`head` by the producer after writing a record, `tail` by the consumer
+//!   after reading one) is a `compare_exchange` with `SeqCst`. Its release half makes
+//!   the record's bytes (or the consumer's reads of them) visible before the index; its
+//!   compare half notices a second process publishing on the same end at the same
+//!   time; and being `SeqCst` it orders the publish before the following load of the
+//!   other side's sleeping flag (the wake-up protocol, see [`crate::wakeup`]).
+//! * Loading the other side's index is `SeqCst` too. It acquires the other side's
+//!   writes (a load is acquire at least), and takes part in the same total order as the
+//!   sleeping-flag store of a side about to sleep. On x86-64 and AArch64 a `SeqCst` load
+//!   compiles to the same instruction as an `Acquire` load, so this costs nothing.
+
+mod consumer;
+mod producer;
+
+pub(crate) use consumer::{Consumer, Record};
+pub(crate) use producer::{Grant, Producer};
+
+use crate::shm::layout::RingControl;
+use crate::shm::wire::{self, Kind, RawHeader};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+
+/// One ring as seen from one process: where its control block and data are.
+#[derive(Clone, Copy)]
+pub(crate) struct RingRef {
+    ctl: *const RingControl,
+    data: *mut u8,
+    capacity: usize,
+}
+
+// SAFETY: a `RingRef` is two addresses in a shared mapping and a length. The mapping
+// is process-wide (any thread may touch it) and is kept alive by the `Arc<Shared>` of the
+// endpoint owning the producer or consumer, wherever that endpoint moves. Moving the
+// addresses to another thread changes nothing about who may access what: the SPSC
+// protocol and the atomics govern that, not the thread. (`Producer` and `Consumer` stay
+// `!Sync` through their `Cell`s, so one end is still used by one thread at a time.)
+unsafe impl Send for RingRef {}
+
+impl RingRef {
+    /// # Safety
+    /// `ctl` must point to a `RingControl` and `data` to `capacity` bytes, both inside a
+    /// shared mapping that outlives every use of this `RingRef` (and of the `Producer`
+    /// or `Consumer` built on it). `capacity` must be a power of two, at least 4096.
+    pub unsafe fn new(ctl: *const RingControl, data: *mut u8, capacity: usize) -> RingRef {
+        debug_assert!(capacity.is_power_of_two() && capacity >= 4096);
+        RingRef {
+            ctl,
+            data,
+            capacity,
+        }
+    }
+
+    pub(super) fn ctl(&self) -> &RingControl {
+        // SAFETY: `new`'s contract: the control block lives as long as `self`. Its fields
+        // are atomics, so sharing it with another process is sound.
+        unsafe { &*self.ctl }
+    }
+
+    pub(super) fn mask(&self) -> usize {
+        self.capacity - 1
+    }
+
+    /// The largest payload a single record may carry: half a ring, so that two records
+    /// can always be in flight and a record never needs more than half the ring free.
+    pub fn max_record_payload(&self) -> usize {
+        self.capacity / 2 - wire::HEADER
+    }
+
+    /// The 16-byte header slot at ring position `pos` (a multiple of 16).
+    fn header_at(&self, pos: usize) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
+        debug_assert!(pos.is_multiple_of(wire::ALIGN) && pos + wire::HEADER <= self.capacity);
+        // SAFETY: `pos + 16 <= capacity` so the slot is inside the data area, and 16-byte
+        // aligned because the data area is page aligned. Access goes through atomics, so
+        // a peer writing the same bytes concurrently is a race on atomics, not UB.
+        unsafe {
+            let p = self.data.add(pos);
+            (
+                AtomicU32::from_ptr(p as *mut u32),
+                AtomicU32::from_ptr(p.add(4) as *mut u32),
+                AtomicU64::from_ptr(p.add(8) as *mut u64),
+            )
+        }
+    }
+
+    pub(super) fn write_header(&self, pos: usize, kind: Kind, len: usize, aux: u64) {
+        let (k, l, a) = self.header_at(pos);
+        // Relaxed: the record becomes visible only through the SeqCst publish of `head`.
+        k.store(kind.to_u32(), Relaxed);
+        l.store(len as u32, Relaxed);
+        a.store(aux, Relaxed);
+    }
+
+    pub(super) fn read_header(&self, pos: usize) -> RawHeader {
+        let (k, l, a) = self.header_at(pos);
+        // Relaxed: ordered after the SeqCst (acquiring) load of `head` that showed us the
+        // record.
+        RawHeader {
+            kind: k.load(Relaxed),
+            len: l.load(Relaxed),
+            aux: a.load(Relaxed),
+        }
+    }
+}
+
+/// Why the ring cannot be used any more: the peer broke the protocol.
+pub(crate) type Broken = String;
+
+/// Set in the published `tail` while a reader holds the record at `tail` in place
+/// (`recv_archived`); tails are otherwise multiples of 16. See [`Consumer::claim`].
+pub(super) const CLAIMED: u64 = 1;
+
+/// Loads the consumer's `tail` as the producer sees it: the claim bit is no business of
+/// the producer's, the space is free only once the record is released.
+pub(super) fn load_tail(ctl: &RingControl) -> u64 {
+    ctl.tail.load(SeqCst) & !CLAIMED
+}
+
+/// Whether `head` and `tail` read from the region can be a ring's state: aligned, in
+/// order, at most `capacity` apart.
+pub(super) fn sane(head: u64, tail: u64, capacity: usize) -> bool {
+    head.is_multiple_of(16)
+        && tail.is_multiple_of(16)
+        && tail <= head
+        && head - tail <= capacity as u64
+}
+
+/// After a publish: if the other side announced that it sleeps, take its flag down and
+/// report that its doorbell must be rung. The load comes first so that the common case,
+/// nobody asleep, writes nothing to the shared line.
+pub(super) fn wake_needed(flag: &AtomicU32) -> bool {
+    flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::layout::{Layout, RingControl};
+
+    /// A ring in ordinary memory, for single-process tests of the protocol.
+    struct TestRing {
+        _ctl: Box<RingControl>,
+        _data: Vec<u128>,
+        ring: RingRef,
+    }
+
+    fn test_ring(capacity: usize) -> TestRing {
+        let ctl: Box<RingControl> = Box::new(unsafe { std::mem::zeroed() });
+        let mut data = vec![0u128; capacity / 16];
+        let ring = unsafe { RingRef::new(&*ctl, data.as_mut_ptr() as *mut u8, capacity) };
+        TestRing {
+            _ctl: ctl,
+            _data: data,
+            ring,
+        }
+    }
+
+    fn send(p: &Producer, bytes: &[u8]) -> bool {
+        let g = match p.reserve(bytes.len()).unwrap() {
+            Some(g) => g,
+            None => return false,
+        };
+        p.fill(&g, 0, bytes);
+        p.commit(g, Kind::Whole, bytes.len(), 0).unwrap();
+        true
+    }
+
+    fn recv(c: &Consumer) -> Option<Vec<u8>> {
+        let r = c.peek().unwrap()?;
+        let v = c.with_payload(&r, |p| p.to_vec());
+        c.release(&r).unwrap();
+        Some(v)
+    }
+
+    #[test]
+    fn messages_come_out_in_order_across_many_wraps() {
+        let t = test_ring(Layout::new(1, 4096).unwrap().capacity);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let mut next_in = 0u32;
+        for round in 0..2000u32 {
+            let len = (round as usize * 37) % 1500;
+            let msg: Vec<u8> = (0..len).map(|i| (i as u32 + round) as u8).collect();
+            while !send(&p, &msg) {
+                let got = recv(&c).unwrap();
+                assert_eq!(got.len(), (next_in as usize * 37) % 1500);
+                next_in += 1;
+            }
+        }
+        while let Some(got) = recv(&c) {
+            let len = (next_in as usize * 37) % 1500;
+            let want: Vec<u8> = (0..len).map(|i| (i as u32 + next_in) as u8).collect();
+            assert_eq!(got, want);
+            next_in += 1;
+        }
+        assert_eq!(next_in, 2000);
+    }
+
+    #[test]
+    fn empty_messages_are_messages() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, b""));
+        assert_eq!(recv(&c), Some(vec![]));
+        assert_eq!(recv(&c), None);
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_release() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let big = vec![7u8; p.ring().max_record_payload()];
+        assert!(send(&p, &big));
+        assert!(send(&p, &big));
+        assert!(!send(&p, b"x"));
+        assert_eq!(recv(&c).unwrap(), big);
+        assert!(send(&p, b"x"));
+    }
+
+    #[test]
+    fn impossible_head_is_reported_not_followed() {
+        let t = test_ring(4096);
+        let c = Consumer::new(t.ring);
+        t.ring.ctl().head.store(4096 * 3, SeqCst);
+        assert!(c.peek().unwrap_err().contains("impossible"));
+    }
+
+    #[test]
+    fn impossible_tail_is_reported_not_followed() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        let big = vec![0u8; p.ring().max_record_payload()];
+        assert!(send(&p, &big) && send(&p, &big));
+        t.ring.ctl().tail.store(1 << 40, SeqCst);
+        assert!(p.reserve(16).unwrap_err().contains("impossible"));
+    }
+
+    #[test]
+    fn garbage_record_is_reported() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, b"hello"));
+        t.ring.write_header(0, Kind::Whole, 100_000, 0);
+        assert!(c.peek().unwrap_err().contains("does not fit"));
+    }
+
+    #[test]
+    fn concurrent_writer_is_detected() {
+        let t = test_ring(4096);
+        let (p1, p2) = (Producer::new(t.ring), Producer::new(t.ring));
+        assert!(send(&p1, b"one"));
+        let g = p2.reserve(3).unwrap().unwrap();
+        assert!(p2
+            .commit(g, Kind::Whole, 3, 0)
+            .unwrap_err()
+            .contains("another process"));
+    }
+
+    #[test]
+    fn handover_to_another_copy_resyncs() {
+        let t = test_ring(4096);
+        let (p1, p2) = (Producer::new(t.ring), Producer::new(t.ring));
+        let c = Consumer::new(t.ring);
+        assert!(send(&p1, b"one"));
+        p2.resync().unwrap();
+        assert!(send(&p2, b"two"));
+        assert_eq!(recv(&c).unwrap(), b"one");
+        assert_eq!(recv(&c).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_claimed_record_cannot_be_released_by_another_reader() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        let (mine, other) = (Consumer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, &[1; 2000])); // 2016 bytes at 0
+        assert!(send(&p, &[2; 1500])); // 1516 bytes at 2016: 564 left before the end
+        let rec = mine.peek().unwrap().unwrap();
+        mine.claim().unwrap();
+        // The other reader sees the record too, but can neither release it nor resync
+        // past the claim.
+        let theirs = other.peek().unwrap().unwrap();
+        assert!(other.release(&theirs).is_err());
+        assert!(other.resync().is_err());
+        // The producer does not count the claimed record's space as free: 1000 bytes
+        // need the space at the start of the ring that the record occupies.
+        assert!(!p.has_room(1000).unwrap());
+        mine.release(&rec).unwrap();
+        assert!(p.has_room(1000).unwrap());
+        assert_eq!(recv(&mine).unwrap(), [2; 1500]);
+    }
+
+    #[test]
+    fn a_claim_cannot_be_taken_by_a_reader_that_fell_behind() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        let (ahead, behind) = (Consumer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p, b"one"));
+        assert!(send(&p, b"two"));
+        let _ = behind.peek().unwrap().unwrap();
+        assert_eq!(recv(&ahead).unwrap(), b"one");
+        assert!(
+            behind.claim().is_err(),
+            "the record it saw was released already"
+        );
+    }
+
+    #[test]
+    fn lying_indices_at_attach_start_aligned_and_are_reported() {
+        let t = test_ring(4096);
+        t._ctl.head.store(4096 + 7, SeqCst);
+        t._ctl.tail.store(3, SeqCst);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        assert!(p.resync().is_err());
+        assert!(c.resync().is_err());
+    }
+
+    #[test]
+    fn reserve_available_takes_the_longer_free_run() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let g = p.reserve_available().unwrap().unwrap();
+        assert_eq!(g.capacity, p.ring().max_record_payload());
+        p.commit(g, Kind::Whole, 1000, 0).unwrap(); // 1016 bytes at 0
+        assert!(send(&p, &[0; 1500])); // 1520 bytes at 1016; head at 2536
+        assert_eq!(recv(&c).unwrap().len(), 1000);
+        assert_eq!(recv(&c).unwrap().len(), 1500);
+        // Free: 1560 bytes before the end, 2536 after wrapping: it pads and wraps.
+        let g = p.reserve_available().unwrap().unwrap();
+        assert_eq!(g.capacity, p.ring().max_record_payload().min(2536 - 16));
+        p.fill(&g, 0, b"wrapped");
+        p.commit(g, Kind::Whole, 7, 0).unwrap();
+        assert_eq!(recv(&c).unwrap(), b"wrapped");
+    }
+
+    #[test]
+    fn sleeping_reader_is_reported_once() {
+        let t = test_ring(4096);
+        let p = Producer::new(t.ring);
+        t.ring.ctl().reader_sleeping.store(1, SeqCst);
+        let g = p.reserve(1).unwrap().unwrap();
+        assert!(p.commit(g, Kind::Whole, 1, 0).unwrap());
+        let g = p.reserve(1).unwrap().unwrap();
+        assert!(!p.commit(g, Kind::Whole, 1, 0).unwrap());
+    }
+}

@@ -1,0 +1,236 @@
+//! The writing side of a ring.
+
+use super::{load_tail, sane, wake_needed, Broken, RingRef};
+use crate::shm::wire::{self, Kind};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+
+/// Space reserved for one record, not yet visible to the consumer.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// Counter value where the record starts (after any padding).
+    start: u64,
+    /// Whether a padding record must precede it (written at `head`).
+    padded: bool,
+    /// Payload bytes available at `payload`.
+    pub capacity: usize,
+    /// Where the payload goes.
+    pub payload: *mut u8,
+}
+
+/// The writing side of a ring.
+pub(crate) struct Producer {
+    ring: RingRef,
+    /// Our write counter: what we last published.
+    head: Cell<u64>,
+    /// The consumer's counter as last loaded; never ahead of the real one.
+    cached_tail: Cell<u64>,
+    /// How often `tail` had to be reloaded; lets the caller piggy-back a liveness check
+    /// on the rare reloads instead of paying for one per message.
+    reloads: Cell<u64>,
+}
+
+impl Producer {
+    pub fn new(ring: RingRef) -> Producer {
+        let ctl = ring.ctl();
+        let (mut head, mut tail) = (ctl.head.load(SeqCst), load_tail(ctl));
+        if !sane(head, tail, ring.capacity) {
+            // A region received from a broken or hostile process. Start from an aligned
+            // state; the first `resync` compares it with the region and reports the lie.
+            (head, tail) = (0, 0);
+        }
+        Producer {
+            ring,
+            head: Cell::new(head),
+            cached_tail: Cell::new(tail),
+            reloads: Cell::new(0),
+        }
+    }
+
+    pub fn ring(&self) -> &RingRef {
+        &self.ring
+    }
+
+    pub fn reloads(&self) -> u64 {
+        self.reloads.get()
+    }
+
+    pub fn sleeping_flag(&self) -> &AtomicU32 {
+        &self.ring.ctl().writer_sleeping
+    }
+
+    /// Adopts the published `head` if another process (a fork or exec child holding a copy
+    /// of this end) has written since we last did, so that handing an end over to another
+    /// process works. The value is checked against `tail` before it is trusted.
+    pub fn resync(&self) -> Result<(), Broken> {
+        let shared = self.ring.ctl().head.load(Relaxed);
+        if shared == self.head.get() {
+            return Ok(());
+        }
+        let tail = load_tail(self.ring.ctl());
+        if shared < tail || shared - tail > self.ring.capacity as u64 || !shared.is_multiple_of(16)
+        {
+            return Err(format!(
+                "published head {shared} is impossible with tail {tail}"
+            ));
+        }
+        self.head.set(shared);
+        self.cached_tail.set(tail);
+        Ok(())
+    }
+
+    fn free(&self) -> usize {
+        self.ring.capacity - (self.head.get() - self.cached_tail.get()) as usize
+    }
+
+    /// Reloads the consumer's `tail` and checks it: it may only have moved forward, and
+    /// never past what we published.
+    fn reload_tail(&self) -> Result<(), Broken> {
+        let tail = load_tail(self.ring.ctl());
+        self.reloads.set(self.reloads.get() + 1);
+        let head = self.head.get();
+        if tail < self.cached_tail.get() || tail > head || !tail.is_multiple_of(16) {
+            return Err(format!(
+                "consumer published tail {tail}, impossible after {} with head {head}",
+                self.cached_tail.get()
+            ));
+        }
+        self.cached_tail.set(tail);
+        Ok(())
+    }
+
+    /// Bytes the ring must have free to hold a record of `len` payload bytes at the
+    /// current head, padding included.
+    fn needed(&self, len: usize) -> (usize, bool) {
+        let size = wire::record_size(len);
+        let pos = self.head.get() as usize & self.ring.mask();
+        let to_end = self.ring.capacity - pos;
+        if size <= to_end {
+            (size, false)
+        } else {
+            (to_end + size, true)
+        }
+    }
+
+    /// Whether a record of `len` payload bytes would fit now (reloading `tail` if the
+    /// cached value says no).
+    pub fn has_room(&self, len: usize) -> Result<bool, Broken> {
+        let (need, _) = self.needed(len);
+        if need <= self.free() {
+            return Ok(true);
+        }
+        self.reload_tail()?;
+        Ok(need <= self.free())
+    }
+
+    /// Reserves room for a record of exactly `len` payload bytes (`len` at most
+    /// [`RingRef::max_record_payload`]), or `None` if the ring is too full right now.
+    pub fn reserve(&self, len: usize) -> Result<Option<Grant>, Broken> {
+        debug_assert!(len <= self.ring.max_record_payload());
+        if !self.has_room(len)? {
+            return Ok(None);
+        }
+        let (_, padded) = self.needed(len);
+        let head = self.head.get();
+        let start = if padded {
+            head + (self.ring.capacity - (head as usize & self.ring.mask())) as u64
+        } else {
+            head
+        };
+        let pos = start as usize & self.ring.mask();
+        // SAFETY: `needed` made sure the record fits before the ring's end, so
+        // `pos + HEADER + len <= capacity`.
+        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
+        Ok(Some(Grant {
+            start,
+            padded,
+            capacity: len,
+            payload,
+        }))
+    }
+
+    /// Reserves the largest record that fits in the ring's free space right now (up to
+    /// [`RingRef::max_record_payload`]), for a payload whose size is not known in
+    /// advance (an rkyv archive serialized in place). `None` if no payload fits.
+    pub fn reserve_available(&self) -> Result<Option<Grant>, Broken> {
+        if self.free() < self.ring.capacity / 2 {
+            self.reload_tail()?;
+        }
+        let free = self.free();
+        let head = self.head.get();
+        let to_end = self.ring.capacity - (head as usize & self.ring.mask());
+        // Free space that wraps is two runs: before the ring's end, and from offset 0
+        // (after a padding record). Take the longer.
+        let (start, padded, room) = if free <= to_end || to_end >= free - to_end {
+            (head, false, free.min(to_end))
+        } else {
+            (head + to_end as u64, true, free - to_end)
+        };
+        let capacity = (room.saturating_sub(wire::HEADER) / wire::ALIGN * wire::ALIGN)
+            .min(self.ring.max_record_payload());
+        if capacity == 0 {
+            return Ok(None);
+        }
+        let pos = start as usize & self.ring.mask();
+        // SAFETY: `room` bytes from `pos` are free and before the ring's end, and
+        // `HEADER + capacity <= room`.
+        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
+        Ok(Some(Grant {
+            start,
+            padded,
+            capacity,
+            payload,
+        }))
+    }
+
+    /// Runs `f` on a granted record's payload space.
+    pub fn with_grant<R>(&self, grant: &Grant, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: the grant covers `capacity` bytes of free ring space that the consumer
+        // does not read until we publish it, and nothing else in this process refers to
+        // them (the producer is `!Sync` and the grant is used once).
+        f(unsafe { std::slice::from_raw_parts_mut(grant.payload, grant.capacity) })
+    }
+
+    /// Copies `bytes` into a granted record's payload, at offset `at`.
+    pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
+        self.with_grant(grant, |space| {
+            space[at..at + bytes.len()].copy_from_slice(bytes)
+        });
+    }
+
+    /// Writes the header of a granted record (and the padding before it, if any) and
+    /// publishes it. `len` may be less than the granted capacity. Returns whether the
+    /// consumer was asleep and must be woken.
+    pub fn commit(&self, grant: Grant, kind: Kind, len: usize, aux: u64) -> Result<bool, Broken> {
+        assert!(len <= grant.capacity);
+        let head = self.head.get();
+        if grant.padded {
+            self.ring
+                .write_header(head as usize & self.ring.mask(), Kind::Padding, 0, 0);
+        }
+        self.ring
+            .write_header(grant.start as usize & self.ring.mask(), kind, len, aux);
+        let new_head = grant.start + wire::record_size(len) as u64;
+        self.publish(head, new_head)?;
+        Ok(wake_needed(&self.ring.ctl().reader_sleeping))
+    }
+
+    fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
+        // SeqCst: see the module documentation.
+        match self
+            .ring
+            .ctl()
+            .head
+            .compare_exchange(old, new, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.head.set(new);
+                Ok(())
+            }
+            Err(seen) => Err(format!(
+                "head moved from {old} to {seen} under us: another process is writing on \
+                 this end at the same time"
+            )),
+        }
+    }
+}
