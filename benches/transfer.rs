@@ -4,11 +4,16 @@
 //! * `pingpong/T/S`: S-byte message sent and echoed back; time per round trip.
 //!
 //! Transports: shmpipe (`send_bytes` + `recv_bytes`, `send_bytes` + `recv_bytes_into`,
-//! typed `send` + `recv_archived`), a Unix socketpair with length-prefixed messages
+//! typed `send` + `recv_archived` (a private copy), `recv_archived_in_place` and
+//! `recv` (deserialized), all of a `Vec<u8>`), a Unix socketpair with length-prefixed messages
 //! (Python's `Pipe` framing: one `writev` per message, a buffered reader), an anonymous
 //! `pipe(2)` with the same framing, and the `ipc-channel` crate. The machine's floors:
 //! `memcpy` of one message on one core, and a bare cache-line ping-pong between the two
 //! processes. Every receiver reads one byte per cache line of each message.
+//!
+//! * `typed/T/N`: one-way streaming of a `Vec<String>` of N 16-byte strings, where
+//!   validation has work to do: what copying before validating (`archived`) costs next
+//!   to validating in place (`in_place`) and to deserializing (`recv`).
 //!
 //! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
 //! results into `benches/results/RESULTS.md` and `throughput.svg`.
@@ -43,6 +48,8 @@ trait End {
 struct ShmBytes(shmpipe::Connection);
 struct ShmInto(shmpipe::Connection);
 struct ShmArchived(shmpipe::Connection, Vec<u8>);
+struct ShmInPlace(shmpipe::Connection, Vec<u8>);
+struct ShmTyped(shmpipe::Connection, Vec<u8>);
 
 impl End for ShmBytes {
     fn send(&mut self, msg: &[u8]) {
@@ -77,6 +84,35 @@ impl End for ShmArchived {
     fn recv(&mut self, _: &mut [u8]) -> usize {
         let m = self.0.recv_archived::<Vec<u8>>().unwrap();
         touch(m.as_slice());
+        m.len()
+    }
+}
+
+impl End for ShmInPlace {
+    fn send(&mut self, msg: &[u8]) {
+        if self.1.len() != msg.len() {
+            self.1 = msg.to_vec();
+        }
+        self.0.send(&self.1).unwrap();
+    }
+    fn recv(&mut self, _: &mut [u8]) -> usize {
+        // SAFETY: the peer is this benchmark's own shmpipe sender.
+        let m = unsafe { self.0.recv_archived_in_place::<Vec<u8>>() }.unwrap();
+        touch(m.as_slice());
+        m.len()
+    }
+}
+
+impl End for ShmTyped {
+    fn send(&mut self, msg: &[u8]) {
+        if self.1.len() != msg.len() {
+            self.1 = msg.to_vec();
+        }
+        self.0.send(&self.1).unwrap();
+    }
+    fn recv(&mut self, _: &mut [u8]) -> usize {
+        let m = self.0.recv::<Vec<u8>>().unwrap();
+        touch(&m);
         m.len()
     }
 }
@@ -162,6 +198,14 @@ fn shm(kind: &str) -> Pair {
     match kind {
         "shmpipe_bytes" | "shmpipe" => (Box::new(ShmBytes(a)), Box::new(ShmBytes(b))),
         "shmpipe_into" => (Box::new(ShmInto(a)), Box::new(ShmInto(b))),
+        "shmpipe_in_place" => (
+            Box::new(ShmInPlace(a, Vec::new())),
+            Box::new(ShmInPlace(b, Vec::new())),
+        ),
+        "shmpipe_recv" => (
+            Box::new(ShmTyped(a, Vec::new())),
+            Box::new(ShmTyped(b, Vec::new())),
+        ),
         _ => (
             Box::new(ShmArchived(a, Vec::new())),
             Box::new(ShmArchived(b, Vec::new())),
@@ -236,6 +280,8 @@ fn stream(c: &mut Criterion) {
             "shmpipe_bytes",
             "shmpipe_into",
             "shmpipe_archived",
+            "shmpipe_in_place",
+            "shmpipe_recv",
             "socketpair",
             "pipe",
             "ipc_channel",
@@ -337,5 +383,55 @@ fn pingpong(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stream, pingpong);
+fn typed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("typed");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    for n in [4usize, 64, 4096] {
+        let value: Vec<String> = (0..n).map(|i| format!("string {i:>9}")).collect();
+        let archive_len = rkyv::to_bytes::<rkyv::rancor::Error>(&value).unwrap().len();
+        g.throughput(Throughput::Bytes(archive_len as u64));
+        for kind in ["archived", "in_place", "recv"] {
+            let (receiver, sender) = shmpipe::pipe(true).unwrap();
+            let mut peer = Peer::spawn(|count| {
+                for _ in 0..count {
+                    sender.send(&value).unwrap();
+                }
+            });
+            drop(sender);
+            let read = |strings: usize, bytes: usize| black_box((strings, bytes));
+            g.bench_function(BenchmarkId::new(kind, n), |b| {
+                b.iter_custom(|iters| {
+                    peer.go(iters);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        match kind {
+                            "archived" => {
+                                let m = receiver.recv_archived::<Vec<String>>().unwrap();
+                                read(m.len(), m.last().map_or(0, |s| s.len()));
+                            }
+                            "in_place" => {
+                                // SAFETY: the peer is this benchmark's shmpipe sender.
+                                let m = unsafe { receiver.recv_archived_in_place::<Vec<String>>() }
+                                    .unwrap();
+                                read(m.len(), m.last().map_or(0, |s| s.len()));
+                            }
+                            _ => {
+                                let m = receiver.recv::<Vec<String>>().unwrap();
+                                read(m.len(), m.last().map_or(0, |s| s.len()));
+                            }
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+            drop(receiver);
+            drop(peer);
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stream, pingpong, typed);
 criterion_main!(benches);

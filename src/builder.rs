@@ -3,7 +3,9 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Endpoint, RingBells, Shared};
-use crate::shm::layout::{Layout, DEFAULT_CAPACITY, MAX_CAPACITY, MIN_CAPACITY};
+use crate::shm::layout::{
+    Layout, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, MAX_CAPACITY, MIN_CAPACITY,
+};
 use crate::shm::liveness;
 use crate::shm::region::Region;
 use crate::shm::wakeup::Doorbell;
@@ -43,6 +45,7 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
 pub struct Builder {
     duplex: bool,
     capacity: usize,
+    max_message: usize,
 }
 
 impl Default for Builder {
@@ -63,6 +66,7 @@ impl Builder {
         Builder {
             duplex: true,
             capacity: DEFAULT_CAPACITY,
+            max_message: DEFAULT_MAX_MESSAGE,
         }
     }
 
@@ -91,6 +95,28 @@ impl Builder {
     /// ```
     pub fn capacity(mut self, bytes_per_direction: usize) -> Builder {
         self.capacity = bytes_per_direction;
+        self
+    }
+
+    /// The longest message a receive on either end allocates memory for: 1 GiB by
+    /// default. A longer message (or a peer announcing one) gets
+    /// [`Error::MessageTooLong`] and stays in the pipe; nothing is allocated for it.
+    /// [`recv_bytes_max`](Connection::recv_bytes_max) takes a limit per call, and
+    /// [`Connection::set_max_message_size`] changes it later. Receives into a buffer of
+    /// the caller's ([`recv_bytes_into`](Connection::recv_bytes_into) with room enough)
+    /// allocate nothing and ignore it.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let (a, b) = Builder::new().max_message_size(1000).build()?;
+    /// a.send_bytes(&[0; 1001])?;
+    /// assert!(matches!(b.recv_bytes(), Err(Error::MessageTooLong { len: 1001, max: 1000 })));
+    /// let mut buf = [0; 2000];
+    /// assert_eq!(b.recv_bytes_into(&mut buf)?, 1001);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Builder {
+        self.max_message = bytes;
         self
     }
 
@@ -129,6 +155,11 @@ impl Builder {
         let shared = Arc::new(Shared { region, bells });
         let end0 = Connection::new(Endpoint::new(shared.clone(), 0, sock0));
         let end1 = Connection::new(Endpoint::new(shared, 1, sock1));
+        for end in [&end0, &end1] {
+            if end.readable() {
+                end.set_max_message_size(self.max_message)?;
+            }
+        }
         Ok((end0, end1))
     }
 }

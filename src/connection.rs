@@ -87,7 +87,10 @@ impl Connection {
     /// # Errors
     /// [`Error::Closed`], [`Error::NotReadable`] on the writing end of a one-way pipe,
     /// [`Error::Eof`] once every copy of the other end is gone and every message it
-    /// sent has been received.
+    /// sent has been received; [`Error::MessageTooLong`] when the message is longer
+    /// than the connection's [limit](Connection::set_max_message_size) (1 GiB unless
+    /// set otherwise), which leaves it in the pipe for
+    /// [`recv_bytes_max`](Connection::recv_bytes_max) with a larger limit.
     ///
     /// ```
     /// let (reader, writer) = shmpipe::pipe(false)?;
@@ -98,11 +101,12 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        self.recv_bytes_max(usize::MAX)
+        let (_, rx) = self.rx()?;
+        self.recv_bytes_max(rx.max_message.get())
     }
 
     /// Like [`recv_bytes`](Connection::recv_bytes), but refuses a message longer than
-    /// `maxlength` bytes.
+    /// `maxlength` bytes (in place of the connection's limit, for this call only).
     ///
     /// # Errors
     /// As `recv_bytes`, and [`Error::MessageTooLong`] when the next message is longer
@@ -119,13 +123,7 @@ impl Connection {
     pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>> {
         let (ep, rx) = self.rx()?;
         let rec = ep.next_record(rx)?;
-        let len = message_len(&rec)?;
-        if len > maxlength {
-            return Err(Error::MessageTooLong {
-                len,
-                max: maxlength,
-            });
-        }
+        ep.check_message_len(rx, &rec, maxlength)?;
         let mut out = Vec::new();
         ep.read_message_into_vec(rx, rec, &mut out)?;
         Ok(out)
@@ -136,7 +134,9 @@ impl Connection {
     ///
     /// # Errors
     /// As `recv_bytes`, and [`Error::BufferTooShort`] holding the whole message when it
-    /// does not fit in `buf`; the message is consumed.
+    /// does not fit in `buf`; the message is consumed. A message that does not fit and
+    /// is also longer than the connection's limit gives [`Error::MessageTooLong`] and
+    /// stays in the pipe.
     ///
     /// ```
     /// use shmpipe::Error;
@@ -157,6 +157,7 @@ impl Connection {
         let rec = ep.next_record(rx)?;
         let len = message_len(&rec)?;
         if len > buf.len() {
+            ep.check_message_len(rx, &rec, rx.max_message.get())?;
             let mut whole = Vec::new();
             ep.read_message_into_vec(rx, rec, &mut whole)?;
             return Err(Error::BufferTooShort(whole));
@@ -241,6 +242,42 @@ impl Connection {
     /// ```
     pub fn close(&mut self) {
         self.inner = None;
+    }
+
+    /// Sets the longest message this end's receives will allocate memory for (1 GiB by
+    /// default; see [`Builder::max_message_size`](crate::Builder::max_message_size)).
+    /// A longer message gives [`Error::MessageTooLong`] and stays in the pipe.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::NotReadable`] on the writing end of a one-way pipe.
+    ///
+    /// ```
+    /// use shmpipe::Error;
+    /// let (a, b) = shmpipe::pipe(true)?;
+    /// b.set_max_message_size(4)?;
+    /// assert_eq!(b.max_message_size(), Some(4));
+    /// a.send_bytes(b"too long")?;
+    /// assert!(matches!(b.recv_bytes(), Err(Error::MessageTooLong { len: 8, max: 4 })));
+    /// assert_eq!(b.recv_bytes_max(8)?, b"too long");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
+        let ep = self.open()?;
+        let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
+        rx.max_message.set(bytes);
+        Ok(())
+    }
+
+    /// The longest message this end's receives will allocate memory for; `None` if
+    /// the connection is closed or cannot receive.
+    ///
+    /// ```
+    /// let (a, _b) = shmpipe::pipe(true)?;
+    /// assert_eq!(a.max_message_size(), Some(1 << 30));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn max_message_size(&self) -> Option<usize> {
+        Some(self.inner.as_ref()?.rx.as_ref()?.max_message.get())
     }
 
     /// Whether [`close`](Connection::close) has been called.

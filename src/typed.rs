@@ -1,5 +1,5 @@
-//! Typed messages: rkyv archives, serialized straight into the ring and readable where
-//! they lie.
+//! Typed messages: rkyv archives, serialized straight into the ring, validated and
+//! read in a private copy (or, for a trusted peer, in place).
 //!
 //! A typed message is an ordinary message whose bytes are an rkyv archive, as Python's
 //! `send(obj)` is `send_bytes(pickle.dumps(obj))`: `recv_bytes` of a typed message gives
@@ -9,14 +9,12 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::receive::message_len;
-use crate::shm::ring::Record;
+use crate::shm::ring::{GrantWriter, Record};
 use crate::shm::wire::Kind;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor::BoxedError;
 use rkyv::ser::allocator::ArenaHandle;
-use rkyv::ser::writer::Buffer;
 use rkyv::util::AlignedVec;
 use std::marker::PhantomData;
 
@@ -54,7 +52,7 @@ pub trait Message:
     rkyv::Archive<
         Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                       + rkyv::Deserialize<Self, HighDeserializer<BoxedError>>,
-    > + for<'a, 'b> rkyv::Serialize<HighSerializer<Buffer<'b>, ArenaHandle<'a>, BoxedError>>
+    > + for<'a> rkyv::Serialize<HighSerializer<GrantWriter, ArenaHandle<'a>, BoxedError>>
     + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, BoxedError>>
     + Sized
 {
@@ -64,7 +62,7 @@ impl<T> Message for T where
     T: rkyv::Archive<
             Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                           + rkyv::Deserialize<T, HighDeserializer<BoxedError>>,
-        > + for<'a, 'b> rkyv::Serialize<HighSerializer<Buffer<'b>, ArenaHandle<'a>, BoxedError>>
+        > + for<'a> rkyv::Serialize<HighSerializer<GrantWriter, ArenaHandle<'a>, BoxedError>>
         + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, BoxedError>>
 {
 }
@@ -115,13 +113,10 @@ impl Connection {
             if tx.producer.reloads() != reloads {
                 ep.ask_kernel_about_reader(tx)?;
             }
-            let written = tx.producer.with_grant(&grant, |space| {
-                rkyv::api::high::to_bytes_in::<_, BoxedError>(value, Buffer::from(space))
-                    .map(|buf| buf.len())
-            });
-            if let Ok(len) = written {
-                if tx.guard(tx.producer.commit(grant, Kind::Whole, len, 0))? {
-                    ep.shared.bells[tx.ring].data.ring()?;
+            let writer = tx.producer.writer(&grant);
+            if let Ok(w) = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, writer) {
+                if tx.guard(tx.producer.commit(grant, Kind::Whole, w.len(), 0))? {
+                    ep.ring_data()?;
                 }
                 return Ok(());
             }
@@ -134,18 +129,19 @@ impl Connection {
                     std::any::type_name::<T>()
                 ))
             })?;
-        let sent = self.send_bytes(&bytes);
+        let sent = ep.send_message(tx, &bytes);
         tx.scratch.give_back(bytes);
         sent
     }
 
-    /// Receives the next message as a `T`: validated, then deserialized into an owned
-    /// value.
+    /// Receives the next message as a `T`: copied out of shared memory, validated, then
+    /// deserialized into an owned value.
     ///
     /// # Errors
-    /// As [`recv_bytes`](Connection::recv_bytes); [`Error::Invalid`], with rkyv's
-    /// reason, when the message is not a valid archive of `T`. That message is consumed
-    /// and the connection goes on working.
+    /// As [`recv_bytes`](Connection::recv_bytes) (including
+    /// [`Error::MessageTooLong`] past the [message size limit](crate::Builder::max_message_size));
+    /// [`Error::Invalid`], with rkyv's reason, when the message is not a valid archive of
+    /// `T`. That message is consumed and the connection goes on working.
     ///
     /// ```
     /// let (a, b) = shmpipe::pipe(true)?;
@@ -159,27 +155,21 @@ impl Connection {
     /// ```
     pub fn recv<T: Message>(&self) -> Result<T> {
         let (ep, rx) = self.rx()?;
-        let first = ep.next_record(rx)?;
-        if first.kind == Kind::Whole {
-            let value = rx.consumer.with_payload(&first, decode::<T>);
-            ep.release(rx, &first)?;
-            ep.after_receive(rx)?;
-            return value;
-        }
-        let mut copy = rx.scratch.take();
-        let value = ep
-            .read_message_into_vec(rx, first, &mut copy)
-            .and_then(|()| decode::<T>(&copy));
+        let copy = receive_copy(ep, rx)?;
+        let value = decode::<T>(&copy);
         rx.scratch.give_back(copy);
         value
     }
 
-    /// Receives the next message and validates it as an archive of `T` where it lies in
-    /// shared memory, without copying it. The returned guard dereferences to
-    /// `rkyv::Archived<T>`; the message's ring space is given back when it drops, and
-    /// until then this connection receives nothing else (receive calls return
-    /// [`Error::Invalid`]). A message too long to travel whole was reassembled: the guard
-    /// then holds an aligned copy instead, which makes no difference to the caller.
+    /// Receives the next message and validates it as an archive of `T`. The returned
+    /// guard dereferences to `rkyv::Archived<T>`, read without deserializing.
+    ///
+    /// The archive is read from a private, 16-byte aligned copy: the peer can write ring
+    /// memory at any moment, so what was validated must be memory it cannot reach.
+    /// Copying costs about as much as validating (measured in DESIGN.md, "Trust"); the
+    /// buffer is kept from one message to the next, so a steady stream allocates nothing.
+    /// For a peer you trust, [`recv_archived_in_place`](Connection::recv_archived_in_place)
+    /// skips the copy.
     ///
     /// # Errors
     /// As [`recv`](Connection::recv).
@@ -187,23 +177,59 @@ impl Connection {
     /// ```
     /// let (a, b) = shmpipe::pipe(true)?;
     /// a.send(&vec![1u64, 2, 3])?;
-    /// let msg = b.recv_archived::<Vec<u64>>()?;
+    /// a.send(&vec![4u64])?;
+    /// let first = b.recv_archived::<Vec<u64>>()?;
+    /// let second = b.recv_archived::<Vec<u64>>()?; // the first is still readable
+    /// assert_eq!(first.iter().map(|x| x.to_native()).sum::<u64>(), 6);
+    /// assert_eq!(second[0], 4);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn recv_archived<T: Message>(&self) -> Result<Archived<'_, T>> {
+        let (ep, rx) = self.rx()?;
+        let copy = receive_copy(ep, rx)?;
+        if let Err(e) = validate::<T>(&copy) {
+            rx.scratch.give_back(copy);
+            return Err(e);
+        }
+        Ok(Archived {
+            ep,
+            rx,
+            held: None,
+            bytes: Bytes::Copy(copy),
+            _t: PhantomData,
+        })
+    }
+
+    /// Like [`recv_archived`](Connection::recv_archived), but validates and reads a
+    /// message that travelled whole where it lies in shared memory, without copying it.
+    /// The message's ring space is given back when the guard drops, and until then this
+    /// connection receives nothing else (receive calls return [`Error::Invalid`]). A
+    /// message too long to travel whole is reassembled into a copy as usual.
+    ///
+    /// # Safety
+    /// The process at the other end must not write the message's bytes while the guard
+    /// lives. shmpipe never does; a hostile or broken peer could, and the view would then
+    /// change under the caller after validation: a string that is no longer UTF-8, or a
+    /// relative pointer aimed outside the message, which is undefined behaviour. Use it
+    /// only when you trust the peer's code as you trust your own.
+    ///
+    /// ```
+    /// let (a, b) = shmpipe::pipe(true)?;
+    /// a.send(&vec![1u64, 2, 3])?;
+    /// // SAFETY: the peer is this process, running shmpipe.
+    /// let msg = unsafe { b.recv_archived_in_place::<Vec<u64>>()? };
     /// assert_eq!(msg.iter().map(|x| x.to_native()).sum::<u64>(), 6);
     /// assert!(b.poll(Some(std::time::Duration::ZERO)).is_err()); // still borrowed
     /// drop(msg);
     /// assert!(!b.poll(Some(std::time::Duration::ZERO))?);
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
-    pub fn recv_archived<T: Message>(&self) -> Result<Archived<'_, T>> {
+    pub unsafe fn recv_archived_in_place<T: Message>(&self) -> Result<Archived<'_, T>> {
         let (ep, rx) = self.rx()?;
         let first = ep.next_record(rx)?;
         if first.kind != Kind::Whole {
-            message_len(&first)?;
-            let mut copy = rx.scratch.take();
-            if let Err(e) = ep
-                .read_message_into_vec(rx, first, &mut copy)
-                .and_then(|()| validate::<T>(&copy))
-            {
+            let copy = ep.read_checked_message(rx, first)?;
+            if let Err(e) = validate::<T>(&copy) {
                 rx.scratch.give_back(copy);
                 return Err(e);
             }
@@ -221,7 +247,7 @@ impl Connection {
         // SAFETY: the record stays unreleased until the guard built below drops (it
         // releases it in `Drop`): `rx.lent` stops this connection from releasing or
         // re-reading it meanwhile, and the claim stops any other process holding a copy
-        // of this end. So the slice is never used after release.
+        // of this end. The peer does not write it: our caller promised that.
         let bytes: &[u8] = unsafe { rx.consumer.payload(&first) };
         if let Err(e) = validate::<T>(bytes) {
             ep.release(rx, &first)?;
@@ -233,22 +259,47 @@ impl Connection {
             ep,
             rx,
             held: Some(first),
-            bytes: Bytes::Ring(bytes),
+            bytes: Bytes::Ring(bytes.as_ptr(), bytes.len()),
             _t: PhantomData,
         })
     }
 }
 
-enum Bytes<'c> {
-    /// In place in the ring.
-    Ring(&'c [u8]),
-    /// A reassembled, 16-byte aligned copy of a fragmented message.
+/// Receives the next message into the connection's kept buffer (checked against the
+/// message size limit first).
+fn receive_copy(ep: &Endpoint, rx: &Rx) -> Result<AlignedVec> {
+    let first = ep.next_record(rx)?;
+    ep.read_checked_message(rx, first)
+}
+
+impl Endpoint {
+    /// Copies the message starting with `first` into the kept buffer, refusing it (and
+    /// leaving it in the pipe) when it is longer than the connection's limit.
+    fn read_checked_message(&self, rx: &Rx, first: Record) -> Result<AlignedVec> {
+        self.check_message_len(rx, &first, rx.max_message.get())?;
+        let mut copy = rx.scratch.take();
+        match self.read_message_into_vec(rx, first, &mut copy) {
+            Ok(()) => Ok(copy),
+            Err(e) => {
+                rx.scratch.give_back(copy);
+                Err(e)
+            }
+        }
+    }
+}
+
+enum Bytes {
+    /// In place in the ring (`recv_archived_in_place` only): address and length.
+    Ring(*const u8, usize),
+    /// A private, 16-byte aligned copy.
     Copy(AlignedVec),
 }
 
 /// A message received with [`recv_archived`](Connection::recv_archived), validated as an
-/// archive of `T`: dereferences to `rkyv::Archived<T>`, read in place in shared memory.
-/// Dropping it gives the message's space back to the sender.
+/// archive of `T`: dereferences to `rkyv::Archived<T>`. Dropping it keeps its buffer for
+/// the next message (or, from
+/// [`recv_archived_in_place`](Connection::recv_archived_in_place), gives the message's
+/// ring space back to the sender).
 ///
 /// ```
 /// #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -271,7 +322,7 @@ pub struct Archived<'c, T: Message> {
     rx: &'c Rx,
     /// The record to release on drop, when the message is read in place.
     held: Option<Record>,
-    bytes: Bytes<'c>,
+    bytes: Bytes,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -288,7 +339,10 @@ impl<T: Message> Archived<'_, T> {
     /// ```
     pub fn as_bytes(&self) -> &[u8] {
         match &self.bytes {
-            Bytes::Ring(b) => b,
+            // SAFETY: only `recv_archived_in_place` makes a `Ring`, whose caller promised
+            // that the peer leaves the record alone while the guard lives; the guard keeps
+            // it unreleased (and claimed) until it drops.
+            Bytes::Ring(ptr, len) => unsafe { std::slice::from_raw_parts(*ptr, *len) },
             Bytes::Copy(v) => v,
         }
     }
@@ -299,8 +353,9 @@ impl<T: Message> std::ops::Deref for Archived<'_, T> {
 
     fn deref(&self) -> &rkyv::Archived<T> {
         // SAFETY: these exact bytes passed `rkyv::access` (full validation) when the
-        // guard was made, and have not changed since: a copy is ours, and ring bytes are
-        // not written by the producer until we release them on drop.
+        // guard was made, and have not changed since: a copy is ours alone, and a record
+        // held in place is left alone by the peer (the contract of
+        // `recv_archived_in_place`) and by this process until the guard drops.
         unsafe { rkyv::access_unchecked::<rkyv::Archived<T>>(self.as_bytes()) }
     }
 }

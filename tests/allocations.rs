@@ -1,6 +1,7 @@
 //! The streaming path allocates nothing: `send_bytes`, `recv_bytes_into`, a typed `send`
-//! that fits in the ring (serialized in place, no intermediate buffer) and an in-place
-//! `recv_archived`; neither does a receive that has to go to sleep. Counted by a global
+//! that fits in the ring (serialized in place, no intermediate buffer) and
+//! `recv_archived` (its private copy goes into a buffer kept between messages); neither
+//! does a receive that has to go to sleep. Counted by a global
 //! allocator, per thread.
 
 mod common;
@@ -12,12 +13,14 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(layout.size())));
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -35,6 +38,13 @@ fn allocations_in(f: impl FnMut()) -> usize {
     let mut f = f;
     f();
     ALLOCATIONS.with(|c| c.get()) - before
+}
+
+/// The largest single allocation `f` makes on this thread.
+fn largest_allocation_in(f: impl FnOnce()) -> usize {
+    LARGEST.with(|c| c.set(0));
+    f();
+    LARGEST.with(|c| c.get())
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -102,4 +112,32 @@ fn a_receive_that_sleeps_does_not_allocate() {
     let n = allocations_in(|| (1..50u8).for_each(&mut receive));
     sender.join().unwrap();
     assert_eq!(n, 0);
+}
+
+/// A peer announcing a long message gets no memory for it up front: the buffer grows with
+/// the bytes that actually arrive. (It used to reserve up to 64 MiB from the announced
+/// total before the second fragment came.)
+#[test]
+fn an_announced_length_allocates_nothing_before_the_bytes_arrive() {
+    use common::{fork, layout, memfd_of, RawRegion};
+    let (a, b) = shmpipe::Builder::new().capacity(4096).build().unwrap();
+    let sender = std::thread::spawn(move || {
+        let _ = b.send_bytes(&[9; 5000]); // FIRST, then more fragments as room appears
+        b
+    });
+    assert!(a.poll(None).unwrap());
+    // Another process rewrites the FIRST record's total (its `aux`) to 512 MiB.
+    let fd = memfd_of(&a);
+    fork(|| {
+        RawRegion::map(fd).write_u64(layout::RING0_DATA + 8, 512 << 20);
+        0
+    })
+    .join();
+    let largest = largest_allocation_in(|| {
+        // The fragments that follow do not add up to the forged total.
+        assert!(matches!(a.recv_bytes(), Err(shmpipe::Error::Corrupt(_))));
+    });
+    assert!(largest < 64 << 10, "{largest} bytes allocated at once");
+    drop(a);
+    drop(sender.join().unwrap());
 }

@@ -75,18 +75,41 @@ fn every_common_type_round_trips_across_processes() {
 }
 
 #[test]
-fn a_one_mib_vec_is_read_in_place_in_shared_memory() {
+fn a_one_mib_vec_is_read_in_place_in_shared_memory_when_asked() {
     let (parent, child) = pipe(true).unwrap();
     let data: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
     let kid = fork(|| {
         child.send(&data).unwrap();
         0
     });
-    let msg = parent.recv_archived::<Vec<u8>>().unwrap();
+    // SAFETY: the peer is shmpipe, which leaves a record alone until it is released.
+    let msg = unsafe { parent.recv_archived_in_place::<Vec<u8>>() }.unwrap();
     assert_eq!(msg.as_slice(), &data[..]);
     assert!(in_a_region(msg.as_ptr() as usize), "not read in place");
     assert!(in_a_region(msg.as_bytes().as_ptr() as usize));
     drop(msg);
+    kid.join();
+}
+
+/// The safe `recv_archived` reads a private copy: nothing it hands out points into
+/// memory the peer can write.
+#[test]
+fn recv_archived_reads_a_private_copy() {
+    let (parent, child) = pipe(true).unwrap();
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    let kid = fork(|| {
+        child.send(&data).unwrap();
+        child.send(&talk()).unwrap();
+        0
+    });
+    let msg = parent.recv_archived::<Vec<u8>>().unwrap();
+    assert_eq!(msg.as_slice(), &data[..]);
+    assert!(!in_a_region(msg.as_ptr() as usize), "read in shared memory");
+    assert!(!in_a_region(msg.as_bytes().as_ptr() as usize));
+    let t = parent.recv_archived::<Talk>().unwrap();
+    assert!(!in_a_region(t.name.as_ptr() as usize));
+    assert_eq!(t.name, talk().name);
+    assert_eq!(msg.len(), 1 << 20, "the first guard is still valid");
     kid.join();
 }
 
@@ -262,11 +285,12 @@ fn a_typed_message_survives_a_bytes_only_relay_process() {
 }
 
 #[test]
-fn a_borrowed_message_blocks_other_receives_until_dropped() {
+fn a_message_borrowed_in_place_blocks_other_receives_until_dropped() {
     let (a, b) = pipe(true).unwrap();
     a.send(&1u32).unwrap();
     a.send(&2u32).unwrap();
-    let first = b.recv_archived::<u32>().unwrap();
+    // SAFETY: the peer is shmpipe in this process.
+    let first = unsafe { b.recv_archived_in_place::<u32>() }.unwrap();
     assert!(matches!(b.recv::<u32>(), Err(Error::Invalid(_))));
     assert!(matches!(b.recv_bytes(), Err(Error::Invalid(_))));
     assert!(matches!(shmpipe::wait(&[&b], None), Err(Error::Invalid(_))));
@@ -305,7 +329,8 @@ fn typed_sends_wait_for_room_and_break_like_bytes() {
 fn a_forked_copy_of_a_held_message_does_not_release_it() {
     let (a, b) = Builder::new().capacity(4096).build().unwrap();
     a.send(&vec![7u8; 1000]).unwrap();
-    let mut held = Some(b.recv_archived::<Vec<u8>>().unwrap());
+    // SAFETY: the peer is shmpipe in this process.
+    let mut held = Some(unsafe { b.recv_archived_in_place::<Vec<u8>>() }.unwrap());
     let child = fork(|| {
         drop(held.take()); // runs the guard's destructor in the child
         match b.recv_bytes() {

@@ -3,7 +3,7 @@
 //! Dropping an `Endpoint` is what closes an end.
 
 use crate::error::{Error, Result};
-use crate::shm::layout::rings_of_end;
+use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
 use crate::shm::receive::Scratch;
 use crate::shm::region::Region;
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
@@ -32,6 +32,9 @@ pub(crate) struct Shared {
 pub(crate) struct Rx {
     pub ring: usize,
     pub consumer: Consumer,
+    /// The longest message a receive that allocates will take (see
+    /// [`Builder::max_message_size`](crate::Builder::max_message_size)).
+    pub max_message: Cell<usize>,
     /// A message is lent out in place by `recv_archived`; until its guard drops, the
     /// next record is not ours to look at.
     pub lent: Cell<bool>,
@@ -41,12 +44,14 @@ pub(crate) struct Rx {
 }
 
 impl Rx {
-    /// Whether a receive may start: the ring is sound and no message is lent out.
+    /// Whether a receive may start: the ring is sound and no message is lent out
+    /// (`recv_archived_in_place`).
     pub fn ready_to_receive(&self) -> Result<()> {
         self.usable()?;
         if self.lent.get() {
             return Err(Error::Invalid(
-                "a message from recv_archived is still borrowed; drop it before receiving again"
+                "a message from recv_archived_in_place is still borrowed; drop it before \
+                 receiving again"
                     .into(),
             ));
         }
@@ -142,6 +147,7 @@ impl Endpoint {
         let rx = rx_ring.map(|k| Rx {
             ring: k,
             consumer: Consumer::new(ring_ref(k)),
+            max_message: Cell::new(DEFAULT_MAX_MESSAGE),
             lent: Cell::new(false),
             scratch: Scratch::default(),
             broken: RefCell::new(None),

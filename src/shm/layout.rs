@@ -32,6 +32,11 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 /// in place) with room for a second one in flight.
 pub(crate) const DEFAULT_CAPACITY: usize = 4 << 20;
 
+/// Default limit on the length of a message that a receive allocates memory for: large
+/// enough for any message a program means to send in one piece, small enough that a
+/// peer announcing a huge message cannot make us allocate without bound.
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+
 const PAGE: usize = 4096;
 const HEADER_SIZE: usize = PAGE;
 const CONTROL_SIZE: usize = std::mem::size_of::<RingControl>();

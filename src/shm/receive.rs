@@ -3,49 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::ring::Record;
+use crate::shm::ring::{Record, Sink};
 use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::cell::Cell;
 use std::time::Instant;
-
-/// Bytes reserved up front when reassembling a long message into a `Vec`: enough for
-/// typical large messages in one allocation, without letting a corrupt length announced
-/// by the other process allocate unbounded memory before the bytes arrive.
-const REASSEMBLY_RESERVE_LIMIT: usize = 64 << 20;
-
-/// Where a received message is assembled: a `Vec<u8>`, or an rkyv `AlignedVec` for
-/// typed messages that must be validated at 16-byte alignment.
-pub(crate) trait Sink {
-    fn clear(&mut self);
-    fn reserve(&mut self, additional: usize);
-    fn extend_from_slice(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Vec<u8> {
-    fn clear(&mut self) {
-        Vec::clear(self)
-    }
-    fn reserve(&mut self, additional: usize) {
-        Vec::reserve_exact(self, additional)
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        Vec::extend_from_slice(self, bytes)
-    }
-}
-
-impl Sink for rkyv::util::AlignedVec {
-    fn clear(&mut self) {
-        rkyv::util::AlignedVec::clear(self)
-    }
-    fn reserve(&mut self, additional: usize) {
-        rkyv::util::AlignedVec::reserve(self, additional)
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        rkyv::util::AlignedVec::extend_from_slice(self, bytes)
-    }
-}
 
 /// The length of the message that starts with `rec`.
 pub(crate) fn message_len(rec: &Record) -> Result<usize> {
@@ -59,7 +22,28 @@ pub(crate) fn message_len(rec: &Record) -> Result<usize> {
     }
 }
 
+/// Makes room in `out` for a fragment of `len` bytes of a `total`-byte message:
+/// doubling what has arrived so far (so a long message costs few reallocations), but
+/// never past the announced total, and never more than twice what actually came.
+fn grow_for<S: Sink>(out: &mut S, total: usize, len: usize) {
+    let have = out.len();
+    if out.capacity() - have < len {
+        let target = (have + len).max(2 * have).min(total.max(have + len));
+        out.reserve_exact(target - have);
+    }
+}
+
 impl Endpoint {
+    /// The length of the message starting with `first`, if it is at most `max`;
+    /// otherwise [`Error::MessageTooLong`], and the message stays in the pipe.
+    pub(crate) fn check_message_len(&self, _rx: &Rx, first: &Record, max: usize) -> Result<usize> {
+        let len = message_len(first)?;
+        if len > max {
+            return Err(Error::MessageTooLong { len, max });
+        }
+        Ok(len)
+    }
+
     /// Waits for the next record; EOF once the peer is gone and the ring is empty.
     pub(crate) fn next_record(&self, rx: &Rx) -> Result<Record> {
         rx.guard(rx.consumer.resync())?;
@@ -122,6 +106,10 @@ impl Endpoint {
     }
 
     /// Reads the message starting with `first` into `out` (which it replaces).
+    ///
+    /// Memory grows with the bytes that actually arrive, never from the total a first
+    /// fragment announces (the peer could announce anything); the caller has checked
+    /// that total against its limit.
     pub(crate) fn read_message_into_vec<S: Sink>(
         &self,
         rx: &Rx,
@@ -131,21 +119,20 @@ impl Endpoint {
         out.clear();
         match first.kind {
             Kind::Whole => {
-                rx.consumer
-                    .with_payload(&first, |p| out.extend_from_slice(p));
+                out.reserve_exact(first.len);
+                rx.consumer.append(&first, out);
                 self.release(rx, &first)?;
             }
             _ => {
-                let total = message_len(&first)?;
                 let mut asm = rx.guard(Reassembly::start(&first.checked()))?;
-                out.reserve(total.min(REASSEMBLY_RESERVE_LIMIT));
-                rx.consumer
-                    .with_payload(&first, |p| out.extend_from_slice(p));
+                grow_for(out, asm.total, first.len);
+                rx.consumer.append(&first, out);
                 self.release(rx, &first)?;
                 loop {
                     let rec = self.next_fragment(rx)?;
                     let last = rx.guard(asm.next(&rec.checked()))?;
-                    rx.consumer.with_payload(&rec, |p| out.extend_from_slice(p));
+                    grow_for(out, asm.total, rec.len);
+                    rx.consumer.append(&rec, out);
                     self.release(rx, &rec)?;
                     if last {
                         break;
@@ -169,16 +156,15 @@ impl Endpoint {
             Kind::First => Some(rx.guard(Reassembly::start(&first.checked()))?),
             _ => None,
         };
-        rx.consumer
-            .with_payload(&first, |p| out[..p.len()].copy_from_slice(p));
+        rx.consumer.read(&first, 0, &mut out[..first.len]);
         self.release(rx, &first)?;
         if let Some(mut asm) = asm {
             loop {
                 let rec = self.next_fragment(rx)?;
                 let at = asm.received;
+                // `next` checks that the fragment ends within the announced total.
                 let last = rx.guard(asm.next(&rec.checked()))?;
-                rx.consumer
-                    .with_payload(&rec, |p| out[at..at + p.len()].copy_from_slice(p));
+                rx.consumer.read(&rec, 0, &mut out[at..at + rec.len]);
                 self.release(rx, &rec)?;
                 if last {
                     break;

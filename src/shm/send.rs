@@ -9,6 +9,12 @@ use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire::Kind;
 
 impl Endpoint {
+    /// Wakes the peer's reader, which announced that it sleeps.
+    pub(crate) fn ring_data(&self) -> Result<()> {
+        let tx = self.tx.as_ref().expect("only a sending end rings for data");
+        self.shared.bells[tx.ring].data.ring()
+    }
+
     /// Sends `buf` as one message: one record, or fragments of a quarter ring each when
     /// it is longer than a record can be.
     pub(crate) fn send_message(&self, tx: &Tx, buf: &[u8]) -> Result<()> {
@@ -79,7 +85,7 @@ impl Endpoint {
                 }
                 fill(&tx.producer, &grant);
                 if tx.guard(tx.producer.commit(grant, kind, len, aux))? {
-                    self.shared.bells[tx.ring].data.ring()?;
+                    self.ring_data()?;
                 }
                 return Ok(());
             }

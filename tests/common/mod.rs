@@ -178,6 +178,19 @@ impl RawRegion {
         unsafe { (self.ptr.add(off) as *const u64).read_volatile() }
     }
 
+    pub fn write_u32(&self, off: usize, v: u32) {
+        assert!(off + 4 <= self.len);
+        // SAFETY: in bounds; 4-aligned for the offsets used; volatile because another
+        // process may be reading it.
+        unsafe { (self.ptr.add(off) as *mut u32).write_volatile(v) }
+    }
+
+    pub fn read_u32(&self, off: usize) -> u32 {
+        assert!(off + 4 <= self.len);
+        // SAFETY: in bounds and 4-aligned for the offsets used.
+        unsafe { (self.ptr.add(off) as *const u32).read_volatile() }
+    }
+
     pub fn write_u8(&self, off: usize, v: u8) {
         assert!(off < self.len);
         // SAFETY: in bounds.
@@ -243,6 +256,15 @@ pub mod stream {
             x >>= 8;
         }
     }
+}
+
+/// Closes every descriptor above 2 (in a forked child that should hold nothing of the
+/// pipes it inherited, only what it mapped).
+pub fn close_all_descriptors_but_stdio() {
+    // SAFETY: close_range(2) on numbers this child will not use again; nothing in the
+    // child owns them any more (it leaves with `_exit`, running no destructors).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    assert_eq!(r, 0, "close_range failed");
 }
 
 /// Descriptors this process has open.

@@ -4,6 +4,7 @@ use super::{sane, wake_needed, Broken, RingRef, CLAIMED};
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 
 /// A record found by the consumer, checked but not yet released.
@@ -150,24 +151,47 @@ impl Consumer {
         Ok(self.peek()?.is_some())
     }
 
+    /// Copies `dst.len()` payload bytes of `rec`, from offset `at`, into `dst`.
+    ///
+    /// # Panics
+    /// If `at + dst.len()` exceeds the record's length (a bug in the caller: lengths
+    /// come from the checked record).
+    pub fn read(&self, rec: &Record, at: usize, dst: &mut [u8]) {
+        assert!(
+            at <= rec.len && dst.len() <= rec.len - at,
+            "read past the record"
+        );
+        // SAFETY: `check` made sure the payload lies inside the data area, and we stay
+        // within it; `dst` is our own memory, distinct from the mapping.
+        unsafe { copy_out(rec.payload.add(at), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Appends the whole payload of `rec` to `out`, which must have room for it.
+    ///
+    /// # Panics
+    /// If `out` has less spare room than the record's length (a bug in the caller).
+    pub fn append<S: Sink>(&self, rec: &Record, out: &mut S) {
+        let spare = out.spare();
+        assert!(spare.len() >= rec.len, "no room reserved for the record");
+        // SAFETY: as in `read`; `spare` has room for `rec.len` bytes, all of which the
+        // copy initialises before `commit` declares them part of `out`.
+        unsafe {
+            copy_out(rec.payload, spare.as_mut_ptr().cast(), rec.len);
+            out.commit(rec.len);
+        }
+    }
+
     /// The payload of `rec`, in place in the ring.
     ///
     /// # Safety
     /// `rec` must come from this consumer's `peek` and must not be released while the
-    /// returned slice is alive. Until then the producer does not write those bytes (the
-    /// ring protocol); a hostile producer could, which is the one trust the zero-copy
-    /// path places in the peer (see DESIGN.md, "Trust").
+    /// returned slice is alive; and the peer must not write those bytes meanwhile. The
+    /// ring protocol never does, but a hostile or broken peer can: this is only for
+    /// `recv_archived_in_place`, whose caller promises it for the peer.
     pub unsafe fn payload(&self, rec: &Record) -> &[u8] {
         // SAFETY: `check` made sure the payload lies inside the data area and inside the
-        // published bytes; the caller keeps the record unreleased while the slice lives.
+        // published bytes; the caller answers for the rest.
         unsafe { std::slice::from_raw_parts(rec.payload, rec.len) }
-    }
-
-    /// Runs `f` on the payload of `rec` (from this consumer's `peek`, not yet released).
-    pub fn with_payload<R>(&self, rec: &Record, f: impl FnOnce(&[u8]) -> R) -> R {
-        // SAFETY: the record stays unreleased for the duration of `f`: releasing takes
-        // place only through `release`, which callers do after this returns.
-        f(unsafe { self.payload(rec) })
     }
 
     /// Marks the record at `tail` (just returned by `peek`) as held in place by this
@@ -231,5 +255,90 @@ impl Consumer {
                  this end at the same time"
             )),
         }
+    }
+}
+
+/// Copies `len` bytes out of ring memory into our own.
+///
+/// # Safety
+/// `src..src + len` lies inside a live mapping; `dst..dst + len` is writable memory of
+/// this process that does not overlap it.
+unsafe fn copy_out(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract. The source may be written by the peer during the
+    // copy; we read it once, through a raw pointer, and never form a reference to it.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+    // Nothing may be moved across this point, so the compiler cannot replace a later
+    // read of our copy with a second read of the ring (which the peer may have changed
+    // after we validated the copy).
+    std::sync::atomic::compiler_fence(SeqCst);
+}
+
+/// A growable buffer of our own that a payload can be appended to without first
+/// zeroing the space: `Vec<u8>`, or rkyv's 16-byte aligned `AlignedVec` for archives.
+pub(crate) trait Sink {
+    /// Empties the buffer, keeping its allocation.
+    fn clear(&mut self);
+    /// Bytes held.
+    fn len(&self) -> usize;
+    /// Bytes the allocation can hold.
+    fn capacity(&self) -> usize;
+    /// Grows the allocation to hold at least `additional` more bytes, and no more than
+    /// needed for that.
+    fn reserve_exact(&mut self, additional: usize);
+    /// The allocation's room after the bytes held.
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>];
+    /// Declares the first `n` spare bytes part of the buffer.
+    ///
+    /// # Safety
+    /// Those bytes must have been initialised.
+    unsafe fn commit(&mut self, n: usize);
+}
+
+impl Sink for Vec<u8> {
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+    fn reserve_exact(&mut self, additional: usize) {
+        Vec::reserve_exact(self, additional)
+    }
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        self.spare_capacity_mut()
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        debug_assert!(n <= self.capacity() - self.len());
+        // SAFETY: the caller initialised them; they are within the allocation.
+        unsafe { self.set_len(self.len() + n) }
+    }
+}
+
+impl Sink for rkyv::util::AlignedVec {
+    fn clear(&mut self) {
+        rkyv::util::AlignedVec::clear(self)
+    }
+    fn len(&self) -> usize {
+        rkyv::util::AlignedVec::len(self)
+    }
+    fn capacity(&self) -> usize {
+        rkyv::util::AlignedVec::capacity(self)
+    }
+    fn reserve_exact(&mut self, additional: usize) {
+        rkyv::util::AlignedVec::reserve_exact(self, additional)
+    }
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        let (len, cap) = (self.len(), self.capacity());
+        // SAFETY: the allocation holds `cap` bytes, the first `len` in use; the rest is
+        // ours to write through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr().add(len).cast(), cap - len) }
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        debug_assert!(n <= self.capacity() - self.len());
+        // SAFETY: the caller initialised them; they are within the allocation.
+        unsafe { self.set_len(self.len() + n) }
     }
 }

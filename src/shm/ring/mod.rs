@@ -26,11 +26,33 @@
 //!   writes (a load is acquire at least), and takes part in the same total order as the
 //!   sleeping-flag store of a side about to sleep. On x86-64 and AArch64 a `SeqCst` load
 //!   compiles to the same instruction as an `Acquire` load, so this costs nothing.
+//!
+//! # Touching memory the other process writes
+//!
+//! The peer can write any byte of the ring at any moment, including the bytes we are
+//! reading. So no Rust reference (`&[u8]`, `&mut [u8]`, `&T`) is ever formed over ring
+//! data: a reference promises the compiler that the bytes do not change under it, which
+//! the peer could break, and code holding one (rkyv validating an archive, `str`
+//! trusting that it was checked as UTF-8) would then act on bytes it never checked.
+//! Instead, ring data is reached only here, through raw pointers:
+//!
+//! * headers with atomic loads and stores ([`RingRef::read_header`]);
+//! * payloads by copying them into memory of our own ([`Consumer::read`],
+//!   [`Consumer::append`]) or from it ([`Producer::fill`], [`GrantWriter`]), with
+//!   `ptr::copy_nonoverlapping` and a compiler fence after each copy out, so that every
+//!   later use reads our copy, never the ring again (no double fetch). What the peer
+//!   wrote during the copy can only make the copy's bytes wrong, and the copy is what
+//!   every check afterwards validates.
+//!
+//! The one exception is [`Consumer::payload`], an in-place view for the `unsafe`
+//! `recv_archived_in_place`, whose caller promises that the peer does not write the
+//! record while it is viewed.
 
 mod consumer;
 mod producer;
 
-pub(crate) use consumer::{Consumer, Record};
+pub(crate) use consumer::{Consumer, Record, Sink};
+pub use producer::GrantWriter;
 pub(crate) use producer::{Grant, Producer};
 
 use crate::shm::layout::RingControl;
@@ -183,7 +205,8 @@ mod tests {
 
     fn recv(c: &Consumer) -> Option<Vec<u8>> {
         let r = c.peek().unwrap()?;
-        let v = c.with_payload(&r, |p| p.to_vec());
+        let mut v = Vec::with_capacity(r.len);
+        c.append(&r, &mut v);
         c.release(&r).unwrap();
         Some(v)
     }

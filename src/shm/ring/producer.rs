@@ -183,19 +183,27 @@ impl Producer {
         }))
     }
 
-    /// Runs `f` on a granted record's payload space.
-    pub fn with_grant<R>(&self, grant: &Grant, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        // SAFETY: the grant covers `capacity` bytes of free ring space that the consumer
-        // does not read until we publish it, and nothing else in this process refers to
-        // them (the producer is `!Sync` and the grant is used once).
-        f(unsafe { std::slice::from_raw_parts_mut(grant.payload, grant.capacity) })
+    /// Copies `bytes` into a granted record's payload, at offset `at`.
+    ///
+    /// # Panics
+    /// If the bytes do not fit in the grant (a bug in the caller).
+    pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
+        assert!(at <= grant.capacity && bytes.len() <= grant.capacity - at);
+        // SAFETY: the grant covers `capacity` bytes of free ring space, inside the data
+        // area; `bytes` is our own memory. A raw copy: the peer may scribble over free
+        // space too, which garbles only what it will read.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), grant.payload.add(at), bytes.len())
+        };
     }
 
-    /// Copies `bytes` into a granted record's payload, at offset `at`.
-    pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
-        self.with_grant(grant, |space| {
-            space[at..at + bytes.len()].copy_from_slice(bytes)
-        });
+    /// An rkyv writer that serializes straight into a granted record's payload.
+    pub fn writer(&self, grant: &Grant) -> GrantWriter {
+        GrantWriter {
+            payload: grant.payload,
+            capacity: grant.capacity,
+            len: 0,
+        }
     }
 
     /// Writes the header of a granted record (and the padding before it, if any) and
@@ -232,5 +240,55 @@ impl Producer {
                  this end at the same time"
             )),
         }
+    }
+}
+
+/// An rkyv writer over a granted record's payload: `send` serializes an archive
+/// straight into the ring through it, writing through a raw pointer so that no
+/// reference to ring memory (which the peer can write) is ever formed. Not for use
+/// outside shmpipe; it appears only in the bounds of [`Message`](crate::Message).
+pub struct GrantWriter {
+    payload: *mut u8,
+    capacity: usize,
+    len: usize,
+}
+
+/// The archive did not fit in the space granted.
+#[derive(Debug)]
+struct Overflow;
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("archive larger than the ring space granted")
+    }
+}
+
+impl std::error::Error for Overflow {}
+
+impl GrantWriter {
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl rkyv::ser::Positional for GrantWriter {
+    fn pos(&self) -> usize {
+        self.len
+    }
+}
+
+impl<E: rkyv::rancor::Source> rkyv::ser::Writer<E> for GrantWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        if bytes.len() > self.capacity - self.len {
+            return Err(E::new(Overflow));
+        }
+        // SAFETY: `len + bytes.len() <= capacity`, and the grant's `capacity` bytes at
+        // `payload` are free ring space inside the data area (see `Producer::reserve*`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload.add(self.len), bytes.len())
+        };
+        self.len += bytes.len();
+        Ok(())
     }
 }
