@@ -2,13 +2,12 @@
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::shm::endpoint::{Endpoint, RingBells, Shared};
+use crate::shm::doorbell::Doorbell;
+use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::layout::{
     Layout, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, MAX_CAPACITY, MIN_CAPACITY,
 };
-use crate::shm::liveness;
 use crate::shm::region::Region;
-use crate::shm::wakeup::Doorbell;
 use std::sync::Arc;
 
 /// Returns the two ends of a new pipe, like Python's `multiprocessing.Pipe(duplex)`.
@@ -143,18 +142,11 @@ impl Builder {
         let rings = if self.duplex { 2 } else { 1 };
         let layout = Layout::new(rings, capacity).expect("checked above");
         let region = Region::create(layout)?;
-        let bells = (0..rings)
-            .map(|_| {
-                Ok(RingBells {
-                    data: Doorbell::new()?,
-                    space: Doorbell::new()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let (sock0, sock1) = liveness::socket_pair()?;
-        let shared = Arc::new(Shared { region, bells });
-        let end0 = Connection::new(Endpoint::new(shared.clone(), 0, sock0));
-        let end1 = Connection::new(Endpoint::new(shared, 1, sock1));
+        let (data0, data1) = Doorbell::pair()?;
+        let (space0, space1) = Doorbell::pair()?;
+        let shared = Arc::new(Shared { region });
+        let end0 = Connection::new(Endpoint::new(shared.clone(), 0, data0, space0));
+        let end1 = Connection::new(Endpoint::new(shared, 1, data1, space1));
         for end in [&end0, &end1] {
             if end.readable() {
                 end.set_max_message_size(self.max_message)?;

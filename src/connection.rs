@@ -190,7 +190,7 @@ impl Connection {
         } else {
             ep.wait_for_data(rx, deadline)?
         };
-        ep.settle_watch(rx, false)?;
+        ep.settle_watch()?;
         Ok(woken != Woken::TimedOut)
     }
 

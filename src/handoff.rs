@@ -1,53 +1,55 @@
 //! Handing an end to a child started with `std::process::Command` (exec), and taking it
 //! up in the child. (`fork` needs nothing: the child inherits the end as it is.)
 //!
-//! The parent lets the end's descriptors survive `exec` in that one child (it clears
-//! their close-on-exec flag between fork and exec) and names them in an environment
-//! variable; the child checks every descriptor before it trusts it.
+//! The parent lets the end's three descriptors (the region's memfd and the end's two
+//! doorbell sockets) survive `exec` in that one child, by clearing their close-on-exec
+//! flag between fork and exec, and names them in an environment variable together with
+//! each one's identity (device and inode). The child checks everything it can before it
+//! takes ownership of anything, because the variable may be stale (inherited by a
+//! grandchild whose numbers now mean other files), forged, or simply wrong.
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::shm::endpoint::{Endpoint, RingBells, Shared};
+use crate::shm::doorbell::Doorbell;
+use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::region::Region;
-use crate::shm::wakeup::Doorbell;
-use rustix::fs::FileType;
-use rustix::io::FdFlags;
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-const TAG: &str = "shmpipe1";
+const TAG: &str = "shmpipe2";
 
-/// Keys already taken up by `from_parent` in this process: taking one twice would make
-/// two owners of the same descriptors.
+/// Keys already taken up by `from_parent` in this process (and the lock that stops two
+/// threads taking the same key at once).
 static CLAIMED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
+/// A descriptor as named in the variable: its number and the identity of its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Named {
+    fd: RawFd,
+    dev: u64,
+    ino: u64,
+}
+
 /// The descriptors that make up one end, in the order they are named.
+#[derive(Debug, PartialEq, Eq)]
 struct Fds {
     end: usize,
-    memfd: RawFd,
-    liveness: RawFd,
-    bells: Vec<RawFd>,
+    memfd: Named,
+    data: Named,
+    space: Named,
 }
 
 impl Fds {
-    fn all(&self) -> Vec<RawFd> {
-        let mut v = vec![self.memfd, self.liveness];
-        v.extend(&self.bells);
-        v
+    fn all(&self) -> [Named; 3] {
+        [self.memfd, self.data, self.space]
     }
 
     fn encode(&self) -> String {
-        let bells: Vec<String> = self.bells.iter().map(|fd| fd.to_string()).collect();
-        format!(
-            "{TAG}:{}:{}:{}:{}",
-            self.end,
-            self.memfd,
-            self.liveness,
-            bells.join(",")
-        )
+        let [m, d, s] = self.all().map(|n| format!("{}/{}/{}", n.fd, n.dev, n.ino));
+        format!("{TAG}:{}:{m}:{d}:{s}", self.end)
     }
 
     fn decode(s: &str) -> Option<Fds> {
@@ -56,23 +58,45 @@ impl Fds {
             return None;
         }
         let end = parts.next()?.parse().ok().filter(|&e: &usize| e < 2)?;
-        let memfd = parts.next()?.parse().ok()?;
-        let liveness = parts.next()?.parse().ok()?;
-        let bells = parts
-            .next()?
-            .split(',')
-            .map(|b| b.parse().ok())
-            .collect::<Option<Vec<RawFd>>>()?;
+        let mut named = || -> Option<Named> {
+            let mut it = parts.next()?.split('/');
+            let n = Named {
+                fd: it.next()?.parse().ok().filter(|&fd: &RawFd| fd >= 0)?,
+                dev: it.next()?.parse().ok()?,
+                ino: it.next()?.parse().ok()?,
+            };
+            it.next().is_none().then_some(n)
+        };
+        let (memfd, data, space) = (named()?, named()?, named()?);
         if parts.next().is_some() {
             return None;
         }
         Some(Fds {
             end,
             memfd,
-            liveness,
-            bells,
+            data,
+            space,
         })
     }
+}
+
+/// `fstat` of a raw number, which may not be open at all: `None` then.
+fn stat_raw(fd: RawFd) -> Option<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` on success and fails with EBADF on a number that is
+    // not open; it takes no ownership and changes nothing.
+    let ok = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0;
+    // SAFETY: initialised by the successful fstat.
+    ok.then(|| unsafe { st.assume_init() })
+}
+
+fn named(fd: RawFd) -> Result<Named> {
+    let st = stat_raw(fd).ok_or_else(std::io::Error::last_os_error)?;
+    Ok(Named {
+        fd,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
 }
 
 fn check_key(key: &str) -> Result<()> {
@@ -88,8 +112,10 @@ impl Connection {
     /// Arranges for `cmd`'s child to inherit this end: its descriptors stay open across
     /// `exec` in that child only, and the environment variable `key` tells
     /// [`from_parent`](Connection::from_parent) where they are. Keep this connection
-    /// open until the child is spawned; close it afterwards if the parent has no more
-    /// use for it (EOF comes only when every copy is closed).
+    /// open until the child is spawned (otherwise `spawn` fails with `EBADF`, rather
+    /// than hand the child whatever has taken the end's descriptor numbers since); close it
+    /// afterwards if the parent has no more use for it (EOF comes only when every copy
+    /// is closed).
     ///
     /// # Errors
     /// [`Error::Closed`]; [`Error::Invalid`] if `key` cannot be an environment variable
@@ -109,25 +135,30 @@ impl Connection {
     pub fn pass_to_child(&self, cmd: &mut Command, key: &str) -> Result<()> {
         let ep = self.inner.as_ref().ok_or(Error::Closed)?;
         check_key(key)?;
+        let bells = ep.bells();
         let fds = Fds {
             end: ep.end,
-            memfd: ep.shared.region.memfd().as_raw_fd(),
-            liveness: ep.liveness().as_raw_fd(),
-            bells: ep
-                .shared
-                .bells
-                .iter()
-                .flat_map(|b| [b.data.fd().as_raw_fd(), b.space.fd().as_raw_fd()])
-                .collect(),
+            memfd: named(ep.shared.region.memfd().as_raw_fd())?,
+            data: named(bells.data.fd().as_raw_fd())?,
+            space: named(bells.space.fd().as_raw_fd())?,
         };
         cmd.env(key, fds.encode());
-        let inherit = fds.all();
+        let numbers = fds.all().map(|n| n.fd);
+        // Weak references: the command must not keep the end open (that would delay the
+        // EOF of whoever waits for this end to close), but the child must know whether
+        // the end still existed when it was forked. If it did, the numbers are its
+        // descriptors in the child's copy of the table; if not, they may name anything.
+        let (region, bells) = (Arc::downgrade(&ep.shared), Arc::downgrade(bells));
         // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe functions may be called; it calls only fcntl(2) and
-        // allocates nothing (`inherit` was built before the fork).
+        // async-signal-safe functions may be called; it reads two reference counts (plain
+        // atomic loads) and calls fcntl(2), and allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                for &fd in &inherit {
+                if region.strong_count() == 0 || bells.strong_count() == 0 {
+                    // Only an errno crosses back to the parent's `spawn`.
+                    return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+                }
+                for &fd in &numbers {
                     let flags = libc::fcntl(fd, libc::F_GETFD);
                     if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                         return Err(std::io::Error::last_os_error());
@@ -141,15 +172,20 @@ impl Connection {
 
     /// In a child started by a parent that called
     /// [`pass_to_child`](Connection::pass_to_child) with the same `key`, takes up the end
-    /// the parent passed. Each key can be taken once per process.
+    /// the parent passed, and removes the variable (so that the child's own children do
+    /// not inherit numbers that mean nothing to them). Each key can be taken once per
+    /// process.
     ///
-    /// Every descriptor named by the variable is checked (a sealed memfd holding a
-    /// shmpipe region, a socket, eventfds, all distinct) before any is taken over, so a
-    /// stray or forged variable gives an error and closes nothing.
+    /// Nothing is taken over until every descriptor the variable names has been checked:
+    /// open, not close-on-exec (a descriptor the parent passed never is; one that this
+    /// process opened itself is, and belongs to other code), the very file the parent
+    /// named (device and inode), and of the right kind: a sealed memfd holding a shmpipe
+    /// region whose geometry matches its size, and two connected Unix stream sockets. So
+    /// a stale, forged or mistaken variable gives an error and closes nothing.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if the variable is missing, malformed, already taken, or names
-    /// descriptors that are not what they should be.
+    /// [`Error::Invalid`] if the variable is missing, malformed or already taken, or
+    /// names descriptors that fail a check.
     ///
     /// ```no_run
     /// let conn = shmpipe::Connection::from_parent("MY_PIPE")?;
@@ -158,75 +194,104 @@ impl Connection {
     /// ```
     pub fn from_parent(key: &str) -> Result<Connection> {
         check_key(key)?;
-        let value = std::env::var(key)
-            .map_err(|_| Error::Invalid(format!("no connection passed under {key:?}")))?;
-        let fds = Fds::decode(&value)
-            .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe end")))?;
         let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
         let claimed = claimed.get_or_insert_with(HashSet::new);
         if claimed.contains(key) {
             return Err(Error::Invalid(format!("{key:?} was already taken up")));
         }
-        check_fds(&fds)?;
+        let value = std::env::var(key)
+            .map_err(|_| Error::Invalid(format!("no connection passed under {key:?}")))?;
+        let fds = Fds::decode(&value)
+            .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe end")))?;
+        let layout = check_fds(&fds)?;
         claimed.insert(key.to_string());
-        // SAFETY: each descriptor is open, of the expected kind, and distinct from the
-        // others (checked above); the parent passed them for this process to own, and
-        // the claim above makes sure no other call in this process takes them too.
-        let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
-        let (memfd, liveness) = (own(fds.memfd), own(fds.liveness));
-        let bells: Vec<OwnedFd> = fds.bells.iter().map(|&fd| own(fd)).collect();
-        for fd in bells.iter().chain([&memfd, &liveness]) {
-            rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+        std::env::remove_var(key);
+        // SAFETY: each descriptor is open, is the file the parent named, and was left
+        // open across exec for this process (it is not close-on-exec, which every
+        // descriptor Rust's standard library and shmpipe open is); the claim above makes
+        // sure no other call in this process takes them too. So we may own them.
+        let own = |n: Named| unsafe { OwnedFd::from_raw_fd(n.fd) };
+        let [memfd, data, space] = fds.all().map(own);
+        for fd in [&memfd, &data, &space] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
         }
-        let region = Region::attach(memfd)?;
-        if bells.len() != 2 * region.layout().rings {
-            return Err(Error::Invalid(format!(
-                "{} doorbells for {} rings",
-                bells.len(),
-                region.layout().rings
-            )));
-        }
-        let mut it = bells.into_iter().map(Doorbell::from_fd);
-        let bells = (0..region.layout().rings)
-            .map(|_| RingBells {
-                data: it.next().unwrap(),
-                space: it.next().unwrap(),
-            })
-            .collect();
-        let shared = Arc::new(Shared { region, bells });
-        Ok(Connection::new(Endpoint::new(shared, fds.end, liveness)))
+        let region = Region::map(memfd, layout)?;
+        let shared = Arc::new(Shared { region });
+        let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
+        Ok(Connection::new(Endpoint::new(shared, fds.end, data, space)))
     }
 }
 
-/// Checks every named descriptor without taking ownership of any.
-fn check_fds(fds: &Fds) -> Result<()> {
+/// Checks every named descriptor without taking ownership of any; returns the region's
+/// geometry.
+fn check_fds(fds: &Fds) -> Result<crate::shm::layout::Layout> {
     let all = fds.all();
-    let distinct: HashSet<RawFd> = all.iter().copied().collect();
-    if distinct.len() != all.len() || all.iter().any(|&fd| fd < 0) {
-        return Err(Error::Invalid(
-            "descriptors are repeated or negative".into(),
-        ));
+    let distinct: HashSet<RawFd> = all.iter().map(|n| n.fd).collect();
+    if distinct.len() != all.len() {
+        return Err(Error::Invalid("descriptors are repeated".into()));
     }
-    let bad = |fd: RawFd, what: &str| Error::Invalid(format!("descriptor {fd} is not {what}"));
-    for &fd in &all {
-        // SAFETY: only borrowed for the duration of these checks; fcntl on a closed
-        // number fails with EBADF rather than misbehaving.
-        let b = unsafe { BorrowedFd::borrow_raw(fd) };
-        rustix::io::fcntl_getfd(b).map_err(|_| bad(fd, "open"))?;
-    }
-    // SAFETY: as above, each is open.
-    let borrow = |fd: RawFd| unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::fs::fcntl_get_seals(borrow(fds.memfd)).map_err(|_| bad(fds.memfd, "a memfd"))?;
-    let st = rustix::fs::fstat(borrow(fds.liveness))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
-        return Err(bad(fds.liveness, "a socket"));
-    }
-    for &fd in &fds.bells {
-        let link =
-            std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|_| bad(fd, "an eventfd"))?;
-        if link.as_os_str() != "anon_inode:[eventfd]" {
-            return Err(bad(fd, "an eventfd"));
+    let bad = |fd: RawFd, what: &str| Error::Invalid(format!("descriptor {fd} {what}"));
+    for n in all {
+        let st = stat_raw(n.fd).ok_or_else(|| bad(n.fd, "is not open"))?;
+        if (st.st_dev, st.st_ino) != (n.dev, n.ino) {
+            return Err(bad(n.fd, "is not the file the parent passed"));
+        }
+        // SAFETY: fcntl(F_GETFD) on a number just seen open; it changes nothing.
+        let flags = unsafe { libc::fcntl(n.fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            return Err(bad(
+                n.fd,
+                "is close-on-exec: it was opened in this process, not passed to it",
+            ));
         }
     }
+    // SAFETY (for each borrow below): the number is open (checked above) and stays
+    // open for the duration of the check, which takes no ownership.
+    let borrow = |fd: RawFd| unsafe { BorrowedFd::borrow_raw(fd) };
+    let layout = Region::check(borrow(fds.memfd.fd))?;
+    for n in [fds.data, fds.space] {
+        check_socket(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
+    }
+    Ok(layout)
+}
+
+/// A doorbell must be a connected Unix stream socket.
+fn check_socket(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let kind = sockopt::socket_type(fd).map_err(|_| "is not a socket".to_string())?;
+    let domain = sockopt::socket_domain(fd).map_err(|e| format!("has no domain: {e}"))?;
+    if kind != SocketType::STREAM || domain != AddressFamily::UNIX {
+        return Err("is not a Unix stream socket".into());
+    }
+    rustix::net::getpeername(fd).map_err(|_| "is not a connected socket".to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variable_round_trips_and_rejects_garbage() {
+        let n = |fd, dev, ino| Named { fd, dev, ino };
+        let fds = Fds {
+            end: 1,
+            memfd: n(3, 10, 11),
+            data: n(4, 12, 13),
+            space: n(5, 12, 14),
+        };
+        assert_eq!(Fds::decode(&fds.encode()), Some(fds));
+        for bad in [
+            "",
+            "shmpipe1:0:3:4:5,6",
+            "shmpipe2:2:3/1/1:4/1/1:5/1/1",
+            "shmpipe2:0:-3/1/1:4/1/1:5/1/1",
+            "shmpipe2:0:3/1/1:4/1/1",
+            "shmpipe2:0:3/1/1:4/1/1:5/1/1:6/1/1",
+            "shmpipe2:0:3/1:4/1/1:5/1/1",
+            "shmpipe2:0:3/1/1/1:4/1/1:5/1/1",
+        ] {
+            assert_eq!(Fds::decode(bad), None, "{bad}");
+        }
+    }
 }

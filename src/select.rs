@@ -3,7 +3,6 @@
 use crate::connection::{deadline_after, Connection};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::liveness;
 use crate::shm::wakeup::{self, Waiter, Woken};
 use std::time::Duration;
 
@@ -53,11 +52,11 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
             .iter()
             .map(|(ep, rx)| Waiter {
                 flag: rx.consumer.sleeping_flag(),
-                doorbell: &ep.shared.bells[rx.ring].data,
-                liveness: ep.liveness(),
+                bell: &ep.bells().data,
+                other: &ep.bells().space,
             })
             .collect();
-        let woken = wakeup::wait(&waiters, has_data, timeout.map(deadline_after), false)?;
+        let woken = wakeup::wait(&waiters, has_data, timeout.map(deadline_after))?;
         if woken == Woken::TimedOut {
             settle(&ends)?;
             return Ok(Vec::new());
@@ -66,7 +65,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     // Report every connection that is ready now, not only the one that woke us.
     let mut ready = Vec::new();
     for (i, (ep, _)) in ends.iter().enumerate() {
-        if has_data(i)? || liveness::peer_gone(ep.liveness())? {
+        if has_data(i)? || ep.peer_gone()? {
             ready.push(i);
         }
     }
@@ -76,8 +75,8 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
 
 /// Restores the readiness of any watched `fileno` that the wait may have drained.
 fn settle(ends: &[(&Endpoint, &Rx)]) -> Result<()> {
-    for (ep, rx) in ends {
-        ep.settle_watch(rx, true)?;
+    for (ep, _) in ends {
+        ep.settle_watch()?;
     }
     Ok(())
 }

@@ -251,7 +251,7 @@ impl Connection {
         let bytes: &[u8] = unsafe { rx.consumer.payload(&first) };
         if let Err(e) = validate::<T>(bytes) {
             ep.release(rx, &first)?;
-            ep.after_receive(rx)?;
+            ep.after_receive()?;
             return Err(e);
         }
         rx.lent.set(true);
@@ -373,7 +373,7 @@ impl<T: Message> Drop for Archived<'_, T> {
                 self.rx
                     .break_with(format!("could not wake the sender: {e}"));
             }
-            let _ = self.ep.after_receive(self.rx);
+            let _ = self.ep.after_receive();
         }
     }
 }

@@ -4,6 +4,8 @@
 //! environment variable `SHMPIPE_TEST_ROLE` saying what to do; without the variable the
 //! `child_role` test does nothing.
 
+mod common;
+
 use shmpipe::{pipe, Connection, Error};
 use std::process::{Command, Stdio};
 
@@ -33,6 +35,8 @@ fn child_role() {
             }
         },
         "claim-twice" => {
+            // The variable is gone, so the child's own children do not inherit it.
+            assert!(std::env::var(KEY).is_err());
             assert!(matches!(
                 Connection::from_parent(KEY),
                 Err(Error::Invalid(_))
@@ -104,16 +108,24 @@ fn bad_keys_and_forged_variables_are_refused_without_closing_anything() {
         Connection::from_parent("SHMPIPE_NOT_SET"),
         Err(Error::Invalid(_))
     ));
-    // Forged values: garbage, fds that are not open, and fds of the wrong kinds (0, 1,
-    // 2 are the test's stdio, which must survive the attempt).
+    // Forged values: garbage, the old format, fds that are not open, and fds of the
+    // wrong kinds (0, 1, 2 are the test's stdio, which must survive the attempt).
+    let id = |fd| {
+        // SAFETY: fstat into a zeroed stat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        format!("{fd}/{}/{}", st.st_dev, st.st_ino)
+    };
+    let (stdin, stdout, stderr) = (id(0), id(1), id(2));
     let forged = [
-        "garbage",
-        "shmpipe1:0:999:998:997,996",
-        "shmpipe1:0:0:1:2,2",
-        "shmpipe1:0:0:1:2,0",
-        "shmpipe1:5:0:1:2,0",
-        "shmpipe1:0:-1:1:2,0",
-        "shmpipe1:0:0:1:2",
+        "garbage".to_string(),
+        "shmpipe1:0:3:4:5,6".to_string(),
+        "shmpipe2:0:999/1/2:998/1/2:997/1/2".to_string(),
+        format!("shmpipe2:0:{stdin}:{stdout}:{stderr}"),
+        format!("shmpipe2:0:{stdin}:{stdin}:{stderr}"),
+        format!("shmpipe2:5:{stdin}:{stdout}:{stderr}"),
+        format!("shmpipe2:0:-1/0/0:{stdout}:{stderr}"),
+        format!("shmpipe2:0:{stdin}:{stdout}"),
     ];
     for (i, value) in forged.iter().enumerate() {
         let key = format!("SHMPIPE_FORGED_{i}");
@@ -129,5 +141,70 @@ fn bad_keys_and_forged_variables_are_refused_without_closing_anything() {
             unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0,
             "fd {fd} was closed"
         );
+    }
+}
+
+/// A variable naming descriptors this process owns (here: a live pipe's own, found
+/// through its hand-off variable) is refused: taking them would make two owners, and
+/// the old code then closed the live pipe's descriptors or aborted on an I/O-safety
+/// violation. The live pipe goes on working.
+#[test]
+fn from_parent_refuses_descriptors_owned_in_this_process() {
+    let (a, b) = pipe(true).unwrap();
+    let (value, fds) = common::passed(&a);
+    std::env::set_var("SHMPIPE_OWNED", &value);
+    match Connection::from_parent("SHMPIPE_OWNED") {
+        Err(Error::Invalid(why)) => assert!(why.contains("close-on-exec"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(fds.iter().all(|&(fd, ..)| common::is_open(fd)));
+    a.send_bytes(b"still mine").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"still mine");
+}
+
+/// A stale variable (inherited from a grandparent, say) names numbers that are now other
+/// files: the recorded identities do not match, and nothing is taken or closed.
+#[test]
+fn from_parent_refuses_a_stale_variable_and_closes_nothing() {
+    let (a, _b) = pipe(true).unwrap();
+    let (_, fds) = common::passed(&a);
+    // Other files, not close-on-exec, as inherited descriptors would be.
+    // SAFETY: dup(2) of stdin.
+    let others: Vec<i32> = (0..3).map(|_| unsafe { libc::dup(0) }).collect();
+    let named: Vec<String> = fds
+        .iter()
+        .zip(&others)
+        .map(|(&(_, dev, ino), fd)| format!("{fd}/{dev}/{ino}"))
+        .collect();
+    std::env::set_var("SHMPIPE_STALE", format!("shmpipe2:0:{}", named.join(":")));
+    match Connection::from_parent("SHMPIPE_STALE") {
+        Err(Error::Invalid(why)) => assert!(why.contains("not the file"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    for fd in others {
+        assert!(common::is_open(fd));
+        // SAFETY: our own dup.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// `pass_to_child` on an end that is dropped before `spawn`: the numbers it recorded may
+/// belong to other files by then (here, a close-on-exec file opened in between), which
+/// the old code handed to the child by clearing their close-on-exec flag. Spawning now
+/// fails instead.
+#[test]
+fn spawning_after_the_passed_end_was_dropped_fails_and_leaks_nothing() {
+    let (_a, b) = pipe(true).unwrap();
+    let mut cmd = child("echo");
+    b.pass_to_child(&mut cmd, KEY).unwrap();
+    drop(b);
+    let _unrelated = std::fs::File::open("/dev/null").unwrap(); // O_CLOEXEC
+    match cmd.spawn() {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}"),
+        Ok(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spawned with the descriptors of a dropped end");
+        }
     }
 }

@@ -164,24 +164,8 @@ fn random_scribbles_never_panic_or_hang() {
 #[test]
 fn attach_refuses_a_region_whose_header_lies() {
     let (a, _b) = pipe(true).unwrap();
-    let mut cmd = std::process::Command::new("true");
-    a.pass_to_child(&mut cmd, "K").unwrap();
-    let value = cmd
-        .get_envs()
-        .next()
-        .unwrap()
-        .1
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let fds: Vec<i32> = value
-        .split(':')
-        .skip(2)
-        .flat_map(|p| p.split(','))
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let region = RawRegion::map(fds[0]);
+    let (_, fds) = common::passed(&a);
+    let region = RawRegion::map(fds[0].0);
     let capacity = region.read_u64(layout::HEADER_CAPACITY);
     for (i, (off, bad)) in [(layout::HEADER_CAPACITY, 12345u64), (0, 0), (8, 99)]
         .iter()
@@ -189,20 +173,29 @@ fn attach_refuses_a_region_whose_header_lies() {
     {
         let old = region.read_u64(*off);
         region.write_u64(*off, *bad);
-        // Duplicates of the end's descriptors, which `from_parent` takes over (and
-        // closes when it refuses them).
+        // Duplicates of the end's descriptors, not close-on-exec, as an exec'd child
+        // would hold them; `from_parent` refuses them and must not close them.
         // SAFETY: dup(2) of open descriptors.
-        let dups: Vec<String> = fds
+        let dups: Vec<i32> = fds
             .iter()
-            .map(|&fd| unsafe { libc::dup(fd) }.to_string())
+            .map(|&(fd, ..)| unsafe { libc::dup(fd) })
             .collect();
-        let forged = format!("shmpipe1:0:{}:{}:{}", dups[0], dups[1], dups[2..].join(","));
+        let named: Vec<String> = fds
+            .iter()
+            .zip(&dups)
+            .map(|(&(_, dev, ino), dup)| format!("{dup}/{dev}/{ino}"))
+            .collect();
         let key = format!("SHMPIPE_LYING_{i}");
-        std::env::set_var(&key, forged);
+        std::env::set_var(&key, format!("shmpipe2:0:{}", named.join(":")));
         assert!(matches!(
             Connection::from_parent(&key),
             Err(Error::Invalid(_))
         ));
+        for fd in dups {
+            assert!(common::is_open(fd), "from_parent closed what it refused");
+            // SAFETY: our own dup.
+            unsafe { libc::close(fd) };
+        }
         region.write_u64(*off, old);
     }
     assert_eq!(region.read_u64(layout::HEADER_CAPACITY), capacity);

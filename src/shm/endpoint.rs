@@ -1,36 +1,39 @@
-//! What one end of a pipe holds in one process: the shared region and doorbells, its
-//! liveness socket, and the producer and/or consumer state of the rings it uses.
-//! Dropping an `Endpoint` is what closes an end.
+//! What one end of a pipe holds in one process: the shared region, its two doorbells
+//! (which also tell it when the other end is gone), and the producer and/or consumer
+//! state of the rings it uses. Dropping an `Endpoint` is what closes an end.
 
 use crate::error::{Error, Result};
+use crate::shm::doorbell::Doorbell;
 use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
+use crate::shm::liveness;
 use crate::shm::receive::Scratch;
 use crate::shm::region::Region;
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
-use crate::shm::wakeup::Doorbell;
 use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
-
-/// The doorbells of one ring: `data` wakes its consumer, `space` its producer.
-pub(crate) struct RingBells {
-    pub data: Doorbell,
-    pub space: Doorbell,
-}
 
 /// What both ends of a pipe share within one process: unmapped and closed when the last
 /// end in the process is dropped.
 pub(crate) struct Shared {
     pub region: Region,
-    pub bells: Vec<RingBells>,
+}
+
+/// One end's halves of the two socketpairs (see [`crate::shm::doorbell`]).
+pub(crate) struct Bells {
+    /// Our half of the data pair: we sleep on it for messages; ringing it wakes the
+    /// peer's reader.
+    pub data: Doorbell,
+    /// Our half of the space pair: we sleep on it for room; ringing it wakes the peer's
+    /// writer.
+    pub space: Doorbell,
 }
 
 /// The receiving half of an end.
 pub(crate) struct Rx {
-    pub ring: usize,
     pub consumer: Consumer,
     /// The longest message a receive that allocates will take (see
     /// [`Builder::max_message_size`](crate::Builder::max_message_size)).
@@ -61,7 +64,6 @@ impl Rx {
 
 /// The sending half of an end.
 pub(crate) struct Tx {
-    pub ring: usize,
     pub producer: Producer,
     /// The reading end's `detached` counter when we last looked.
     pub seen_detached: Cell<u64>,
@@ -118,18 +120,31 @@ pub(crate) struct Endpoint {
     pub shared: Arc<Shared>,
     /// 0 or 1: which end this is.
     pub end: usize,
-    /// This end's liveness socket (see [`crate::liveness`]). `None` only during drop.
-    liveness: Option<OwnedFd>,
+    /// This end's doorbells; `None` only during drop. In an `Arc` so that
+    /// `pass_to_child` can tell, in the child, whether the end still existed at `fork`.
+    bells: Option<Arc<Bells>>,
     pub rx: Option<Rx>,
     pub tx: Option<Tx>,
-    /// The epoll descriptor handed out by `fileno`, created on first use.
-    watch: OnceCell<OwnedFd>,
+    /// What `fileno` hands out, created on first use.
+    watch: OnceCell<Watch>,
     /// Whether `fileno` was called: the receive path then keeps its readiness exact.
     pub watched: Cell<bool>,
 }
 
+/// The descriptor `fileno` returns, and what keeps it readable exactly when a receive
+/// would not wait.
+struct Watch {
+    /// An epoll set of our two doorbells and `pending`'s receiving half.
+    epoll: OwnedFd,
+    /// A socketpair of our own (no other process holds it): we ring it ourselves when the
+    /// ring holds a record that the peer did not ring for.
+    pending: (Doorbell, Doorbell),
+    /// Whether `pending` is rung now.
+    pending_set: Cell<bool>,
+}
+
 impl Endpoint {
-    pub fn new(shared: Arc<Shared>, end: usize, liveness: OwnedFd) -> Endpoint {
+    pub fn new(shared: Arc<Shared>, end: usize, data: Doorbell, space: Doorbell) -> Endpoint {
         let layout = shared.region.layout();
         let (rx_ring, tx_ring) = rings_of_end(layout.rings, end);
         let ring_ref = |k: usize| {
@@ -145,7 +160,6 @@ impl Endpoint {
             }
         };
         let rx = rx_ring.map(|k| Rx {
-            ring: k,
             consumer: Consumer::new(ring_ref(k)),
             max_message: Cell::new(DEFAULT_MAX_MESSAGE),
             lent: Cell::new(false),
@@ -153,7 +167,6 @@ impl Endpoint {
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| Tx {
-            ring: k,
             producer: Producer::new(ring_ref(k)),
             seen_detached: Cell::new(shared.region.header().detached[1 - end].load(SeqCst)),
             peer_gone: Cell::new(false),
@@ -163,7 +176,7 @@ impl Endpoint {
         Endpoint {
             shared,
             end,
-            liveness: Some(liveness),
+            bells: Some(Arc::new(Bells { data, space })),
             rx,
             tx,
             watch: OnceCell::new(),
@@ -171,64 +184,101 @@ impl Endpoint {
         }
     }
 
-    pub fn liveness(&self) -> BorrowedFd<'_> {
-        self.liveness
-            .as_ref()
-            .expect("liveness socket present until drop")
-            .as_fd()
+    pub fn bells(&self) -> &Arc<Bells> {
+        self.bells.as_ref().expect("doorbells present until drop")
     }
 
-    /// The descriptor for `fileno`: an epoll set holding the data doorbell of the ring we
-    /// read and our liveness socket, so it is readable on a message or on EOF.
+    /// Asks the kernel whether every copy of the other end is gone (see
+    /// [`crate::shm::liveness`]), keeping a watched `fileno` exact.
+    pub fn peer_gone(&self) -> Result<bool> {
+        let bells = self.bells();
+        let look = liveness::peer_gone([&bells.data, &bells.space])?;
+        if look.drained_data {
+            self.settle_watch()?;
+        }
+        Ok(look.gone)
+    }
+
+    /// The descriptor for `fileno`: an epoll set that is readable when a message waits
+    /// (our data doorbell, or `pending`) or when the other end is gone (a hang-up on
+    /// either doorbell). Stray bytes or descriptors on the space doorbell make it
+    /// readable too, so that a receive drains them (they could hide a hang-up).
     pub fn watch_fd(&self) -> Result<RawFd> {
-        if let Some(fd) = self.watch.get() {
-            return Ok(fd.as_raw_fd());
+        if let Some(w) = self.watch.get() {
+            return Ok(w.epoll.as_raw_fd());
         }
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(
-            &ep,
-            self.liveness(),
-            epoll::EventData::new_u64(0),
-            epoll::EventFlags::RDHUP,
-        )?;
-        if let Some(rx) = &self.rx {
+        let bells = self.bells();
+        let interest = if self.rx.is_some() {
+            epoll::EventFlags::IN | epoll::EventFlags::RDHUP
+        } else {
+            // A write-only end is readable only at EOF.
+            epoll::EventFlags::RDHUP
+        };
+        for (i, bell) in [&bells.data, &bells.space].into_iter().enumerate() {
             epoll::add(
                 &ep,
-                self.shared.bells[rx.ring].data.fd(),
-                epoll::EventData::new_u64(1),
-                epoll::EventFlags::IN,
+                bell.fd(),
+                epoll::EventData::new_u64(i as u64),
+                interest,
             )?;
-            self.watched.set(true);
-            self.settle_watch(rx, true)?;
         }
+        let pending = Doorbell::pair()?;
+        epoll::add(
+            &ep,
+            pending.1.fd(),
+            epoll::EventData::new_u64(2),
+            epoll::EventFlags::IN,
+        )?;
         let raw = ep.as_raw_fd();
-        let _ = self.watch.set(ep);
+        let _ = self.watch.set(Watch {
+            epoll: ep,
+            pending,
+            pending_set: Cell::new(false),
+        });
+        if self.rx.is_some() {
+            self.watched.set(true);
+            self.settle_watch()?;
+        }
         Ok(raw)
     }
 
-    /// Keeps a watched doorbell readable exactly while the ring holds a record.
+    /// Keeps a watched `fileno` readable exactly while the ring holds a record (or the
+    /// peer is gone, which the kernel shows by itself).
     ///
-    /// Invariant between calls: ring non-empty ⇒ doorbell readable; ring empty ⇒
-    /// doorbell drained and the sleeping flag raised, so the producer's next publish
-    /// rings it. The producer keeps the first half by ringing on the empty → non-empty
-    /// transition; this function restores the second half each time a receive empties
-    /// the ring. `fresh` is for the first call, when the doorbell's state is unknown.
-    pub fn settle_watch(&self, rx: &Rx, fresh: bool) -> Result<()> {
+    /// Invariant between calls: ring non-empty ⇒ `pending` rung or the data doorbell
+    /// readable; ring empty ⇒ both drained and the sleeping flag raised, so that the
+    /// producer's next publish rings the data doorbell. Called after every receive and
+    /// wait, and whenever our data doorbell was drained.
+    pub fn settle_watch(&self) -> Result<()> {
+        let (Some(w), Some(rx)) = (self.watch.get(), &self.rx) else {
+            return Ok(());
+        };
         if !self.watched.get() {
             return Ok(());
         }
-        let bell = &self.shared.bells[rx.ring].data;
-        if rx.guard(rx.consumer.has_data())? {
-            if fresh {
-                bell.ring()?;
+        let set_pending = || -> Result<()> {
+            if !w.pending_set.get() {
+                w.pending.0.ring()?;
+                w.pending_set.set(true);
             }
-            return Ok(());
+            Ok(())
+        };
+        if rx.guard(rx.consumer.has_data())? {
+            return set_pending();
         }
-        bell.drain()?;
+        let bells = self.bells();
+        bells.data.drain()?;
+        // Stale wake-ups for a writer that has since found room, or junk.
+        bells.space.drain()?;
+        if w.pending_set.get() {
+            w.pending.1.drain()?;
+            w.pending_set.set(false);
+        }
         rx.consumer.sleeping_flag().store(1, SeqCst);
         // A record published before the flag went up rang nobody: ring for it ourselves.
         if rx.guard(rx.consumer.has_data())? {
-            bell.ring()?;
+            set_pending()?;
         }
         Ok(())
     }
@@ -236,10 +286,11 @@ impl Endpoint {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        // Close our liveness socket first: if it was the last copy, the kernel now says
-        // so to the other end. Then bump our `detached` counter, which tells the other
-        // side's writer to go and ask the kernel (see `crate::liveness`).
-        drop(self.liveness.take());
+        // Close our doorbells first: if they were the last copies, the kernel now tells
+        // the other end. Then bump our `detached` counter, which tells the other side's
+        // writer to go and ask the kernel (see `crate::shm::liveness`).
+        drop(self.watch.take());
+        drop(self.bells.take());
         self.shared.region.header().detached[self.end].fetch_add(1, SeqCst);
     }
 }

@@ -3,67 +3,121 @@
 //! A count in shared memory cannot do this: `fork` copies an end without telling
 //! anyone, and a process killed with SIGKILL decrements nothing. The kernel, though,
 //! counts references to open files exactly, across fork and exec, and drops a dead
-//! process's references itself. So each pipe owns a Unix `socketpair`: end 0 holds one
-//! socket, end 1 the other, and every copy of an end (a `fork`, an exec'd child given
-//! the end) holds a descriptor of that end's socket. When the last descriptor of one
-//! socket is closed, by `close`, by `drop` or by the death of the last process holding
-//! it, the kernel marks the other socket hung up (`POLLHUP`). No byte is ever sent on
-//! these sockets; they exist only to be closed.
+//! process's references itself. Each end's two doorbells (see [`crate::shm::doorbell`])
+//! are halves of socketpairs whose other halves belong to the other end, and every copy
+//! of an end (a `fork`, an exec'd child given the end) holds descriptors of its halves.
+//! When the last descriptor of the peer's half is closed, by `close`, by `drop` or by the
+//! death of the last process holding it, the kernel marks our half hung up (`POLLHUP`,
+//! `POLLRDHUP`, and reads return end of stream).
 //!
-//! Sleepers poll the socket next to their doorbell, so a death wakes them at once.
-//! A reader that finds its ring empty asks the socket before reporting EOF. A writer
-//! cannot afford a system call per message, so it asks the socket only when there is
-//! reason to: when it must wait for room, when the peer's `detached` counter in the
-//! header shows that a copy of the reading end was closed gracefully, and whenever it
-//! reloads the reader's `tail` (about once per ring's worth of data).
+//! Sleepers poll their doorbells, so a death wakes them at once. A reader that finds
+//! its ring empty asks the kernel before reporting EOF. A writer cannot afford a system
+//! call per message, so it asks only when there is reason to: when it must wait for
+//! room, when the peer's `detached` counter in the header shows that a copy of the
+//! reading end was closed gracefully, and whenever it reloads the reader's `tail` (about
+//! once per ring's worth of data).
+//!
+//! A peer that is alive may still have sent bytes, or passed descriptors (its own halves,
+//! to keep them open after it exits), into our queues. So a look at liveness drains a
+//! queue that shows data, which closes any such descriptor, and looks again.
 
 use crate::error::Result;
-use rustix::event::{PollFd, PollFlags};
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use crate::shm::doorbell::{Doorbell, Drained};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
-/// Creates the two liveness sockets: `(end 0's, end 1's)`.
-pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+/// Whether a poll result says the other side hung up.
+pub(crate) fn hung_up(revents: PollFlags) -> bool {
+    revents.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
-/// Asks the kernel, without blocking, whether every copy of the peer's socket is closed.
-pub(crate) fn peer_gone(liveness: BorrowedFd<'_>) -> Result<bool> {
-    let mut fds = [PollFd::from_borrowed_fd(liveness, PollFlags::RDHUP)];
-    let zero = rustix::event::Timespec {
+/// What [`peer_gone`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Every copy of the other end is gone.
+    pub gone: bool,
+    /// The data doorbell had bytes, which were drained (a watched `fileno` must then be
+    /// settled again).
+    pub drained_data: bool,
+}
+
+/// Asks the kernel, without blocking, whether every copy of the peer's end is gone, given
+/// our two doorbells `[data, space]`.
+pub(crate) fn peer_gone(bells: [&Doorbell; 2]) -> Result<Look> {
+    let mut look = Look::default();
+    // Two rounds: the second sees the hang-up that closing passed descriptors revealed.
+    for _ in 0..2 {
+        let mut fds =
+            bells.map(|b| PollFd::from_borrowed_fd(b.fd(), PollFlags::IN | PollFlags::RDHUP));
+        poll_now(&mut fds)?;
+        if fds.iter().any(|f| hung_up(f.revents())) {
+            look.gone = true;
+            return Ok(look);
+        }
+        let mut drained = false;
+        for (i, f) in fds.iter().enumerate() {
+            if f.revents().contains(PollFlags::IN) {
+                drained = true;
+                look.drained_data |= i == 0;
+                if bells[i].drain()? == Drained::HungUp {
+                    look.gone = true;
+                    return Ok(look);
+                }
+            }
+        }
+        if !drained {
+            break;
+        }
+    }
+    Ok(look)
+}
+
+fn poll_now(fds: &mut [PollFd<'_>]) -> Result<()> {
+    let zero = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     loop {
-        match rustix::event::poll(&mut fds, Some(&zero)) {
-            Ok(_) => break,
+        match rustix::event::poll(fds, Some(&zero)) {
+            Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(fds[0]
-        .revents()
-        .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn hang_up_is_seen_only_after_the_last_copy_closes() {
-        let (a, b) = socket_pair().unwrap();
-        let b2 = b.try_clone().unwrap();
-        assert!(!peer_gone(a.as_fd()).unwrap());
-        drop(b);
-        assert!(!peer_gone(a.as_fd()).unwrap(), "a copy of b is still open");
-        drop(b2);
-        assert!(peer_gone(a.as_fd()).unwrap());
+        let (data0, data1) = Doorbell::pair().unwrap();
+        let (space0, space1) = Doorbell::pair().unwrap();
+        // A second copy of the peer's end, as `fork` would make.
+        let copy = [&data1, &space1].map(|b| b.fd().try_clone_to_owned().unwrap());
+        assert!(!peer_gone([&data0, &space0]).unwrap().gone);
+        drop((data1, space1));
+        assert!(
+            !peer_gone([&data0, &space0]).unwrap().gone,
+            "a copy is still open"
+        );
+        drop(copy);
+        assert!(peer_gone([&data0, &space0]).unwrap().gone);
+    }
+
+    #[test]
+    fn bytes_from_a_live_peer_are_drained_not_taken_for_a_hang_up() {
+        let (data0, data1) = Doorbell::pair().unwrap();
+        let (space0, _space1) = Doorbell::pair().unwrap();
+        data1.ring().unwrap();
+        let look = peer_gone([&data0, &space0]).unwrap();
+        assert_eq!(
+            look,
+            Look {
+                gone: false,
+                drained_data: true
+            }
+        );
+        assert_eq!(data0.drain().unwrap(), Drained::Empty);
     }
 }

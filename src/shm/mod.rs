@@ -7,11 +7,13 @@
 //! * `ring`: the single-producer single-consumer ring protocol (its `producer` and
 //!   `consumer` halves), the only place that touches ring memory;
 //! * `wakeup`: spinning, then sleeping until the other side rings;
+//! * `doorbell`: the sockets one side rings and the other sleeps on;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
 //! * `endpoint`: what one end holds in one process; `receive` and `send` move messages
 //!   through it;
 //! * `fork_epoch`: telling this process from its forked copies, cheaply.
 
+pub(crate) mod doorbell;
 pub(crate) mod endpoint;
 pub(crate) mod fork_epoch;
 pub(crate) mod layout;

@@ -67,11 +67,11 @@ impl Endpoint {
     }
 
     pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Option<Instant>) -> Result<Woken> {
-        let watched = self.watched.get();
+        let bells = self.bells();
         let waiter = Waiter {
             flag: rx.consumer.sleeping_flag(),
-            doorbell: &self.shared.bells[rx.ring].data,
-            liveness: self.liveness(),
+            bell: &bells.data,
+            other: &bells.space,
         };
         let mut err = None;
         let woken = wakeup::wait(
@@ -84,7 +84,6 @@ impl Endpoint {
                 }
             },
             deadline,
-            watched,
         )?;
         if let Some(e) = err {
             return Err(rx.break_with(e));
@@ -95,14 +94,14 @@ impl Endpoint {
     /// Releases `rec` and rings the producer's doorbell if it sleeps waiting for room.
     pub(crate) fn release(&self, rx: &Rx, rec: &Record) -> Result<()> {
         if rx.guard(rx.consumer.release(rec))? {
-            self.shared.bells[rx.ring].space.ring()?;
+            self.bells().space.ring()?;
         }
         Ok(())
     }
 
     /// After a receive: with a watched `fileno`, make its readiness match the ring.
-    pub(crate) fn after_receive(&self, rx: &Rx) -> Result<()> {
-        self.settle_watch(rx, false)
+    pub(crate) fn after_receive(&self) -> Result<()> {
+        self.settle_watch()
     }
 
     /// Reads the message starting with `first` into `out` (which it replaces).
@@ -140,7 +139,7 @@ impl Endpoint {
                 }
             }
         }
-        self.after_receive(rx)
+        self.after_receive()
     }
 
     /// Reads the message starting with `first` into `out`, exactly its length.
@@ -171,7 +170,7 @@ impl Endpoint {
                 }
             }
         }
-        self.after_receive(rx)
+        self.after_receive()
     }
 
     /// The next fragment of a message: if the writer died before sending it, the

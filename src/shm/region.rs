@@ -10,6 +10,7 @@ use crate::shm::layout::{Header, Layout, RingControl, MAGIC, VERSION};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{MemfdFlags, SealFlags};
 use std::fs::File;
+use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
@@ -29,11 +30,17 @@ fn required_seals() -> SealFlags {
 impl Region {
     /// Creates, sizes, seals and maps a fresh region and writes its header.
     pub fn create(layout: Layout) -> Result<Region> {
-        let fd =
-            rustix::fs::memfd_create("shmpipe", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        // NOEXEC_SEAL (Linux 6.3+): the region is data, never code; kernels that know
+        // the flag warn about a memfd created without it, and refuse one when
+        // `vm.memfd_noexec` is 2. Older kernels refuse the flag itself: go without.
+        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        let fd = match rustix::fs::memfd_create("shmpipe", flags | MemfdFlags::NOEXEC_SEAL) {
+            Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("shmpipe", flags)?,
+            other => other?,
+        };
         rustix::fs::ftruncate(&fd, layout.size() as u64)?;
         rustix::fs::fcntl_add_seals(&fd, required_seals())?;
-        let region = Region::map(File::from(fd), layout)?;
+        let region = Region::map(fd, layout)?;
         // The header is written before any other process can reach the region (the fd
         // has not been shared yet), so the ordering of these stores does not matter.
         let h = region.header();
@@ -44,18 +51,26 @@ impl Region {
         Ok(region)
     }
 
-    /// Maps a region received from another process, trusting nothing: the fd must be a
-    /// sealed memfd whose size matches a header with our magic and version. The layout is
-    /// read once here and kept in this process; the header is never consulted again.
+    /// Maps a region received from another process, trusting nothing (see
+    /// [`Region::check`]). The layout is read once, here, and kept in this process; the
+    /// header is never consulted again.
     pub fn attach(memfd: OwnedFd) -> Result<Region> {
-        let seals = rustix::fs::fcntl_get_seals(&memfd)
+        let layout = Region::check(memfd.as_fd())?;
+        Region::map(memfd, layout)
+    }
+
+    /// Checks, without mapping it or taking it over, that `memfd` holds a region: a
+    /// memfd sealed against resizing whose size matches a header with our magic and
+    /// version. Returns the geometry the header gives.
+    pub fn check(memfd: BorrowedFd<'_>) -> Result<Layout> {
+        let seals = rustix::fs::fcntl_get_seals(memfd)
             .map_err(|e| Error::Invalid(format!("region fd is not a memfd: {e}")))?;
         if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
             return Err(Error::Invalid(
                 "region memfd is not sealed against resizing".into(),
             ));
         }
-        let size = rustix::fs::fstat(&memfd)?.st_size as u64;
+        let size = rustix::fs::fstat(memfd)?.st_size as u64;
         if size
             < Layout::new(1, crate::shm::layout::MIN_CAPACITY)
                 .unwrap()
@@ -65,17 +80,23 @@ impl Region {
                 "region of {size} bytes is too small"
             )));
         }
-        // Map just the header page first to learn the geometry.
-        let file = File::from(memfd);
-        let probe = MmapOptions::new().len(4096).map_raw(&file)?;
-        // SAFETY: the mapping is 4096 bytes, page aligned, and `Header` fits in it (checked
-        // at compile time in `layout`); its fields are atomics, fine to share.
-        let h = unsafe { &*(probe.as_ptr() as *const Header) };
-        let magic = h.magic.load(Ordering::Relaxed);
-        let version = h.version.load(Ordering::Relaxed);
-        let rings = h.rings.load(Ordering::Relaxed) as usize;
-        let capacity = h.capacity.load(Ordering::Relaxed);
-        drop(probe);
+        // Read the header with pread: a copy of our own, read once.
+        let mut page = [0u8; std::mem::size_of::<Header>()];
+        let mut got = 0;
+        while got < page.len() {
+            match rustix::io::pread(memfd, &mut page[got..], got as u64) {
+                Ok(0) => return Err(Error::Invalid("region header is cut short".into())),
+                Ok(n) => got += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let u64_at = |at: usize| u64::from_ne_bytes(page[at..at + 8].try_into().unwrap());
+        let u32_at = |at: usize| u32::from_ne_bytes(page[at..at + 4].try_into().unwrap());
+        let magic = u64_at(offset_of!(Header, magic));
+        let version = u32_at(offset_of!(Header, version));
+        let rings = u32_at(offset_of!(Header, rings)) as usize;
+        let capacity = u64_at(offset_of!(Header, capacity));
         if magic != MAGIC {
             return Err(Error::Invalid(
                 "region does not start with the shmpipe magic".into(),
@@ -96,10 +117,12 @@ impl Region {
                 layout.size()
             )));
         }
-        Region::map(file, layout)
+        Ok(layout)
     }
 
-    fn map(memfd: File, layout: Layout) -> Result<Region> {
+    /// Maps `memfd`, whose geometry was checked to be `layout`.
+    pub fn map(memfd: OwnedFd, layout: Layout) -> Result<Region> {
+        let memfd = File::from(memfd);
         let map = MmapOptions::new().len(layout.size()).map_raw(&memfd)?;
         Ok(Region { map, memfd, layout })
     }

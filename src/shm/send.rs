@@ -3,7 +3,6 @@
 
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
-use crate::shm::liveness;
 use crate::shm::ring::{Grant, Producer};
 use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire::Kind;
@@ -11,8 +10,7 @@ use crate::shm::wire::Kind;
 impl Endpoint {
     /// Wakes the peer's reader, which announced that it sleeps.
     pub(crate) fn ring_data(&self) -> Result<()> {
-        let tx = self.tx.as_ref().expect("only a sending end rings for data");
-        self.shared.bells[tx.ring].data.ring()
+        self.bells().data.ring()
     }
 
     /// Sends `buf` as one message: one record, or fragments of a quarter ring each when
@@ -58,7 +56,7 @@ impl Endpoint {
     }
 
     pub(crate) fn ask_kernel_about_reader(&self, tx: &Tx) -> Result<()> {
-        if liveness::peer_gone(self.liveness())? {
+        if self.peer_gone()? {
             tx.peer_gone.set(true);
             return Err(Error::BrokenPipe);
         }
@@ -94,10 +92,11 @@ impl Endpoint {
     }
 
     fn wait_for_room(&self, tx: &Tx, len: usize) -> Result<()> {
+        let bells = self.bells();
         let waiter = Waiter {
             flag: tx.producer.sleeping_flag(),
-            doorbell: &self.shared.bells[tx.ring].space,
-            liveness: self.liveness(),
+            bell: &bells.space,
+            other: &bells.data,
         };
         let mut err = None;
         let woken = wakeup::wait(
@@ -110,8 +109,9 @@ impl Endpoint {
                 }
             },
             None,
-            false,
         )?;
+        // The wait may have drained our data doorbell: keep a watched `fileno` exact.
+        self.settle_watch()?;
         if let Some(e) = err {
             return Err(tx.break_with(e));
         }

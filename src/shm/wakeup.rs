@@ -3,8 +3,9 @@
 //! A side that finds nothing to do (no record to read, or no room to write) first spins
 //! for a short while, re-checking the ring. If that does not help it *announces* that it
 //! will sleep by raising its sleeping flag in the ring's control block, re-checks the
-//! ring once more, and only then sleeps in `poll(2)` on its doorbell (an eventfd) and on
-//! its liveness socket (which reports the peer's death, see [`crate::liveness`]).
+//! ring once more, and only then sleeps in `poll(2)` on its doorbells (see
+//! [`crate::shm::doorbell`]), which also report the peer's death (see
+//! [`crate::shm::liveness`]).
 //!
 //! The other side, after every publish, loads that flag; only if it is raised does it
 //! take it down (`swap`) and ring the doorbell with one `write(2)`. On a steady stream
@@ -16,8 +17,9 @@
 //! new record and does not sleep, or the waker sees the flag and rings.
 
 use crate::error::Result;
-use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::shm::doorbell::{Doorbell, Drained};
+use crate::shm::liveness::hung_up;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
@@ -36,57 +38,14 @@ const SPIN_FOR: Duration = Duration::from_micros(20);
 /// `poll(2)` return per period: a few microseconds of CPU in a tenth of a second.
 const BACKSTOP: Duration = Duration::from_millis(100);
 
-/// An eventfd that one side rings and the other sleeps on.
-pub(crate) struct Doorbell {
-    fd: OwnedFd,
-}
-
-impl Doorbell {
-    pub fn new() -> Result<Doorbell> {
-        let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        Ok(Doorbell { fd })
-    }
-
-    /// Wraps an eventfd received from another process (checked by the caller).
-    pub fn from_fd(fd: OwnedFd) -> Doorbell {
-        Doorbell { fd }
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// Makes the doorbell readable. `EAGAIN` means the counter is at its maximum, which
-    /// is readable already.
-    pub fn ring(&self) -> Result<()> {
-        loop {
-            match rustix::io::write(&self.fd, &1u64.to_ne_bytes()) {
-                Ok(_) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Resets the doorbell to not readable.
-    pub fn drain(&self) -> Result<()> {
-        let mut buf = [0u8; 8];
-        loop {
-            match rustix::io::read(&self.fd, &mut buf) {
-                Ok(_) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
 /// One thing to wait for: a ring condition, the flag that announces we sleep on it, the
-/// doorbell the other side rings, and the liveness socket that reports its death.
+/// doorbell the other side rings for it, and our other doorbell. Both doorbells report
+/// the peer's death, and both are drained when they show bytes: stray bytes or passed
+/// descriptors on either could otherwise hide a hang-up (see [`crate::shm::doorbell`]).
 pub(crate) struct Waiter<'a> {
     pub flag: &'a AtomicU32,
-    pub doorbell: &'a Doorbell,
-    pub liveness: BorrowedFd<'a>,
+    pub bell: &'a Doorbell,
+    pub other: &'a Doorbell,
 }
 
 /// What ended a wait.
@@ -137,15 +96,12 @@ where
 
 /// Waits until `ready(i)` holds for some waiter, the peer of some waiter is gone, or the
 /// deadline passes. Signals never end the wait early, and no sleep lasts longer than
-/// [`BACKSTOP`] without a re-check. `keep_flags` leaves the sleeping
-/// flags raised afterwards (used by connections whose [`fileno`] is being watched).
-///
-/// [`fileno`]: crate::Connection::fileno
+/// [`BACKSTOP`] without a re-check. The sleeping flags are down again on return (a
+/// watched `fileno` raises its own again, see `Endpoint::settle_watch`).
 pub(crate) fn wait<'a, F>(
     waiters: &[Waiter<'a>],
     mut ready: F,
     deadline: Option<Instant>,
-    keep_flags: bool,
 ) -> Result<Woken>
 where
     F: FnMut(usize) -> Result<bool>,
@@ -153,14 +109,11 @@ where
     if let Some(i) = spin(&mut ready, waiters.len(), deadline)? {
         return Ok(Woken::Ready(i));
     }
-    // Per waiter: its doorbell, then its liveness socket. POLLHUP is always reported;
-    // RDHUP too so a half-closed socket counts. Data on the socket (which a well-behaved
-    // peer never sends) is not asked for.
+    // Per waiter: the doorbell rung for it, then the other one. POLLHUP is always
+    // reported; RDHUP too so that a half-closed socket counts.
     let pair = |w: &Waiter<'a>| {
-        [
-            PollFd::from_borrowed_fd(w.doorbell.fd(), PollFlags::IN),
-            PollFd::from_borrowed_fd(w.liveness, PollFlags::RDHUP),
-        ]
+        [w.bell, w.other]
+            .map(|b| PollFd::from_borrowed_fd(b.fd(), PollFlags::IN | PollFlags::RDHUP))
     };
     // One connection (every blocking call but `shmpipe::wait`) needs no allocation.
     let mut one;
@@ -192,23 +145,27 @@ where
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
-                lower_flags(waiters, keep_flags);
+                lower_flags(waiters);
                 return Err(e.into());
             }
         }
+        let mut gone = None;
         for (i, w) in waiters.iter().enumerate() {
-            if !fds[2 * i].revents().is_empty() && !keep_flags {
-                w.doorbell.drain()?;
+            for (k, bell) in [w.bell, w.other].into_iter().enumerate() {
+                let revents = fds[2 * i + k].revents();
+                // Draining closes any descriptor passed to us, which may reveal a
+                // hang-up that the descriptor in flight was hiding.
+                let drained_to_the_end = !hung_up(revents)
+                    && revents.contains(PollFlags::IN)
+                    && bell.drain()? == Drained::HungUp;
+                if hung_up(revents) || drained_to_the_end {
+                    gone = gone.or(Some(i));
+                }
             }
         }
         if let Some(i) = first_ready(&mut ready, waiters.len())? {
             break Woken::Ready(i);
         }
-        let gone = (0..waiters.len()).find(|&i| {
-            fds[2 * i + 1]
-                .revents()
-                .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL)
-        });
         if let Some(i) = gone {
             break Woken::PeerGone(i);
         }
@@ -217,26 +174,15 @@ where
                 break Woken::TimedOut;
             }
         }
-        if keep_flags {
-            // A watched doorbell can be left readable by a record we have since consumed;
-            // drain it here so that the next poll sleeps instead of spinning.
-            for (i, w) in waiters.iter().enumerate() {
-                if !fds[2 * i].revents().is_empty() {
-                    w.doorbell.drain()?;
-                }
-            }
-        }
     };
-    lower_flags(waiters, keep_flags);
+    lower_flags(waiters);
     Ok(result)
 }
 
-/// Takes our sleeping flags down again, unless a watched `fileno` wants them kept up.
-fn lower_flags(waiters: &[Waiter<'_>], keep: bool) {
-    if !keep {
-        for w in waiters {
-            w.flag.store(0, SeqCst);
-        }
+/// Takes our sleeping flags down again.
+fn lower_flags(waiters: &[Waiter<'_>]) {
+    for w in waiters {
+        w.flag.store(0, SeqCst);
     }
 }
 

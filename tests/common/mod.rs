@@ -107,9 +107,14 @@ pub fn process_state(pid: libc::pid_t) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
-/// The memfd of the region behind `conn`, found through the public hand-off API: the
-/// variable `pass_to_child` sets names it (format `shmpipe1:END:MEMFD:SOCKET:BELLS`).
+/// The memfd of the region behind `conn`, found through the public hand-off API.
 pub fn memfd_of(conn: &shmpipe::Connection) -> RawFd {
+    passed(conn).1[0].0
+}
+
+/// The variable `pass_to_child` would set for `conn`, and the descriptors it names:
+/// `(value, [(fd, dev, ino); 3])`, the memfd first, then the data and space doorbells.
+pub fn passed(conn: &shmpipe::Connection) -> (String, Vec<(RawFd, u64, u64)>) {
     let mut cmd = std::process::Command::new("true");
     conn.pass_to_child(&mut cmd, "SHMPIPE_PROBE").unwrap();
     let value = cmd
@@ -120,7 +125,21 @@ pub fn memfd_of(conn: &shmpipe::Connection) -> RawFd {
         .to_str()
         .unwrap()
         .to_string();
-    value.split(':').nth(2).unwrap().parse().unwrap()
+    let fds = value
+        .split(':')
+        .skip(2)
+        .map(|n| {
+            let v: Vec<u64> = n.split('/').map(|x| x.parse().unwrap()).collect();
+            (v[0] as RawFd, v[1], v[2])
+        })
+        .collect();
+    (value, fds)
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on a number; changes nothing.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// The region's documented layout (DESIGN.md): offsets a hostile process would poke.

@@ -1,0 +1,146 @@
+//! Doorbells: how one process wakes the other, and (see [`crate::shm::liveness`]) how it
+//! learns that the other is gone.
+//!
+//! A doorbell is one half of a Unix stream `socketpair`. Each end of a pipe holds its
+//! half of two pairs: the *data* pair (a reader sleeps on its half until the writer at
+//! the other end sends a byte on the other half) and the *space* pair (likewise for a
+//! writer waiting for room). Both directions of a duplex pipe share the two pairs: a
+//! socket is bidirectional, and the byte a side sends lands in the other side's queue.
+//!
+//! Why sockets, when an eventfd would do as a bell:
+//!
+//! * **The peer cannot make us block.** Every read and write here passes
+//!   `MSG_DONTWAIT`, which holds whatever `O_NONBLOCK` says. That flag belongs to the
+//!   open file description, which a process sharing the description can clear; an
+//!   eventfd shared by both processes gave the peer that power over our reads and
+//!   writes. Our half of a socketpair is a description the peer never holds (it holds
+//!   the other half), and the per-call flag makes even that irrelevant.
+//! * **The kernel counts the ends.** When every copy of the peer's half is closed, by
+//!   `close`, `drop`, `exit` or SIGKILL, our half reports a hang-up. That is EOF and
+//!   broken pipe, with no extra descriptor (see [`crate::shm::liveness`]).
+//! * **Nothing the peer sends can keep itself alive.** A process can pass descriptors
+//!   over a Unix socket (`SCM_RIGHTS`), and a descriptor in flight keeps its file open:
+//!   a peer that sent its own half into our queue and exited would never hang up.
+//!   [`Doorbell::drain`] therefore reads with room for passed descriptors and closes
+//!   every one it receives, so the hang-up comes as soon as we look.
+
+use crate::error::Result;
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketFlags,
+    SocketType,
+};
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// How many reads one [`Doorbell::drain`] makes at most: a peer that keeps sending cannot
+/// keep us draining forever; what is left makes the next sleep return early, no more.
+const DRAIN_ROUNDS: usize = 16;
+
+/// One half of a socketpair; see the module documentation.
+pub(crate) struct Doorbell {
+    sock: OwnedFd,
+}
+
+/// What [`Doorbell::drain`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// The queue is empty now (or was left with bytes after `DRAIN_ROUNDS` reads).
+    Empty,
+    /// The other side has shut down: every copy of its half is closed.
+    HungUp,
+}
+
+impl Doorbell {
+    /// A connected pair of doorbells: one for each end of a pipe.
+    pub fn pair() -> Result<(Doorbell, Doorbell)> {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )?;
+        Ok((Doorbell { sock: a }, Doorbell { sock: b }))
+    }
+
+    /// Wraps a socket received from another process (checked by the caller).
+    pub fn from_fd(sock: OwnedFd) -> Doorbell {
+        Doorbell { sock }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Wakes the other side. Never blocks and never raises SIGPIPE.
+    ///
+    /// A full queue (`EAGAIN`) means the other side has unread bytes, so it is woken
+    /// already. A peer that is gone (`EPIPE`, `ECONNRESET`) needs no waking: the caller's
+    /// next liveness check reports it.
+    pub fn ring(&self) -> Result<()> {
+        loop {
+            match rustix::net::send(&self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+                Ok(_) | Err(Errno::AGAIN | Errno::PIPE | Errno::CONNRESET) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Empties the queue, closing any descriptor the other side passed along with its
+    /// bytes (see the module documentation). Never blocks.
+    pub fn drain(&self) -> Result<Drained> {
+        let mut bytes = [0u8; 256];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+        for _ in 0..DRAIN_ROUNDS {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &self.sock,
+                &mut [IoSliceMut::new(&mut bytes)],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            );
+            // Close whatever came along. Descriptors that did not fit the buffer were
+            // closed by the kernel (it sets MSG_CTRUNC and drops them).
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                    fds.for_each(drop);
+                }
+            }
+            match got {
+                Ok(r) if r.bytes == 0 => return Ok(Drained::HungUp),
+                Ok(_) | Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return Ok(Drained::Empty),
+                Err(Errno::CONNRESET) => return Ok(Drained::HungUp),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Drained::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_is_drained_and_a_hang_up_is_seen() {
+        let (a, b) = Doorbell::pair().unwrap();
+        assert_eq!(b.drain().unwrap(), Drained::Empty);
+        a.ring().unwrap();
+        a.ring().unwrap();
+        assert_eq!(b.drain().unwrap(), Drained::Empty);
+        drop(a);
+        assert_eq!(b.drain().unwrap(), Drained::HungUp);
+        b.ring().unwrap(); // ringing a closed peer is not an error
+    }
+
+    #[test]
+    fn ringing_a_full_queue_does_not_block() {
+        let (a, _b) = Doorbell::pair().unwrap();
+        for _ in 0..100_000 {
+            a.ring().unwrap();
+        }
+    }
+}
