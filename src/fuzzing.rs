@@ -154,6 +154,25 @@ fn nudge(memfd: BorrowedFd<'_>, at: usize, by: i8) {
     scribble(memfd, at, &value.to_le_bytes());
 }
 
+/// Like [`region_ops`], and meanwhile another thread keeps writing over the region
+/// (through the memfd, as another process would) while the actions, receives
+/// included, run: the reads race with the writes, as they can with a hostile peer. The
+/// first bytes of `data` choose the racing writes (up to 16 of them, each an offset,
+/// a length of up to 16 bytes and the bytes); the racer stops before the final drain,
+/// since a peer that keeps writing can keep a reader busy for as long as it likes.
+pub fn region_ops_racing(data: &[u8]) {
+    let mut input = Input(data);
+    let count = usize::from(input.u8() % 17);
+    let writes: Vec<(usize, Vec<u8>)> = (0..count)
+        .map(|_| {
+            let offset = usize::from(input.u16());
+            let len = usize::from(input.u8() % 17);
+            (offset, input.bytes(len).to_vec())
+        })
+        .collect();
+    play(input, Some(writes));
+}
+
 /// Plays `data` as a sequence of actions on a fresh duplex pipe with 4 KiB rings: a
 /// hostile peer's writes anywhere in the region, well-formed records of any kind, and
 /// receives on both ends (only of whole messages, which cannot block), a message held in
@@ -162,13 +181,29 @@ fn nudge(memfd: BorrowedFd<'_>, at: usize, by: i8) {
 ///
 /// Panics only if the library misbehaves: a receive loop that does not end.
 pub fn region_ops(data: &[u8]) {
-    let mut input = Input(data);
+    play(Input(data), None);
+}
+
+/// The body of [`region_ops`], with the racing writes of [`region_ops_racing`] if any.
+fn play(mut input: Input<'_>, racing: Option<Vec<(usize, Vec<u8>)>>) {
     let (a, b) = Builder::new()
         .capacity(layout::MIN_CAPACITY)
         .build()
         .expect("pipe");
     let layout = region_of(&a).layout();
     let memfd = region_of(&a).memfd().try_clone_to_owned().expect("dup");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = racing.filter(|w| !w.is_empty()).map(|writes| {
+        let (memfd, stop) = (memfd.try_clone().expect("dup"), stop.clone());
+        std::thread::spawn(move || {
+            let size = layout.size();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (offset, bytes) in &writes {
+                    scribble(memfd.as_fd(), offset % size, bytes);
+                }
+            }
+        })
+    });
     let mut held = None;
     let mut ops = 0;
     while !input.is_empty() && ops < 256 {
@@ -190,6 +225,10 @@ pub fn region_ops(data: &[u8]) {
             }
             4 | 5 => write_record(&b, &mut input),
             6 => write_record(&a, &mut input),
+            // With a racer, the record checked here can change before the receive reads
+            // it (into a first fragment, say) and the receive would wait for the rest
+            // from a live peer: racing receives come below, once the writer is gone.
+            7 | 8 if racer.is_some() => {}
             7 => {
                 let (how, size) = (input.u8(), usize::from(input.u16()));
                 if next_is_whole(&a) {
@@ -205,7 +244,7 @@ pub fn region_ops(data: &[u8]) {
             9 => {
                 if held.is_some() {
                     held = None;
-                } else if next_is_whole(&a) {
+                } else if racer.is_none() && next_is_whole(&a) {
                     held = a.recv_archived::<Vec<String>>().ok();
                 }
             }
@@ -220,6 +259,17 @@ pub fn region_ops(data: &[u8]) {
     drop(held);
     // With the writer gone a receive never waits: it gets a message, EOF or an error.
     drop(b);
+    if let Some(racer) = racer {
+        // Receives racing with the writes, each ending in a message or an error.
+        for _ in 0..64 {
+            let (how, size) = (input.u8(), usize::from(input.u16()));
+            if let Err(Error::Eof | Error::Corrupt(_)) = receive(&a, how, size) {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        racer.join().expect("racer");
+    }
     // Every message takes at least one 16-byte record of a 4 KiB ring, and a receive
     // that consumes nothing (`MessageTooLong`, past a limit given or the connection's)
     // is followed by one without a limit, which does, so a sound reader ends in far

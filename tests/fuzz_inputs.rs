@@ -22,6 +22,15 @@ fn random_peer_actions_never_break_the_reader() {
     }
 }
 
+/// The same with another thread writing over the region while the reader reads.
+#[test]
+fn random_racing_writes_never_break_the_reader() {
+    let mut rng = Rng(0x5EED_0003);
+    for _ in 0..1000 {
+        __fuzz::region_ops_racing(&random_input(&mut rng));
+    }
+}
+
 #[test]
 fn random_headers_never_break_attach() {
     let mut rng = Rng(0x5EED_0002);
@@ -53,6 +62,9 @@ fn replay(root: &Path) -> usize {
     let mut played = 0;
     for (target, run) in [
         ("region_ops", __fuzz::region_ops as fn(&[u8])),
+        // The same inputs, with the racing writes the first bytes choose.
+        ("region_ops", __fuzz::region_ops_racing),
+        ("region_ops_racing", __fuzz::region_ops_racing),
         ("attach", __fuzz::attach),
     ] {
         let Ok(dir) = std::fs::read_dir(root.join(target)) else {

@@ -219,3 +219,31 @@ fn a_first_fragment_longer_than_its_message_is_reported() {
     drop(a);
     drop(sender.join().unwrap());
 }
+
+/// A first fragment announcing 2^40 bytes: every receive that would allocate refuses it
+/// at once with `MessageTooLong` (against the 1 GiB default), before allocating or
+/// consuming anything. The old code had no limit: it reserved memory from the announced
+/// total and went on growing for as long as fragments came.
+#[test]
+fn an_announced_length_past_the_limit_is_refused_before_any_allocation() {
+    let (a, sender) = first_fragment_waiting();
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_DATA + 8, 1 << 40));
+    let too_long = |r: Result<(), Error>| match r {
+        Err(Error::MessageTooLong { len, max }) => {
+            assert_eq!((len, max), (1 << 40, 1 << 30));
+        }
+        other => panic!("{other:?}"),
+    };
+    too_long(a.recv_bytes().map(drop));
+    too_long(a.recv::<Vec<u8>>().map(drop));
+    too_long(a.recv_archived::<Vec<u8>>().map(drop));
+    too_long(a.recv_bytes_into(&mut [0u8; 64]).map(drop));
+    // Nothing was consumed: it is still there, for a caller that asks for more.
+    a.set_max_message_size(usize::MAX).unwrap();
+    match a.recv_bytes_max(10) {
+        Err(Error::MessageTooLong { len, .. }) => assert_eq!(len, 1 << 40),
+        other => panic!("{other:?}"),
+    }
+    drop(a);
+    drop(sender.join().unwrap());
+}

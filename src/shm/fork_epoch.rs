@@ -10,11 +10,16 @@
 //! A child made by a raw `clone` system call, bypassing libc's `fork`, runs no atfork
 //! handlers; such a child must not drop an inherited in-place message.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Once;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 static EPOCH: AtomicU64 = AtomicU64::new(0);
-static WATCH_FORKS: Once = Once::new();
+/// Whether a handler is registered. Not a `Once`: a `fork` while another thread runs a
+/// `Once` leaves it "running" forever in the child, and the child's first call would
+/// wait for it forever. Threads that race here may each register a handler; every
+/// handler bumps the epoch, and an epoch that moves by more than one per fork is as good.
+static WATCHING_FORKS: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn in_child_after_fork() {
     // Relaxed: the child has one thread at this point; nothing to order against.
@@ -24,13 +29,38 @@ extern "C" fn in_child_after_fork() {
 /// This process's epoch: different in every process forked from it (after the first
 /// call) from the one it had here.
 pub(crate) fn current() -> u64 {
-    WATCH_FORKS.call_once(|| {
+    // Acquire/Release: whoever sees the flag set also sees the registration done before
+    // it, so no epoch is handed out before a handler exists.
+    if !WATCHING_FORKS.load(Acquire) {
         // SAFETY: registers a handler that only increments an atomic, which is
         // async-signal-safe, as handlers run in the child of a multi-threaded fork must be.
         let r = unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
         // ENOMEM is the only documented failure; without the handler a child could
         // release a message its parent still reads, so refuse to go on.
         assert_eq!(r, 0, "pthread_atfork failed");
-    });
+        WATCHING_FORKS.store(true, Release);
+    }
     EPOCH.load(Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forked_child_has_another_epoch() {
+        let here = current();
+        // SAFETY: the child only calls `current` (an atomic load) and `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = if current() != here { 0 } else { 1 };
+            // SAFETY: leaves the child without running the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(current(), here, "the parent keeps its epoch");
+    }
 }

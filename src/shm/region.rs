@@ -156,3 +156,21 @@ impl Region {
         unsafe { self.map.as_mut_ptr().add(self.layout.data_offset(ring)) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_is_sealed_and_not_executable_where_the_kernel_knows_how() {
+        let region = Region::create(Layout::new(2, 4096).unwrap()).unwrap();
+        let seals = rustix::fs::fcntl_get_seals(region.memfd()).unwrap();
+        assert!(seals.contains(required_seals()));
+        // F_SEAL_EXEC exists since Linux 6.3, as does MFD_NOEXEC_SEAL, which sets it.
+        let probe = rustix::fs::memfd_create("probe", MemfdFlags::NOEXEC_SEAL);
+        if probe.is_ok() {
+            assert!(seals.contains(SealFlags::EXEC), "{seals:?}");
+        }
+        assert_eq!(Region::check(region.memfd()).unwrap(), region.layout());
+    }
+}
