@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// only sends. Each direction is a ring of 4 MiB; use [`Builder`] for another size.
 ///
 /// # Errors
-/// [`Error::Io`] if the kernel refuses a memfd, an eventfd or a socket (for instance
+/// [`Error::Io`] if the kernel refuses a memfd or a socket (for instance
 /// when the process is out of file descriptors).
 ///
 /// ```

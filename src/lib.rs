@@ -8,7 +8,7 @@
 //! [`recv_bytes`](Connection::recv_bytes), [`recv_bytes_into`](Connection::recv_bytes_into),
 //! [`poll`](Connection::poll), [`close`](Connection::close); typed messages travel as
 //! rkyv archives with [`send`](Connection::send) and [`recv`](Connection::recv), and can
-//! be read in place with [`recv_archived`](Connection::recv_archived). `recv` blocks
+//! be read without deserializing with [`recv_archived`](Connection::recv_archived). `recv` blocks
 //! while the pipe is empty and returns [`Error::Eof`] once every copy of the other end
 //! is closed in every process. Ends are inherited by `fork` and can be passed to an
 //! exec'd child.
@@ -32,17 +32,17 @@
 //! # Ok::<(), shmpipe::Error>(())
 //! ```
 //!
-//! How it works is in `DESIGN.md`; in short, the modules are:
+//! The other process is not trusted: whatever it writes into the shared memory (even
+//! while a receive reads it) and whatever it does to its descriptors, a safe call
+//! returns data or an error.
 //!
-//! * `layout`: where the header, ring control blocks and ring data sit in the region;
-//! * `region`: the sealed memfd and its mapping;
-//! * `wire`: the record format and the checks every record from the other side passes;
-//! * `ring`: the single-producer single-consumer ring protocol;
-//! * `wakeup`: spinning, then sleeping on an eventfd the other side rings only when told;
-//! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
-//! * `endpoint`, `connection`, `select`, `handoff`, `builder`: the public API on top;
-//! * `typed`: rkyv messages, serialized into the ring and read in place;
-//! * `fork_epoch`: telling this process from its forked copies, cheaply.
+//! How it works is in `DESIGN.md`. The code has two layers, and imports go downwards only:
+//!
+//! * the public API: `connection` (the byte methods), `typed` (rkyv messages), `select`
+//!   (`wait`), `handoff` (passing an end to an exec'd child), `builder`, `error`;
+//! * `shm/`: the shared-memory mechanism beneath it: the region and its layout, the ring
+//!   protocol, the record format, doorbells, wake-ups, liveness, and the per-process
+//!   `Endpoint` that moves messages through them.
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 

@@ -38,7 +38,7 @@ pub(crate) struct Rx {
     /// The longest message a receive that allocates will take (see
     /// [`Builder::max_message_size`](crate::Builder::max_message_size)).
     pub max_message: Cell<usize>,
-    /// A message is lent out in place by `recv_archived`; until its guard drops, the
+    /// A message is lent out in place by `recv_archived_in_place`; until its guard drops, the
     /// next record is not ours to look at.
     pub lent: Cell<bool>,
     /// Where typed messages too long to travel whole are reassembled, kept between them.

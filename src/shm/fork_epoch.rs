@@ -1,7 +1,7 @@
 //! Telling this process from its forked copies, without a system call.
 //!
 //! A forked child starts with a copy of the parent's memory, including the state of a
-//! message the parent was reading in place (see [`crate::ring::Consumer::claim`]). The
+//! message the parent was reading in place (see `Consumer::claim` in `shm/ring`). The
 //! child must not give that message back on the parent's behalf. The epoch is a
 //! per-process counter that a `pthread_atfork` child handler bumps, so a copy of a claim
 //! made in another epoch is recognisably not ours. `getpid` would tell the same, but it

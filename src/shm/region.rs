@@ -1,6 +1,6 @@
 //! The shared region: one memfd, sealed against resizing, mapped `MAP_SHARED`.
 //!
-//! This module and [`ring`](crate::ring) are the only places that turn addresses in the
+//! This module and [`ring`](crate::shm::ring) are the only places that turn addresses in the
 //! mapping into references or pointers. The header and control blocks are reached as
 //! `&AtomicU*` (atomics may be changed by anyone, including another process, so such
 //! references are sound); ring data is reached only through raw pointers.

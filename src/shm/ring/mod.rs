@@ -21,7 +21,7 @@
 //!   the record's bytes (or the consumer's reads of them) visible before the index; its
 //!   compare half notices a second process publishing on the same end at the same
 //!   time; and being `SeqCst` it orders the publish before the following load of the
-//!   other side's sleeping flag (the wake-up protocol, see [`crate::wakeup`]).
+//!   other side's sleeping flag (the wake-up protocol, see [`crate::shm::wakeup`]).
 //! * Loading the other side's index is `SeqCst` too. It acquires the other side's
 //!   writes (a load is acquire at least), and takes part in the same total order as the
 //!   sleeping-flag store of a side about to sleep. On x86-64 and AArch64 a `SeqCst` load
