@@ -3,10 +3,11 @@
 
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx, Tx};
-use crate::shm::receive::message_len;
-use crate::shm::wakeup::Woken;
+use crate::shm::receive::{within, Read};
+use crate::shm::ring::SliceSink;
+use crate::shm::wakeup::{deadline_after, Woken};
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One end of a pipe made by [`pipe`](crate::pipe) or [`Builder`](crate::Builder).
 ///
@@ -79,7 +80,7 @@ impl Connection {
     /// ```
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         let (ep, tx) = self.tx()?;
-        ep.send_message(tx, buf)
+        ep.send_message(tx, buf, ep.write_deadline())
     }
 
     /// Receives the next message. Blocks while there is none.
@@ -122,10 +123,10 @@ impl Connection {
     /// ```
     pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>> {
         let (ep, rx) = self.rx()?;
-        let rec = ep.next_record(rx)?;
-        ep.check_message_len(rx, &rec, maxlength)?;
         let mut out = Vec::new();
-        ep.read_message_into_vec(rx, rec, &mut out)?;
+        ep.receive(rx, &mut out, ep.read_deadline(), |len, _| {
+            within(len, maxlength)
+        })?;
         Ok(out)
     }
 
@@ -154,16 +155,23 @@ impl Connection {
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let (ep, rx) = self.rx()?;
-        let rec = ep.next_record(rx)?;
-        let len = message_len(&rec)?;
-        if len > buf.len() {
-            ep.check_message_len(rx, &rec, rx.max_message.get())?;
-            let mut whole = Vec::new();
-            ep.read_message_into_vec(rx, rec, &mut whole)?;
-            return Err(Error::BufferTooShort(whole));
+        let deadline = ep.read_deadline();
+        loop {
+            let (len, next) = ep.next_message(rx, deadline)?;
+            if len > buf.len() {
+                within(len, rx.max_message.get())?;
+                let mut whole = Vec::new();
+                if ep.read_message(rx, next, &mut whole, deadline)? == Read::Done {
+                    return Err(Error::BufferTooShort(whole));
+                }
+            } else {
+                let mut sink = SliceSink::new(&mut buf[..len]);
+                if ep.read_message(rx, next, &mut sink, deadline)? == Read::Done {
+                    return Ok(len);
+                }
+            }
+            // The writer cancelled that message: go on to the next.
         }
-        ep.read_message_into_slice(rx, rec, &mut buf[..len])?;
-        Ok(len)
     }
 
     /// Whether a message (or EOF) is waiting: `Some(d)` waits up to `d`, `None` waits
@@ -331,11 +339,4 @@ impl std::fmt::Debug for Connection {
             .field("writable", &self.writable)
             .finish()
     }
-}
-
-/// The instant `timeout` from now; a timeout too large for `Instant` becomes a century.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

@@ -51,6 +51,14 @@ pub enum Error {
     /// or record, or two processes used the same end at the same time. The direction
     /// concerned stays broken; the text says what was seen.
     Corrupt(String),
+    /// A blocking call gave up after the connection's
+    /// [read](crate::Connection::set_read_timeout) or
+    /// [write](crate::Connection::set_write_timeout) timeout, having consumed or sent
+    /// nothing: the next call starts where this one would have.
+    Timeout,
+    /// The connection is in [non-blocking mode](crate::Connection::set_nonblocking) and
+    /// the call would have had to wait. Nothing was consumed or sent.
+    WouldBlock,
     /// A system call failed.
     Io(io::Error),
 }
@@ -83,6 +91,8 @@ impl fmt::Display for Error {
             }
             Error::Invalid(why) => write!(f, "invalid: {why}"),
             Error::Corrupt(why) => write!(f, "shared region corrupt: {why}"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::WouldBlock => f.write_str("the operation would block"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -131,6 +141,8 @@ impl Error {
                 io::ErrorKind::InvalidInput
             }
             Error::Corrupt(_) => io::ErrorKind::InvalidData,
+            Error::Timeout => io::ErrorKind::TimedOut,
+            Error::WouldBlock => io::ErrorKind::WouldBlock,
         }
     }
 

@@ -83,11 +83,12 @@ fn control_word(layout: Layout, which: u8) -> usize {
 /// ring has room (never blocks): the raw material for fragment sequences that are
 /// plausible but wrong.
 fn write_record(conn: &Connection, input: &mut Input<'_>) {
-    let kind = match input.u8() % 5 {
+    let kind = match input.u8() % 6 {
         0 => Kind::Whole,
         1 => Kind::First,
         2 => Kind::Middle,
         3 => Kind::Last,
+        4 => Kind::Cancel,
         _ => Kind::Padding,
     };
     let len = usize::from(input.u16());
@@ -99,7 +100,7 @@ fn write_record(conn: &Connection, input: &mut Input<'_>) {
     };
     let Ok((_, tx)) = conn.tx() else { return };
     let len = len % (tx.producer.ring().max_record_payload() + 1);
-    if let Ok(Some(grant)) = tx.producer.reserve(len) {
+    if let Ok(Some(grant)) = tx.producer.reserve(len, 0) {
         let fill = input.bytes(len.min(64)).to_vec();
         tx.producer.fill(&grant, 0, &fill);
         let _ = tx.producer.commit(grant, kind, len, aux);

@@ -55,6 +55,7 @@ mod error;
 mod handoff;
 mod select;
 mod shm;
+mod timeouts;
 mod typed;
 
 pub use builder::{pipe, Builder};

@@ -1,9 +1,9 @@
 //! [`wait`]: block on many connections at once, like `multiprocessing.connection.wait`.
 
-use crate::connection::{deadline_after, Connection};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::wakeup::{self, Waiter, Woken};
+use crate::shm::wakeup::{self, deadline_after, Waiter, Woken};
 use std::time::Duration;
 
 /// Waits until at least one of `conns` has a message waiting or has reached EOF, or

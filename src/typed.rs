@@ -9,6 +9,7 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
+use crate::shm::receive::{within, Next, Read};
 use crate::shm::ring::{GrantWriter, Record};
 use crate::shm::wire::Kind;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
@@ -129,7 +130,7 @@ impl Connection {
                     std::any::type_name::<T>()
                 ))
             })?;
-        let sent = ep.send_message(tx, &bytes);
+        let sent = ep.send_message(tx, &bytes, ep.write_deadline());
         tx.scratch.give_back(bytes);
         sent
     }
@@ -226,9 +227,26 @@ impl Connection {
     /// ```
     pub unsafe fn recv_archived_in_place<T: Message>(&self) -> Result<Archived<'_, T>> {
         let (ep, rx) = self.rx()?;
-        let first = ep.next_record(rx)?;
-        if first.kind != Kind::Whole {
-            let copy = ep.read_checked_message(rx, first)?;
+        let deadline = ep.read_deadline();
+        let first = loop {
+            let (len, next) = ep.next_message(rx, deadline)?;
+            within(len, rx.max_message.get())?;
+            let next = match next {
+                Next::Fresh(first) if first.kind == Kind::Whole => break first,
+                next => next,
+            };
+            let mut copy = rx.scratch.take();
+            match ep.read_message(rx, next, &mut copy, deadline) {
+                Ok(Read::Done) => {}
+                Ok(Read::Cancelled) => {
+                    rx.scratch.give_back(copy);
+                    continue;
+                }
+                Err(e) => {
+                    rx.scratch.give_back(copy);
+                    return Err(e);
+                }
+            }
             if let Err(e) = validate::<T>(&copy) {
                 rx.scratch.give_back(copy);
                 return Err(e);
@@ -240,7 +258,7 @@ impl Connection {
                 bytes: Bytes::Copy(copy),
                 _t: PhantomData,
             });
-        }
+        };
         // Held in place for as long as the caller likes: claim it, so that not even a
         // second process misusing this end can release it under us.
         rx.guard(rx.consumer.claim())?;
@@ -268,22 +286,13 @@ impl Connection {
 /// Receives the next message into the connection's kept buffer (checked against the
 /// message size limit first).
 fn receive_copy(ep: &Endpoint, rx: &Rx) -> Result<AlignedVec> {
-    let first = ep.next_record(rx)?;
-    ep.read_checked_message(rx, first)
-}
-
-impl Endpoint {
-    /// Copies the message starting with `first` into the kept buffer, refusing it (and
-    /// leaving it in the pipe) when it is longer than the connection's limit.
-    fn read_checked_message(&self, rx: &Rx, first: Record) -> Result<AlignedVec> {
-        self.check_message_len(rx, &first, rx.max_message.get())?;
-        let mut copy = rx.scratch.take();
-        match self.read_message_into_vec(rx, first, &mut copy) {
-            Ok(()) => Ok(copy),
-            Err(e) => {
-                rx.scratch.give_back(copy);
-                Err(e)
-            }
+    let mut copy = rx.scratch.take();
+    let max = rx.max_message.get();
+    match ep.receive(rx, &mut copy, ep.read_deadline(), |len, _| within(len, max)) {
+        Ok(()) => Ok(copy),
+        Err(e) => {
+            rx.scratch.give_back(copy);
+            Err(e)
         }
     }
 }

@@ -313,6 +313,8 @@ fn errors_convert_to_io_errors_of_the_matching_kind() {
         ),
         (Error::Invalid("x".into()), io::ErrorKind::InvalidInput),
         (Error::Corrupt("x".into()), io::ErrorKind::InvalidData),
+        (Error::Timeout, io::ErrorKind::TimedOut),
+        (Error::WouldBlock, io::ErrorKind::WouldBlock),
     ];
     for (e, kind) in cases {
         let shown = e.to_string();

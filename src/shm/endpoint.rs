@@ -6,15 +6,17 @@ use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
 use crate::shm::liveness;
-use crate::shm::receive::Scratch;
+use crate::shm::receive::{Partial, Scratch};
 use crate::shm::region::Region;
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
+use crate::shm::wakeup::Deadline;
 use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What both ends of a pipe share within one process: unmapped and closed when the last
 /// end in the process is dropped.
@@ -43,6 +45,9 @@ pub(crate) struct Rx {
     pub lent: Cell<bool>,
     /// Where typed messages too long to travel whole are reassembled, kept between them.
     pub scratch: Scratch,
+    /// A message half received when its receive's deadline passed (see
+    /// [`Partial`]).
+    pub partial: RefCell<Option<Partial>>,
     broken: RefCell<Option<String>>,
 }
 
@@ -129,6 +134,12 @@ pub(crate) struct Endpoint {
     watch: OnceCell<Watch>,
     /// Whether `fileno` was called: the receive path then keeps its readiness exact.
     pub watched: Cell<bool>,
+    /// Non-blocking mode (this end, this process).
+    pub nonblocking: Cell<bool>,
+    /// How long a receive may wait in blocking mode; `None`: as long as it takes.
+    pub read_timeout: Cell<Option<Duration>>,
+    /// How long a send may wait in blocking mode.
+    pub write_timeout: Cell<Option<Duration>>,
 }
 
 /// The descriptor `fileno` returns, and what keeps it readable exactly when a receive
@@ -164,6 +175,7 @@ impl Endpoint {
             max_message: Cell::new(DEFAULT_MAX_MESSAGE),
             lent: Cell::new(false),
             scratch: Scratch::default(),
+            partial: RefCell::new(None),
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| Tx {
@@ -181,7 +193,20 @@ impl Endpoint {
             tx,
             watch: OnceCell::new(),
             watched: Cell::new(false),
+            nonblocking: Cell::new(false),
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
         }
+    }
+
+    /// The deadline of a receive starting now.
+    pub fn read_deadline(&self) -> Deadline {
+        Deadline::for_call(self.nonblocking.get(), self.read_timeout.get())
+    }
+
+    /// The deadline of a send starting now.
+    pub fn write_deadline(&self) -> Deadline {
+        Deadline::for_call(self.nonblocking.get(), self.write_timeout.get())
     }
 
     pub fn bells(&self) -> &Arc<Bells> {

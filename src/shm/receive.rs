@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::{Record, Sink};
-use crate::shm::wakeup::{self, Waiter, Woken};
+use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::cell::Cell;
@@ -22,6 +22,15 @@ pub(crate) fn message_len(rec: &Record) -> Result<usize> {
     }
 }
 
+/// [`Error::MessageTooLong`] if a message of `len` bytes is longer than `max` (the
+/// caller then leaves it in the pipe).
+pub(crate) fn within(len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::MessageTooLong { len, max });
+    }
+    Ok(())
+}
+
 /// Makes room in `out` for a fragment of `len` bytes of a `total`-byte message:
 /// doubling what has arrived so far (so a long message costs few reallocations), but
 /// never past the announced total, and never more than twice what actually came.
@@ -33,35 +42,72 @@ fn grow_for<S: Sink>(out: &mut S, total: usize, len: usize) {
     }
 }
 
+/// A message about to be received: its length is known, and nothing of it has been
+/// consumed by the call at hand.
+pub(crate) enum Next {
+    /// It starts with this record, still in the ring.
+    Fresh(Record),
+    /// An earlier call consumed its first fragments, then its deadline passed: they are
+    /// kept in the connection ([`Rx::partial`]) and this call goes on from there.
+    Resumed,
+}
+
+/// How [`Endpoint::read_message`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The message is in the buffer.
+    Done,
+    /// The writer abandoned the message part-way (a `CANCEL` record): nothing to
+    /// deliver; the caller goes on to the next message.
+    Cancelled,
+}
+
+/// The first fragments of a message whose receive ran out of time; the next receive
+/// goes on from here, so that a timeout consumes nothing as far as the caller can tell.
+pub(crate) struct Partial {
+    pub data: AlignedVec,
+    pub asm: Reassembly,
+}
+
 impl Endpoint {
-    /// The length of the message starting with `first`, if it is at most `max`;
-    /// otherwise [`Error::MessageTooLong`], and the message stays in the pipe.
-    pub(crate) fn check_message_len(&self, _rx: &Rx, first: &Record, max: usize) -> Result<usize> {
-        let len = message_len(first)?;
-        if len > max {
-            return Err(Error::MessageTooLong { len, max });
+    /// Waits, within `deadline`, for the next message; returns its length (checked by the
+    /// caller before anything is consumed) and where it starts.
+    pub(crate) fn next_message(&self, rx: &Rx, deadline: Deadline) -> Result<(usize, Next)> {
+        if let Some(p) = &*rx.partial.borrow() {
+            return Ok((p.asm.total, Next::Resumed));
         }
-        Ok(len)
+        let first = self.next_record(rx, deadline)?;
+        Ok((message_len(&first)?, Next::Fresh(first)))
     }
 
-    /// Waits for the next record; EOF once the peer is gone and the ring is empty.
-    pub(crate) fn next_record(&self, rx: &Rx) -> Result<Record> {
+    /// Waits, within `deadline`, for the next record; EOF once the peer is gone and the
+    /// ring is empty. EOF wins over the deadline.
+    pub(crate) fn next_record(&self, rx: &Rx, deadline: Deadline) -> Result<Record> {
         rx.guard(rx.consumer.resync())?;
         loop {
             if let Some(rec) = rx.guard(rx.consumer.peek())? {
                 return Ok(rec);
             }
-            match self.wait_for_data(rx, None)? {
-                Woken::Ready(_) => continue,
-                Woken::PeerGone(_) => {
-                    // The peer's last publish happened before its descriptors were
-                    // closed, so one more look sees everything it sent.
-                    return match rx.guard(rx.consumer.peek())? {
-                        Some(rec) => Ok(rec),
-                        None => Err(Error::Eof),
-                    };
+            let gone = match deadline {
+                Deadline::Now => {
+                    if !self.peer_gone()? {
+                        return Err(Error::WouldBlock);
+                    }
+                    true
                 }
-                Woken::TimedOut => unreachable!("no deadline"),
+                _ => match self.wait_for_data(rx, deadline.instant())? {
+                    Woken::Ready(_) => false,
+                    Woken::PeerGone(_) => true,
+                    Woken::TimedOut => return Err(Error::Timeout),
+                },
+            };
+            if gone {
+                // The peer's last publish happened before its descriptors were closed,
+                // so one more look sees everything it sent.
+                return match rx.guard(rx.consumer.peek())? {
+                    Some(rec) => Ok(rec),
+                    None => Err(Error::Eof),
+                };
             }
         }
     }
@@ -104,79 +150,90 @@ impl Endpoint {
         self.settle_watch()
     }
 
-    /// Reads the message starting with `first` into `out` (which it replaces).
+    /// Receives the message `next` (from [`Endpoint::next_message`], its length checked
+    /// by the caller to fit `out`) into `out`, which it replaces.
     ///
     /// Memory grows with the bytes that actually arrive, never from the total a first
-    /// fragment announces (the peer could announce anything); the caller has checked
-    /// that total against its limit.
-    pub(crate) fn read_message_into_vec<S: Sink>(
+    /// fragment announces (the peer could announce anything). If `deadline` passes while
+    /// the message is half read, what was read is kept in the connection for the next
+    /// call, and this one returns [`Error::Timeout`] or [`Error::WouldBlock`].
+    pub(crate) fn read_message<S: Sink>(
         &self,
         rx: &Rx,
-        first: Record,
+        next: Next,
         out: &mut S,
-    ) -> Result<()> {
+        deadline: Deadline,
+    ) -> Result<Read> {
         out.clear();
-        match first.kind {
-            Kind::Whole => {
+        let mut asm = match next {
+            Next::Fresh(first) if first.kind == Kind::Whole => {
                 out.reserve_exact(first.len);
                 rx.consumer.append(&first, out);
                 self.release(rx, &first)?;
+                self.after_receive()?;
+                return Ok(Read::Done);
             }
-            _ => {
-                let mut asm = rx.guard(Reassembly::start(&first.checked()))?;
+            Next::Fresh(first) => {
+                // Checked against the total it announces before it is copied.
+                let asm = rx.guard(Reassembly::start(&first.checked()))?;
                 grow_for(out, asm.total, first.len);
                 rx.consumer.append(&first, out);
                 self.release(rx, &first)?;
-                loop {
-                    let rec = self.next_fragment(rx)?;
-                    let last = rx.guard(asm.next(&rec.checked()))?;
-                    grow_for(out, asm.total, rec.len);
-                    rx.consumer.append(&rec, out);
-                    self.release(rx, &rec)?;
-                    if last {
-                        break;
-                    }
+                asm
+            }
+            Next::Resumed => {
+                let p = rx.partial.take().expect("a partial message to resume");
+                out.reserve_exact(p.data.len());
+                out.extend_from_slice(&p.data);
+                p.asm
+            }
+        };
+        loop {
+            let rec = match self.next_record(rx, deadline) {
+                Ok(rec) => rec,
+                Err(e @ (Error::Timeout | Error::WouldBlock)) => {
+                    let mut data = AlignedVec::with_capacity(out.len());
+                    data.extend_from_slice(out.as_slice());
+                    *rx.partial.borrow_mut() = Some(Partial { data, asm });
+                    return Err(e);
                 }
+                // A writer that died mid-message never sent the rest: EOF.
+                Err(e) => return Err(e),
+            };
+            if rec.kind == Kind::Cancel {
+                self.release(rx, &rec)?;
+                out.clear();
+                return Ok(Read::Cancelled);
+            }
+            let last = rx.guard(asm.next(&rec.checked()))?;
+            grow_for(out, asm.total, rec.len);
+            rx.consumer.append(&rec, out);
+            self.release(rx, &rec)?;
+            if last {
+                break;
             }
         }
-        self.after_receive()
+        self.after_receive()?;
+        Ok(Read::Done)
     }
 
-    /// Reads the message starting with `first` into `out`, exactly its length.
-    pub(crate) fn read_message_into_slice(
+    /// Receives the next whole message into `out`: waits for it within `deadline`,
+    /// lets `check` refuse it by its length (leaving it in the pipe), and skips messages
+    /// the writer cancelled.
+    pub(crate) fn receive<S: Sink>(
         &self,
         rx: &Rx,
-        first: Record,
-        out: &mut [u8],
+        out: &mut S,
+        deadline: Deadline,
+        mut check: impl FnMut(usize, &Next) -> Result<()>,
     ) -> Result<()> {
-        // Check a first fragment against the total it announces before copying it: `out`
-        // is that total long, and the fragment's own length comes from the other side.
-        let asm = match first.kind {
-            Kind::First => Some(rx.guard(Reassembly::start(&first.checked()))?),
-            _ => None,
-        };
-        rx.consumer.read(&first, 0, &mut out[..first.len]);
-        self.release(rx, &first)?;
-        if let Some(mut asm) = asm {
-            loop {
-                let rec = self.next_fragment(rx)?;
-                let at = asm.received;
-                // `next` checks that the fragment ends within the announced total.
-                let last = rx.guard(asm.next(&rec.checked()))?;
-                rx.consumer.read(&rec, 0, &mut out[at..at + rec.len]);
-                self.release(rx, &rec)?;
-                if last {
-                    break;
-                }
+        loop {
+            let (len, next) = self.next_message(rx, deadline)?;
+            check(len, &next)?;
+            if self.read_message(rx, next, out, deadline)? == Read::Done {
+                return Ok(());
             }
         }
-        self.after_receive()
-    }
-
-    /// The next fragment of a message: if the writer died before sending it, the
-    /// half-sent message is dropped and the reader sees EOF.
-    fn next_fragment(&self, rx: &Rx) -> Result<Record> {
-        self.next_record(rx)
     }
 }
 

@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
-use crate::shm::ring::{Grant, Producer};
-use crate::shm::wakeup::{self, Waiter, Woken};
+use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
+use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
 use crate::shm::wire::Kind;
 
 impl Endpoint {
@@ -13,16 +13,31 @@ impl Endpoint {
         self.bells().data.ring()
     }
 
-    /// Sends `buf` as one message: one record, or fragments of a quarter ring each when
-    /// it is longer than a record can be.
-    pub(crate) fn send_message(&self, tx: &Tx, buf: &[u8]) -> Result<()> {
+    /// Sends `buf` as one message, within `deadline`: one record, or fragments of a
+    /// quarter ring each when it is longer than a record can be. Whole or nothing: a
+    /// non-blocking send sends only a message that fits in the free space now, and a
+    /// send whose deadline passes after its first fragment takes the message back with
+    /// a `CANCEL` record (for which room is kept free while a message is in progress).
+    pub(crate) fn send_message(&self, tx: &Tx, buf: &[u8], deadline: Deadline) -> Result<()> {
         self.check_reader(tx)?;
         tx.guard(tx.producer.resync())?;
         let max = tx.producer.ring().max_record_payload();
-        if buf.len() <= max {
-            return self.write_record(tx, Kind::Whole, 0, buf.len(), |p, g| p.fill(g, 0, buf));
+        let frag = if buf.len() <= max {
+            max
+        } else {
+            tx.fragment_size()
+        };
+        if deadline == Deadline::Now
+            && !tx.guard(tx.producer.has_room_for_message(buf.len(), frag))?
+        {
+            // A reader that is gone makes it BrokenPipe, not WouldBlock.
+            self.ask_kernel_about_reader(tx)?;
+            return Err(Error::WouldBlock);
         }
-        let frag = tx.fragment_size();
+        if buf.len() <= max {
+            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, buf);
+            return self.write_record(tx, Kind::Whole, 0, buf.len(), 0, fill, deadline);
+        }
         let mut at = 0;
         while at < buf.len() {
             let len = frag.min(buf.len() - at);
@@ -34,8 +49,31 @@ impl Endpoint {
                 (Kind::Middle, at as u64)
             };
             let chunk = &buf[at..at + len];
-            self.write_record(tx, kind, aux, len, |p, g| p.fill(g, 0, chunk))?;
-            at += len;
+            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
+            match self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, deadline) {
+                Ok(()) => at += len,
+                Err(e @ (Error::Timeout | Error::WouldBlock)) if at > 0 => {
+                    self.cancel(tx, buf.len())?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons the fragmented message of `total` bytes in progress: the reader drops
+    /// what it reassembled. Never waits: the room was kept free.
+    fn cancel(&self, tx: &Tx, total: usize) -> Result<()> {
+        let Some(grant) = tx.guard(tx.producer.reserve(0, 0))? else {
+            return Err(tx.break_with(
+                "no room for a cancel record, though it was kept free: another process \
+                 wrote on this end"
+                    .into(),
+            ));
+        };
+        if tx.guard(tx.producer.commit(grant, Kind::Cancel, 0, total as u64))? {
+            self.ring_data()?;
         }
         Ok(())
     }
@@ -63,19 +101,22 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Writes one record of `len` payload bytes, `fill` copying the payload in, waiting
-    /// for room as long as needed.
+    /// Writes one record of `len` payload bytes, leaving `keep` bytes free, `fill`
+    /// copying the payload in, waiting for room until `deadline`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_record(
         &self,
         tx: &Tx,
         kind: Kind,
         aux: u64,
         len: usize,
+        keep: usize,
         fill: impl FnOnce(&Producer, &Grant),
+        deadline: Deadline,
     ) -> Result<()> {
         loop {
             let reloads = tx.producer.reloads();
-            if let Some(grant) = tx.guard(tx.producer.reserve(len))? {
+            if let Some(grant) = tx.guard(tx.producer.reserve(len, keep))? {
                 if tx.producer.reloads() != reloads {
                     // We had to look at the reader's tail: a rare event (about once per
                     // ring of data), and the moment to ask whether the reader is alive.
@@ -87,11 +128,15 @@ impl Endpoint {
                 }
                 return Ok(());
             }
-            self.wait_for_room(tx, len)?;
+            if deadline == Deadline::Now {
+                self.ask_kernel_about_reader(tx)?;
+                return Err(Error::WouldBlock);
+            }
+            self.wait_for_room(tx, len, keep, deadline)?;
         }
     }
 
-    fn wait_for_room(&self, tx: &Tx, len: usize) -> Result<()> {
+    fn wait_for_room(&self, tx: &Tx, len: usize, keep: usize, deadline: Deadline) -> Result<()> {
         let bells = self.bells();
         let waiter = Waiter {
             flag: tx.producer.sleeping_flag(),
@@ -101,14 +146,14 @@ impl Endpoint {
         let mut err = None;
         let woken = wakeup::wait(
             std::slice::from_ref(&waiter),
-            |_| match tx.producer.has_room(len) {
+            |_| match tx.producer.has_room(len, keep) {
                 Ok(b) => Ok(b),
                 Err(e) => {
                     err = Some(e);
                     Ok(true)
                 }
             },
-            None,
+            deadline.instant(),
         )?;
         // The wait may have drained our data doorbell: keep a watched `fileno` exact.
         self.settle_watch()?;
@@ -121,7 +166,7 @@ impl Endpoint {
                 tx.peer_gone.set(true);
                 Err(Error::BrokenPipe)
             }
-            Woken::TimedOut => unreachable!("no deadline"),
+            Woken::TimedOut => Err(Error::Timeout),
         }
     }
 }

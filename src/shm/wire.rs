@@ -11,7 +11,9 @@
 //! A message that fits in one record is a `WHOLE` record. A larger message goes as a
 //! `FIRST` record (carrying the total length), any number of `MIDDLE` records and a
 //! `LAST` one; the receiver reassembles them. A half-sent message (the writer died)
-//! never ends with `LAST`, so it is never delivered.
+//! never ends with `LAST`, so it is never delivered. A writer that gives up on a
+//! fragmented message part-way (its timeout passed) ends it with a `CANCEL` record
+//! instead, and the receiver drops what it reassembled.
 
 /// Size of a record header; also the alignment of every record.
 pub(crate) const HEADER: usize = 16;
@@ -31,6 +33,8 @@ pub(crate) enum Kind {
     Last,
     /// Filler up to the end of the ring; the reader skips to offset 0.
     Padding,
+    /// The fragmented message in progress is abandoned. No payload; `aux` is its total.
+    Cancel,
 }
 
 impl Kind {
@@ -41,6 +45,7 @@ impl Kind {
             Kind::Middle => 0x5348_0003,
             Kind::Last => 0x5348_0004,
             Kind::Padding => 0x5348_0005,
+            Kind::Cancel => 0x5348_0006,
         }
     }
 
@@ -53,6 +58,7 @@ impl Kind {
             0x5348_0003 => Kind::Middle,
             0x5348_0004 => Kind::Last,
             0x5348_0005 => Kind::Padding,
+            0x5348_0006 => Kind::Cancel,
             _ => return None,
         })
     }
@@ -143,6 +149,7 @@ impl Reassembly {
     }
 
     /// Accounts for the next fragment; returns true when it completes the message.
+    /// (A `CANCEL` record is the caller's to handle before this.)
     pub(crate) fn next(&mut self, rec: &Checked) -> Result<bool, String> {
         let last = match rec.kind {
             Kind::Middle => false,

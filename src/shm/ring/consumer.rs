@@ -151,21 +151,6 @@ impl Consumer {
         Ok(self.peek()?.is_some())
     }
 
-    /// Copies `dst.len()` payload bytes of `rec`, from offset `at`, into `dst`.
-    ///
-    /// # Panics
-    /// If `at + dst.len()` exceeds the record's length (a bug in the caller: lengths
-    /// come from the checked record).
-    pub fn read(&self, rec: &Record, at: usize, dst: &mut [u8]) {
-        assert!(
-            at <= rec.len && dst.len() <= rec.len - at,
-            "read past the record"
-        );
-        // SAFETY: `check` made sure the payload lies inside the data area, and we stay
-        // within it; `dst` is our own memory, distinct from the mapping.
-        unsafe { copy_out(rec.payload.add(at), dst.as_mut_ptr(), dst.len()) }
-    }
-
     /// Appends the whole payload of `rec` to `out`, which must have room for it.
     ///
     /// # Panics
@@ -173,8 +158,9 @@ impl Consumer {
     pub fn append<S: Sink>(&self, rec: &Record, out: &mut S) {
         let spare = out.spare();
         assert!(spare.len() >= rec.len, "no room reserved for the record");
-        // SAFETY: as in `read`; `spare` has room for `rec.len` bytes, all of which the
-        // copy initialises before `commit` declares them part of `out`.
+        // SAFETY: `check` made sure the payload lies inside the data area; `spare` is our
+        // own memory with room for `rec.len` bytes, all of which the copy initialises
+        // before `commit` declares them part of `out`.
         unsafe {
             copy_out(rec.payload, spare.as_mut_ptr().cast(), rec.len);
             out.commit(rec.len);
@@ -280,6 +266,10 @@ pub(crate) trait Sink {
     fn clear(&mut self);
     /// Bytes held.
     fn len(&self) -> usize;
+    /// The bytes held.
+    fn as_slice(&self) -> &[u8];
+    /// Appends bytes of our own (room reserved by the caller).
+    fn extend_from_slice(&mut self, bytes: &[u8]);
     /// Bytes the allocation can hold.
     fn capacity(&self) -> usize;
     /// Grows the allocation to hold at least `additional` more bytes, and no more than
@@ -300,6 +290,12 @@ impl Sink for Vec<u8> {
     }
     fn len(&self) -> usize {
         Vec::len(self)
+    }
+    fn as_slice(&self) -> &[u8] {
+        self
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes)
     }
     fn capacity(&self) -> usize {
         Vec::capacity(self)
@@ -324,6 +320,12 @@ impl Sink for rkyv::util::AlignedVec {
     fn len(&self) -> usize {
         rkyv::util::AlignedVec::len(self)
     }
+    fn as_slice(&self) -> &[u8] {
+        self
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        rkyv::util::AlignedVec::extend_from_slice(self, bytes)
+    }
     fn capacity(&self) -> usize {
         rkyv::util::AlignedVec::capacity(self)
     }
@@ -340,5 +342,54 @@ impl Sink for rkyv::util::AlignedVec {
         debug_assert!(n <= self.capacity() - self.len());
         // SAFETY: the caller initialised them; they are within the allocation.
         unsafe { self.set_len(self.len() + n) }
+    }
+}
+
+/// A caller's buffer as a [`Sink`] that cannot grow: `recv_bytes_into` receives straight
+/// into it, after checking that the message fits.
+pub(crate) struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    pub fn new(buf: &'a mut [u8]) -> SliceSink<'a> {
+        SliceSink { buf, len: 0 }
+    }
+}
+
+impl Sink for SliceSink<'_> {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+    fn reserve_exact(&mut self, additional: usize) {
+        assert!(
+            additional <= self.buf.len() - self.len,
+            "the caller checked the length"
+        );
+    }
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        let spare = &mut self.buf[self.len..];
+        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the slice is only ever
+        // written with initialised bytes (`Consumer::append` copies a payload in), so
+        // the caller's buffer never holds uninitialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), spare.len()) }
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        assert!(n <= self.buf.len() - self.len);
+        self.len += n;
     }
 }

@@ -37,8 +37,7 @@
 //! Instead, ring data is reached only here, through raw pointers:
 //!
 //! * headers with atomic loads and stores ([`RingRef::read_header`]);
-//! * payloads by copying them into memory of our own ([`Consumer::read`],
-//!   [`Consumer::append`]) or from it ([`Producer::fill`], [`GrantWriter`]), with
+//! * payloads by copying them into memory of our own ([`Consumer::append`]) or from it ([`Producer::fill`], [`GrantWriter`]), with
 //!   `ptr::copy_nonoverlapping` and a compiler fence after each copy out, so that every
 //!   later use reads our copy, never the ring again (no double fetch). What the peer
 //!   wrote during the copy can only make the copy's bytes wrong, and the copy is what
@@ -51,9 +50,9 @@
 mod consumer;
 mod producer;
 
-pub(crate) use consumer::{Consumer, Record, Sink};
+pub(crate) use consumer::{Consumer, Record, Sink, SliceSink};
 pub use producer::GrantWriter;
-pub(crate) use producer::{Grant, Producer};
+pub(crate) use producer::{Grant, Producer, CANCEL_ROOM};
 
 use crate::shm::layout::RingControl;
 use crate::shm::wire::{self, Kind, RawHeader};
@@ -194,7 +193,7 @@ mod tests {
     }
 
     fn send(p: &Producer, bytes: &[u8]) -> bool {
-        let g = match p.reserve(bytes.len()).unwrap() {
+        let g = match p.reserve(bytes.len(), 0).unwrap() {
             Some(g) => g,
             None => return false,
         };
@@ -270,7 +269,7 @@ mod tests {
         let big = vec![0u8; p.ring().max_record_payload()];
         assert!(send(&p, &big) && send(&p, &big));
         t.ring.ctl().tail.store(1 << 40, SeqCst);
-        assert!(p.reserve(16).unwrap_err().contains("impossible"));
+        assert!(p.reserve(16, 0).unwrap_err().contains("impossible"));
     }
 
     #[test]
@@ -287,7 +286,7 @@ mod tests {
         let t = test_ring(4096);
         let (p1, p2) = (Producer::new(t.ring), Producer::new(t.ring));
         assert!(send(&p1, b"one"));
-        let g = p2.reserve(3).unwrap().unwrap();
+        let g = p2.reserve(3, 0).unwrap().unwrap();
         assert!(p2
             .commit(g, Kind::Whole, 3, 0)
             .unwrap_err()
@@ -322,9 +321,9 @@ mod tests {
         assert!(other.resync().is_err());
         // The producer does not count the claimed record's space as free: 1000 bytes
         // need the space at the start of the ring that the record occupies.
-        assert!(!p.has_room(1000).unwrap());
+        assert!(!p.has_room(1000, 0).unwrap());
         mine.release(&rec).unwrap();
-        assert!(p.has_room(1000).unwrap());
+        assert!(p.has_room(1000, 0).unwrap());
         assert_eq!(recv(&mine).unwrap(), [2; 1500]);
     }
 
@@ -376,9 +375,9 @@ mod tests {
         let t = test_ring(4096);
         let p = Producer::new(t.ring);
         t.ring.ctl().reader_sleeping.store(1, SeqCst);
-        let g = p.reserve(1).unwrap().unwrap();
+        let g = p.reserve(1, 0).unwrap().unwrap();
         assert!(p.commit(g, Kind::Whole, 1, 0).unwrap());
-        let g = p.reserve(1).unwrap().unwrap();
+        let g = p.reserve(1, 0).unwrap().unwrap();
         assert!(!p.commit(g, Kind::Whole, 1, 0).unwrap());
     }
 }

@@ -1,6 +1,12 @@
 //! The writing side of a ring.
 
 use super::{load_tail, sane, wake_needed, Broken, RingRef};
+
+/// Free space a writer keeps while a fragmented message is in progress: room for the
+/// `CANCEL` record that abandons it, so that a send whose deadline passes can always take
+/// back what it started without waiting (a `CANCEL` is a bare 16-byte header, which fits
+/// at any aligned position without padding).
+pub(crate) const CANCEL_ROOM: usize = wire::HEADER;
 use crate::shm::wire::{self, Kind};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
@@ -112,22 +118,55 @@ impl Producer {
         }
     }
 
-    /// Whether a record of `len` payload bytes would fit now (reloading `tail` if the
-    /// cached value says no).
-    pub fn has_room(&self, len: usize) -> Result<bool, Broken> {
+    /// Whether a record of `len` payload bytes would fit now with `keep` bytes to spare
+    /// (reloading `tail` if the cached value says no). `keep` is [`CANCEL_ROOM`] while a
+    /// fragmented message is in progress, so that it can always be cancelled at once.
+    pub fn has_room(&self, len: usize, keep: usize) -> Result<bool, Broken> {
         let (need, _) = self.needed(len);
-        if need <= self.free() {
+        if need + keep <= self.free() {
             return Ok(true);
         }
         self.reload_tail()?;
-        Ok(need <= self.free())
+        Ok(need + keep <= self.free())
+    }
+
+    /// Whether a whole message of `total` bytes, cut into records of at most `frag`
+    /// payload bytes (one record if `total <= frag`), fits in the free space now,
+    /// padding and the cancel reserve included. For non-blocking sends, which must send
+    /// all of a message or nothing.
+    pub fn has_room_for_message(&self, total: usize, frag: usize) -> Result<bool, Broken> {
+        let need = |this: &Producer| {
+            let mut pos = this.head.get() as usize;
+            let mut left = total;
+            loop {
+                let len = left.min(frag);
+                let size = wire::record_size(len);
+                let to_end = this.ring.capacity - (pos & this.ring.mask());
+                if size > to_end {
+                    pos += to_end; // padding
+                }
+                pos += size;
+                left -= len;
+                if left == 0 {
+                    break;
+                }
+            }
+            let fragmented = total > frag;
+            pos - this.head.get() as usize + if fragmented { CANCEL_ROOM } else { 0 }
+        };
+        if need(self) <= self.free() {
+            return Ok(true);
+        }
+        self.reload_tail()?;
+        Ok(need(self) <= self.free())
     }
 
     /// Reserves room for a record of exactly `len` payload bytes (`len` at most
-    /// [`RingRef::max_record_payload`]), or `None` if the ring is too full right now.
-    pub fn reserve(&self, len: usize) -> Result<Option<Grant>, Broken> {
+    /// [`RingRef::max_record_payload`]) leaving `keep` bytes free (see
+    /// [`Producer::has_room`]), or `None` if the ring is too full right now.
+    pub fn reserve(&self, len: usize, keep: usize) -> Result<Option<Grant>, Broken> {
         debug_assert!(len <= self.ring.max_record_payload());
-        if !self.has_room(len)? {
+        if !self.has_room(len, keep)? {
             return Ok(None);
         }
         let (_, padded) = self.needed(len);
