@@ -10,10 +10,17 @@
 //! (`POLLHUP` on the liveness socket) are kernel objects whose state the kernel keeps
 //! under a lock; they are modelled as such, with a `Mutex` and a `Condvar`.
 //!
-//! Checked: messages arrive in order, exactly once; EOF only after the last one; no lost
-//! wake-up (a sleeper never woken is a deadlock, which both checkers report); and, under
-//! loom, no payload read before it is whole or overwritten before it is read (the slots
-//! are loom `UnsafeCell`s, so either would be a data race).
+//! Every odd-numbered message is a long one whose writer gives up after its first
+//! fragment (a timeout, or a dropped async send): it writes `FIRST` while keeping one
+//! slot free, then `CANCEL` into that slot without waiting (`CANCEL_ROOM` in the real
+//! producer). Even-numbered messages travel whole.
+//!
+//! Checked: whole messages arrive in order, exactly once; a cancelled message is never
+//! delivered and a cancel never loses the next message; the cancel never waits for room;
+//! EOF only after the last message; no lost wake-up (a sleeper never woken is a
+//! deadlock, which both checkers report); and, under loom, no payload read before it is
+//! whole or overwritten before it is read (the slots are loom `UnsafeCell`s, so either
+//! would be a data race).
 
 use super::rt::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 use super::rt::{check, thread, Arc, Condvar, Mutex, UnsafeCell};
@@ -88,36 +95,78 @@ fn wake_if_sleeping(flag: &AtomicU32, bell: &Bell) {
     }
 }
 
-// `head` is the producer's own index, as in ring.rs, not a loop counter that happens to
-// match the message number.
-#[allow(clippy::explicit_counter_loop)]
-fn producer(ring: &Ring, messages: u64, slots: u64, recheck: bool) {
-    let mut head = 0u64;
-    let mut cached_tail = 0u64;
-    for m in 0..messages {
-        // reserve: cached tail first, reload when it says full, sleep when really full
-        while head - cached_tail == slots {
-            cached_tail = ring.tail.load(SeqCst);
-            if head - cached_tail < slots {
+/// Record kinds, in the low bits of a slot's value (`message * 4 + kind`).
+const WHOLE: u64 = 1;
+const FIRST: u64 = 2;
+const CANCEL: u64 = 3;
+
+struct Producer<'r> {
+    ring: &'r Ring,
+    slots: u64,
+    /// The producer's own index, as in ring.rs.
+    head: u64,
+    cached_tail: u64,
+    recheck: bool,
+}
+
+impl Producer<'_> {
+    fn free(&self) -> u64 {
+        self.slots - (self.head - self.cached_tail)
+    }
+
+    /// Waits until `need` slots are free: cached tail first, reload when it says no,
+    /// announce, re-check and sleep when really full.
+    fn reserve(&mut self, need: u64) {
+        let ring = self.ring;
+        while self.free() < need {
+            self.cached_tail = ring.tail.load(SeqCst);
+            if self.free() >= need {
                 break;
             }
             ring.writer_sleeping.store(1, SeqCst);
             fence(SeqCst); // raise flag → re-check
-            cached_tail = ring.tail.load(SeqCst);
-            if recheck && head - cached_tail < slots {
+            self.cached_tail = ring.tail.load(SeqCst);
+            if self.recheck && self.free() >= need {
                 ring.writer_sleeping.store(0, SeqCst);
                 break;
             }
             ring.space_bell.sleep();
             ring.writer_sleeping.store(0, SeqCst);
         }
-        // write the record, then publish it
-        ring.slots[(head % slots) as usize].with_mut(|p| unsafe { *p = m + 1 });
+    }
+
+    /// Writes the record into a reserved slot, then publishes it.
+    fn publish(&mut self, value: u64) {
+        let ring = self.ring;
+        assert!(self.free() >= 1, "writing into a slot that is not free");
+        ring.slots[(self.head % self.slots) as usize].with_mut(|p| unsafe { *p = value });
         ring.head
-            .compare_exchange(head, head + 1, SeqCst, SeqCst)
+            .compare_exchange(self.head, self.head + 1, SeqCst, SeqCst)
             .expect("single producer");
-        head += 1;
+        self.head += 1;
         wake_if_sleeping(&ring.reader_sleeping, &ring.data_bell);
+    }
+}
+
+fn producer(ring: &Ring, messages: u64, slots: u64, recheck: bool) {
+    let mut p = Producer {
+        ring,
+        slots,
+        head: 0,
+        cached_tail: 0,
+        recheck,
+    };
+    for m in 0..messages {
+        if m % 2 == 0 {
+            p.reserve(1);
+            p.publish(m * 4 + WHOLE);
+        } else {
+            // A long message: its first fragment keeps one slot free for the cancel...
+            p.reserve(2);
+            p.publish(m * 4 + FIRST);
+            // ...and the writer gives up: the cancel goes into that slot at once.
+            p.publish(m * 4 + CANCEL);
+        }
     }
     // The last descriptor of the writer's socket closes: the kernel reports POLLHUP.
     ring.data_bell.close();
@@ -126,15 +175,33 @@ fn producer(ring: &Ring, messages: u64, slots: u64, recheck: bool) {
 fn consumer(ring: &Ring, messages: u64, slots: u64) {
     let mut tail = 0u64;
     let mut cached_head = 0u64;
-    let mut next = 1u64;
+    let mut next = 0u64; // the next whole message expected
+    let mut partial = None; // a long message whose first fragment was taken
+    let mut delivered = 0u64;
     loop {
         if tail == cached_head {
             cached_head = ring.head.load(SeqCst);
         }
         if tail < cached_head {
             let v = ring.slots[(tail % slots) as usize].with(|p| unsafe { *p });
-            assert_eq!(v, next, "messages arrive in order, exactly once");
-            next += 1;
+            let (m, kind) = (v / 4, v % 4);
+            match kind {
+                WHOLE => {
+                    assert_eq!(partial, None, "a whole message inside a long one");
+                    assert_eq!(m, next, "messages arrive in order, exactly once");
+                    next += 2;
+                    delivered += 1;
+                }
+                FIRST => {
+                    assert_eq!(partial, None);
+                    partial = Some(m);
+                }
+                CANCEL => {
+                    assert_eq!(partial, Some(m), "a cancel for the message in progress");
+                    partial = None; // dropped, never delivered
+                }
+                _ => panic!("a slot read before it was written: {v}"),
+            }
             ring.tail
                 .compare_exchange(tail, tail + 1, SeqCst, SeqCst)
                 .expect("single consumer");
@@ -160,7 +227,8 @@ fn consumer(ring: &Ring, messages: u64, slots: u64) {
             break;
         }
     }
-    assert_eq!(next - 1, messages, "EOF only after the last message");
+    assert_eq!(partial, None, "EOF inside a message");
+    assert_eq!(delivered, messages.div_ceil(2), "EOF only after the last message");
 }
 
 /// Runs the model (with or without the re-check after raising a flag) under the
