@@ -39,7 +39,8 @@
 //! How it works is in `DESIGN.md`. The code has two layers, and imports go downwards only:
 //!
 //! * the public API: `connection` (the byte methods), `typed` (rkyv messages), `select`
-//!   (`wait`), `handoff` (passing an end to an exec'd child), `builder`, `error`;
+//!   (`wait`), `handoff` (passing an end to an exec'd child), `timeouts` (deadlines and
+//!   non-blocking mode), `async_connection` (tokio, feature `tokio`), `builder`, `error`;
 //! * `shm/`: the shared-memory mechanism beneath it: the region and its layout, the ring
 //!   protocol, the record format, doorbells, wake-ups, liveness, and the per-process
 //!   `Endpoint` that moves messages through them.
@@ -49,6 +50,8 @@
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
+#[cfg(feature = "tokio")]
+mod async_connection;
 mod builder;
 mod connection;
 mod error;
@@ -58,6 +61,8 @@ mod shm;
 mod timeouts;
 mod typed;
 
+#[cfg(feature = "tokio")]
+pub use async_connection::AsyncConnection;
 pub use builder::{pipe, Builder};
 pub use connection::Connection;
 pub use error::{Error, Result};

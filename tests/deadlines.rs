@@ -66,7 +66,11 @@ fn receive_retrying(c: &Connection, round: u64, buf: &mut [u8]) -> Result<(Vec<u
 /// below skips).
 fn stream_to(end: &Connection, count: u64) {
     for i in 0..count {
-        let len = if i.is_multiple_of(2) { BIG } else { 100 + i as usize };
+        let len = if i.is_multiple_of(2) {
+            BIG
+        } else {
+            100 + i as usize
+        };
         end.send(&message(i, len)).unwrap();
     }
 }
@@ -79,7 +83,14 @@ fn check_stream(reader: &Connection, count: u64) -> u32 {
         gave_up += g;
         // recv::<Vec<u8>> gives the vector; the byte methods give its archive, whose
         // payload comes first.
-        let want = message(i, if i.is_multiple_of(2) { BIG } else { 100 + i as usize });
+        let want = message(
+            i,
+            if i.is_multiple_of(2) {
+                BIG
+            } else {
+                100 + i as usize
+            },
+        );
         assert_eq!(&m[..want.len()], &want[..], "message {i} is not whole");
         assert_eq!(index_of(&m), i);
     }

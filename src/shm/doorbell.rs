@@ -46,8 +46,10 @@ pub(crate) struct Doorbell {
 /// What [`Doorbell::drain`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Drained {
-    /// The queue is empty now (or was left with bytes after `DRAIN_ROUNDS` reads).
+    /// The queue is empty now.
     Empty,
+    /// Bytes are left after `DRAIN_ROUNDS` reads (a peer that keeps sending).
+    More,
     /// The other side has shut down: every copy of its half is closed.
     HungUp,
 }
@@ -116,7 +118,7 @@ impl Doorbell {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Drained::Empty)
+        Ok(Drained::More)
     }
 }
 

@@ -140,6 +140,9 @@ pub(crate) struct Endpoint {
     pub read_timeout: Cell<Option<Duration>>,
     /// How long a send may wait in blocking mode.
     pub write_timeout: Cell<Option<Duration>>,
+    /// Driven by an `AsyncConnection`, which alone drains the doorbells (so that no task
+    /// eats another's wake-up); liveness checks then only look.
+    pub async_driven: Cell<bool>,
 }
 
 /// The descriptor `fileno` returns, and what keeps it readable exactly when a receive
@@ -196,6 +199,7 @@ impl Endpoint {
             nonblocking: Cell::new(false),
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
+            async_driven: Cell::new(false),
         }
     }
 
@@ -217,6 +221,9 @@ impl Endpoint {
     /// [`crate::shm::liveness`]), keeping a watched `fileno` exact.
     pub fn peer_gone(&self) -> Result<bool> {
         let bells = self.bells();
+        if self.async_driven.get() {
+            return liveness::hung_up_now([&bells.data, &bells.space]);
+        }
         let look = liveness::peer_gone([&bells.data, &bells.space])?;
         if look.drained_data {
             self.settle_watch()?;

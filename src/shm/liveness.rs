@@ -71,6 +71,15 @@ pub(crate) fn peer_gone(bells: [&Doorbell; 2]) -> Result<Look> {
     Ok(look)
 }
 
+/// Whether either doorbell reports a hang-up now, without draining anything: for the
+/// async wrapper, which drains its doorbells itself (and must, so that no wake-up one of
+/// its tasks waits for is taken by another).
+pub(crate) fn hung_up_now(bells: [&Doorbell; 2]) -> Result<bool> {
+    let mut fds = bells.map(|b| PollFd::from_borrowed_fd(b.fd(), PollFlags::RDHUP));
+    poll_now(&mut fds)?;
+    Ok(fds.iter().any(|f| hung_up(f.revents())))
+}
+
 fn poll_now(fds: &mut [PollFd<'_>]) -> Result<()> {
     let zero = Timespec {
         tv_sec: 0,

@@ -62,9 +62,45 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Sends what fits now of `buf`, never waiting, for a sender that waits elsewhere
+    /// (the async one). A message that fits in one record goes whole or not at all; a
+    /// longer one goes fragment by fragment from `*at` on, `*at` recording the progress
+    /// between calls. Returns `Ok(true)` once the message is complete and
+    /// [`Error::WouldBlock`] when the ring is too full to go on. A caller that gives up
+    /// part-way must [`cancel`](Endpoint::cancel) the message.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn send_some(&self, tx: &Tx, buf: &[u8], at: &mut usize) -> Result<bool> {
+        self.check_reader(tx)?;
+        let max = tx.producer.ring().max_record_payload();
+        if *at == 0 {
+            tx.guard(tx.producer.resync())?;
+        }
+        if buf.len() <= max {
+            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, buf);
+            self.write_record(tx, Kind::Whole, 0, buf.len(), 0, fill, Deadline::Now)?;
+            return Ok(true);
+        }
+        let frag = tx.fragment_size();
+        while *at < buf.len() {
+            let len = frag.min(buf.len() - *at);
+            let (kind, aux) = if *at == 0 {
+                (Kind::First, buf.len() as u64)
+            } else if *at + len == buf.len() {
+                (Kind::Last, *at as u64)
+            } else {
+                (Kind::Middle, *at as u64)
+            };
+            let chunk = &buf[*at..*at + len];
+            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
+            self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, Deadline::Now)?;
+            *at += len;
+        }
+        Ok(true)
+    }
+
     /// Abandons the fragmented message of `total` bytes in progress: the reader drops
     /// what it reassembled. Never waits: the room was kept free.
-    fn cancel(&self, tx: &Tx, total: usize) -> Result<()> {
+    pub(crate) fn cancel(&self, tx: &Tx, total: usize) -> Result<()> {
         let Some(grant) = tx.guard(tx.producer.reserve(0, 0))? else {
             return Err(tx.break_with(
                 "no room for a cancel record, though it was kept free: another process \

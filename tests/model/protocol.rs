@@ -228,7 +228,11 @@ fn consumer(ring: &Ring, messages: u64, slots: u64) {
         }
     }
     assert_eq!(partial, None, "EOF inside a message");
-    assert_eq!(delivered, messages.div_ceil(2), "EOF only after the last message");
+    assert_eq!(
+        delivered,
+        messages.div_ceil(2),
+        "EOF only after the last message"
+    );
 }
 
 /// Runs the model (with or without the re-check after raising a flag) under the
