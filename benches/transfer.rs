@@ -15,6 +15,10 @@
 //!   validation has work to do: what copying before validating (`archived`) costs next
 //!   to validating in place (`in_place`) and to deserializing (`recv`).
 //!
+//! * `async_stream/T/S`, `async_pingpong/T/64` (with `--features tokio`): the same
+//!   between two tokio current-thread runtimes, `AsyncConnection` beside a tokio
+//!   `UnixStream` with `tokio-util`'s `LengthDelimitedCodec`.
+//!
 //! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
 //! results into `benches/results/RESULTS.md` and `throughput.svg`.
 
@@ -488,5 +492,228 @@ fn handover(c: &mut Criterion) {
     g.finish();
 }
 
+/// Async rows (feature `tokio`): each side a current-thread tokio runtime in its own
+/// process. `shmpipe_async` is `AsyncConnection` (`send_bytes` / `recv_bytes_into`),
+/// `tokio_unix` a tokio `UnixStream` with `tokio-util`'s `LengthDelimitedCodec` (one
+/// flushed frame per message), and `shmpipe_sync` the blocking shmpipe of `stream`, for
+/// the ratio.
+#[cfg(feature = "tokio")]
+mod async_rows {
+    use super::{make, touch, Peer};
+    use criterion::{BenchmarkId, Criterion, Throughput};
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::{Duration, Instant};
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    #[allow(clippy::large_enum_variant)] // two per benchmark
+    enum AsyncEnd {
+        Shm(shmpipe::AsyncConnection),
+        Unix(Framed<tokio::net::UnixStream, LengthDelimitedCodec>),
+    }
+
+    impl AsyncEnd {
+        async fn send(&mut self, msg: &[u8]) {
+            match self {
+                AsyncEnd::Shm(c) => c.send_bytes(msg).await.unwrap(),
+                AsyncEnd::Unix(f) => f.send(bytes::Bytes::copy_from_slice(msg)).await.unwrap(),
+            }
+        }
+
+        async fn recv(&mut self, scratch: &mut [u8]) -> usize {
+            match self {
+                AsyncEnd::Shm(c) => {
+                    let n = c.recv_bytes_into(scratch).await.unwrap();
+                    touch(&scratch[..n]);
+                    n
+                }
+                AsyncEnd::Unix(f) => {
+                    let m = f.next().await.unwrap().unwrap();
+                    touch(&m);
+                    m.len()
+                }
+            }
+        }
+    }
+
+    /// One end before it meets a runtime (pairs are made before the fork).
+    #[allow(clippy::large_enum_variant)]
+    enum Raw {
+        Shm(shmpipe::Connection),
+        Unix(std::os::unix::net::UnixStream),
+    }
+
+    impl Raw {
+        /// Inside a runtime.
+        fn into_async(self) -> AsyncEnd {
+            match self {
+                Raw::Shm(c) => AsyncEnd::Shm(shmpipe::AsyncConnection::new(c).unwrap()),
+                Raw::Unix(s) => {
+                    s.set_nonblocking(true).unwrap();
+                    let s = tokio::net::UnixStream::from_std(s).unwrap();
+                    let codec = LengthDelimitedCodec::builder()
+                        .max_frame_length(64 << 20)
+                        .new_codec();
+                    AsyncEnd::Unix(Framed::new(s, codec))
+                }
+            }
+        }
+    }
+
+    fn raw_pair(kind: &str) -> (Raw, Raw) {
+        match kind {
+            "shmpipe_async" => {
+                let (a, b) = shmpipe::pipe(true).unwrap();
+                (Raw::Shm(a), Raw::Shm(b))
+            }
+            _ => {
+                let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+                (Raw::Unix(a), Raw::Unix(b))
+            }
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A forked peer that turns its raw end async (in a runtime of its own) on first use
+    /// and runs `serve` on it for each count the bench asks for.
+    fn async_peer(
+        raw: Raw,
+        serve: impl AsyncFnMut(&mut AsyncEnd, u64) + 'static,
+    ) -> Peer {
+        let mut raw = Some(raw);
+        let mut state: Option<(tokio::runtime::Runtime, AsyncEnd)> = None;
+        let mut serve = serve;
+        Peer::spawn(move |count| {
+            let (rt, end) = state.get_or_insert_with(|| {
+                let rt = runtime();
+                let end = {
+                    let _in = rt.enter();
+                    raw.take().unwrap().into_async()
+                };
+                (rt, end)
+            });
+            rt.block_on(serve(end, count));
+        })
+    }
+
+    pub fn stream(c: &mut Criterion) {
+        let mut g = c.benchmark_group("async_stream");
+        g.warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(10);
+        for size in [64usize, 1 << 20] {
+            g.throughput(Throughput::Bytes(size as u64));
+            let payload = vec![0x5Au8; size];
+            let mut scratch = vec![0u8; size];
+            for kind in ["shmpipe_async", "tokio_unix"] {
+                let (here, there) = raw_pair(kind);
+                let p = payload.clone();
+                let mut peer = async_peer(there, async move |end, count| {
+                    for _ in 0..count {
+                        end.send(&p).await;
+                    }
+                });
+                let rt = runtime();
+                let mut here = {
+                    let _in = rt.enter();
+                    here.into_async()
+                };
+                g.bench_function(BenchmarkId::new(kind, size), |b| {
+                    b.iter_custom(|iters| {
+                        peer.go(iters);
+                        rt.block_on(async {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                here.recv(&mut scratch).await;
+                            }
+                            start.elapsed()
+                        })
+                    })
+                });
+                drop(here);
+                drop(peer);
+            }
+            // The blocking shmpipe in the same group, for the ratio.
+            let (mut receiver, mut sender) = make("shmpipe_into");
+            let mut peer = Peer::spawn(|count| {
+                for _ in 0..count {
+                    sender.send(&payload);
+                }
+            });
+            drop(sender);
+            g.bench_function(BenchmarkId::new("shmpipe_sync", size), |b| {
+                b.iter_custom(|iters| {
+                    peer.go(iters);
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        receiver.recv(&mut scratch);
+                    }
+                    start.elapsed()
+                })
+            });
+            drop(receiver);
+            drop(peer);
+        }
+        g.finish();
+    }
+
+    pub fn pingpong(c: &mut Criterion) {
+        let mut g = c.benchmark_group("async_pingpong");
+        g.warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(10);
+        let size = 64;
+        let payload = vec![0xA5u8; size];
+        let mut scratch = vec![0u8; size];
+        for kind in ["shmpipe_async", "tokio_unix"] {
+            let (here, there) = raw_pair(kind);
+            let mut peer = async_peer(there, async move |end, count| {
+                let mut buf = vec![0u8; 64];
+                for _ in 0..count {
+                    let n = end.recv(&mut buf).await;
+                    end.send(&buf[..n]).await;
+                }
+            });
+            let rt = runtime();
+            let mut here = {
+                let _in = rt.enter();
+                here.into_async()
+            };
+            g.bench_function(BenchmarkId::new(kind, size), |b| {
+                b.iter_custom(|iters| {
+                    peer.go(iters);
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            here.send(&payload).await;
+                            here.recv(&mut scratch).await;
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+            drop(here);
+            drop(peer);
+        }
+        g.finish();
+    }
+}
+
+#[cfg(feature = "tokio")]
+criterion_group!(
+    benches,
+    stream,
+    pingpong,
+    typed,
+    handover,
+    async_rows::stream,
+    async_rows::pingpong
+);
+#[cfg(not(feature = "tokio"))]
 criterion_group!(benches, stream, pingpong, typed, handover);
 criterion_main!(benches);
