@@ -581,10 +581,7 @@ mod async_rows {
 
     /// A forked peer that turns its raw end async (in a runtime of its own) on first use
     /// and runs `serve` on it for each count the bench asks for.
-    fn async_peer(
-        raw: Raw,
-        serve: impl AsyncFnMut(&mut AsyncEnd, u64) + 'static,
-    ) -> Peer {
+    fn async_peer(raw: Raw, serve: impl AsyncFnMut(&mut AsyncEnd, u64) + 'static) -> Peer {
         let mut raw = Some(raw);
         let mut state: Option<(tokio::runtime::Runtime, AsyncEnd)> = None;
         let mut serve = serve;
