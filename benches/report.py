@@ -27,6 +27,8 @@ STREAM_TRANSPORTS = [
     "shmpipe_bytes",
     "shmpipe_into",
     "shmpipe_archived",
+    "shmpipe_in_place",
+    "shmpipe_recv",
     "socketpair",
     "pipe",
     "ipc_channel",
@@ -35,6 +37,18 @@ STREAM_TRANSPORTS = [
 STREAM_SIZES = [8, 64, 1024, 65536, 1048576, 16777216]
 PINGPONG_TRANSPORTS = ["shmpipe", "socketpair", "pipe", "ipc_channel", "cacheline"]
 PINGPONG_SIZES = [64, 4096]
+# Further groups, shown as they are: (group, title, transports, sizes, what the size is,
+# the transport the ratios divide by).
+EXTRA_GROUPS = [
+    ("typed", "Typed receive of a Vec<String> of N strings: copy then validate, validate in place, deserialize",
+     ["archived", "in_place", "recv"], [4, 64, 4096], "N", "in_place"),
+    ("async_stream", "Async streaming (tokio current-thread runtimes both sides)",
+     ["shmpipe_async", "tokio_unix", "shmpipe_sync"], [64, 1048576], "bytes", "tokio_unix"),
+    ("async_pingpong", "Async ping-pong round trip",
+     ["shmpipe_async", "tokio_unix"], [64], "bytes", "tokio_unix"),
+    ("handover", "Reading a message the peer cannot change: two copies vs a sealed memfd per message (one process)",
+     ["copy", "sealed_memfd"], [4096, 65536, 1048576, 16777216], "bytes", "copy"),
+]
 PY = "python Pipe"
 DASH = "–"
 
@@ -43,6 +57,8 @@ COLORS = {
     "shmpipe_bytes": "#1f77b4",
     "shmpipe_into": "#2ca02c",
     "shmpipe_archived": "#17becf",
+    "shmpipe_in_place": "#bcbd22",
+    "shmpipe_recv": "#8c564b",
     "socketpair": "#ff7f0e",
     "pipe": "#d62728",
     "ipc_channel": "#9467bd",
@@ -392,6 +408,40 @@ def decade_label(e, metric):
 # --------------------------------------------------------------------------
 
 
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.3g} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.3g} µs"
+    return f"{ns:.3g} ns"
+
+
+def build_extra(root):
+    """One table per further group: time per message (or round trip), and each
+    transport's time divided by the reference transport's."""
+    out = []
+    for group, title, transports, sizes, unit, ref in EXTRA_GROUPS:
+        rows = []
+        for s in sizes:
+            vals = {t: load_criterion(root, group, t, s) for t in transports}
+            if all(v is None for v in vals.values()):
+                continue
+            cells = [fmt_ns(vals[t]) if vals[t] is not None else DASH for t in transports]
+            ratios = [
+                f"{vals[t] / vals[ref]:.3g}×" if vals[t] is not None and vals.get(ref) else DASH
+                for t in transports if t != ref
+            ]
+            rows.append(f"| {s} | " + " | ".join(cells + ratios) + " |")
+        if not rows:
+            continue
+        head = [unit] + transports + [f"{t} ÷ {ref}" for t in transports if t != ref]
+        out.append(f"\n## {title}\n\nCells: time per message (lower is better), criterion medians; ratios are times.\n")
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---:|" * len(head))
+        out.extend(rows)
+    return "\n".join(out) + ("\n" if out else "")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--criterion", default="target/criterion")
@@ -431,6 +481,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     svg_name = "throughput.svg"
     md = build_markdown(stream, pingpong, py, svg_name)
+    md += build_extra(args.criterion)
     with open(os.path.join(args.out, "RESULTS.md"), "w", encoding="utf-8") as f:
         f.write(md)
     with open(os.path.join(args.out, svg_name), "w", encoding="utf-8") as f:

@@ -65,7 +65,10 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::NotWritable`] on the reading end of a one-way pipe,
-    /// [`Error::BrokenPipe`] once every copy of the reading end is gone.
+    /// [`Error::BrokenPipe`] once every copy of the reading end is gone;
+    /// [`Error::Timeout`] past the [write timeout](Connection::set_write_timeout) and
+    /// [`Error::WouldBlock`] in [non-blocking mode](Connection::set_nonblocking), having
+    /// delivered nothing.
     ///
     /// ```
     /// let (reader, writer) = shmpipe::pipe(false)?;
@@ -91,7 +94,10 @@ impl Connection {
     /// sent has been received; [`Error::MessageTooLong`] when the message is longer
     /// than the connection's [limit](Connection::set_max_message_size) (1 GiB unless
     /// set otherwise), which leaves it in the pipe for
-    /// [`recv_bytes_max`](Connection::recv_bytes_max) with a larger limit.
+    /// [`recv_bytes_max`](Connection::recv_bytes_max) with a larger limit;
+    /// [`Error::Timeout`] past the [read timeout](Connection::set_read_timeout) and
+    /// [`Error::WouldBlock`] in [non-blocking mode](Connection::set_nonblocking), having
+    /// consumed nothing.
     ///
     /// ```
     /// let (reader, writer) = shmpipe::pipe(false)?;
