@@ -93,8 +93,9 @@ enum Wait {
 }
 
 impl AsyncConnection {
-    /// Wraps `conn` for use from tokio tasks. Must be called inside a tokio runtime
-    /// (its reactor watches the end's descriptors). The connection is switched to
+    /// Wraps `conn` for use from tokio tasks. Must be called inside a tokio runtime with
+    /// its I/O driver enabled (`enable_io` or `enable_all`: its reactor watches the end's
+    /// descriptors). The connection is switched to
     /// non-blocking mode until [`into_inner`](AsyncConnection::into_inner).
     ///
     /// # Errors
@@ -499,10 +500,15 @@ impl AsyncConnection {
     /// # }
     /// ```
     pub async fn readable(&self) -> Result<()> {
+        // In turn with the receives: they share the reader's sleeping flag.
+        let _turn = self.recv_turn.lock().await;
+        // Memory and a look at the doorbells only: no drain, no wait.
         self.retry(Wait::Data, |c| {
-            match c.poll(Some(std::time::Duration::ZERO))? {
-                true => Ok(()),
-                false => Err(Error::WouldBlock),
+            let (ep, _) = c.rx()?;
+            if Self::data_ready(c) || ep.peer_gone()? {
+                Ok(())
+            } else {
+                Err(Error::WouldBlock)
             }
         })
         .await

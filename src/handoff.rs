@@ -218,6 +218,9 @@ impl Connection {
         let region = Region::map(memfd, layout)?;
         let shared = Arc::new(Shared { region });
         let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
+        // The parent set the options of these sockets (and holds them too): ours again.
+        data.refuse_passed_descriptors();
+        space.refuse_passed_descriptors();
         Ok(Connection::new(Endpoint::new(shared, fds.end, data, space)))
     }
 }

@@ -342,3 +342,23 @@ fn connection_moves_between_threads() {
     drop(t.join().unwrap());
     assert!(matches!(a.recv_bytes(), Err(Error::Eof)));
 }
+
+/// A receive that times out has waited (draining the doorbell, lowering the flag): a
+/// watched `fileno` must still become readable when the next message comes.
+#[test]
+fn fileno_stays_exact_after_a_receive_times_out() {
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    let fd = b.fileno().unwrap();
+    b.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+        .unwrap();
+    assert!(matches!(b.recv_bytes(), Err(Error::Timeout)));
+    a.send_bytes(b"after").unwrap();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on the connection's own descriptor; 60 s stands in for "never".
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 60_000) }, 1);
+    assert_eq!(b.recv_bytes().unwrap(), b"after");
+}

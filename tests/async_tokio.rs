@@ -300,3 +300,73 @@ fn futures_are_send() {
         assert!(matches!(AsyncConnection::new(closed), Err(Error::Closed)));
     });
 }
+
+/// `readable` sleeps like a receive and wakes on the message. (It once looked with a
+/// blocking `poll`, which drained the doorbell and lowered the flag, then slept with
+/// the flag down: the message never rang.)
+#[test]
+fn readable_wakes_when_a_message_comes() {
+    let _serial = serial();
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let sender = std::thread::spawn(move || {
+        // Send once the receiving thread is asleep in the reactor.
+        while common::process_state(tid) != Some('S') {
+            std::thread::yield_now();
+        }
+        a.send_bytes(b"now").unwrap();
+        a
+    });
+    current_thread().block_on(async {
+        let b = AsyncConnection::new(b).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), b.readable())
+            .await
+            .expect("readable never woke")
+            .unwrap();
+        assert_eq!(b.recv_bytes().await.unwrap(), b"now");
+    });
+    drop(sender.join().unwrap());
+}
+
+/// An end whose `fileno` was asked for before it went async: its receives must not
+/// drain the doorbells (that is the wrapper's job), or a send sleeping for room on the
+/// same end could miss its wake-up.
+#[test]
+fn an_end_watched_before_going_async_still_wakes_its_sender() {
+    let _serial = serial();
+    let (a, b) = Builder::new().capacity(RING).build().unwrap();
+    a.fileno().unwrap();
+    current_thread().block_on(async {
+        let (a, b) = (
+            AsyncConnection::new(a).unwrap(),
+            AsyncConnection::new(b).unwrap(),
+        );
+        let work = async {
+            let a_sends = async {
+                for i in 0..50 {
+                    a.send_bytes(&message(i * 4 + 2)).await.unwrap();
+                }
+            };
+            let b_sends = async {
+                for i in 0..200 {
+                    b.send_bytes(&message(i * 4)).await.unwrap();
+                }
+            };
+            let a_receives = async {
+                for i in 0..200 {
+                    assert_eq!(a.recv_bytes().await.unwrap(), message(i * 4));
+                }
+            };
+            let b_receives = async {
+                for i in 0..50 {
+                    assert_eq!(b.recv_bytes().await.unwrap(), message(i * 4 + 2));
+                }
+            };
+            tokio::join!(a_sends, b_sends, a_receives, b_receives);
+        };
+        tokio::time::timeout(Duration::from_secs(60), work)
+            .await
+            .expect("a task slept through its wake-up");
+    });
+}

@@ -20,9 +20,13 @@
 //!   broken pipe, with no extra descriptor (see [`crate::shm::liveness`]).
 //! * **Nothing the peer sends can keep itself alive.** A process can pass descriptors
 //!   over a Unix socket (`SCM_RIGHTS`), and a descriptor in flight keeps its file open:
-//!   a peer that sent its own half into our queue and exited would never hang up.
-//!   [`Doorbell::drain`] therefore reads with room for passed descriptors and closes
-//!   every one it receives, so the hang-up comes as soon as we look.
+//!   a peer that sent its own half into our queue and exited would never hang up. Our
+//!   halves refuse passed descriptors (`SO_PASSRIGHTS` off, Linux 6.16+: the peer's
+//!   `sendmsg` fails with `EPERM`). Where the kernel does not know the option, or a
+//!   parent that created our half could turn it back on, [`Doorbell::drain`] reads with
+//!   room for passed descriptors and closes every one it receives, so the hang-up comes
+//!   as soon as we look. (Closing a passed descriptor can itself wait, for a TCP socket
+//!   with a long `SO_LINGER`, say: one more reason to refuse them where we can.)
 
 use crate::error::Result;
 use rustix::io::Errno;
@@ -32,7 +36,7 @@ use rustix::net::{
 };
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// How many reads one [`Doorbell::drain`] makes at most: a peer that keeps sending cannot
 /// keep us draining forever; what is left makes the next sleep return early, no more.
@@ -63,7 +67,30 @@ impl Doorbell {
             SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
             None,
         )?;
-        Ok((Doorbell { sock: a }, Doorbell { sock: b }))
+        let (a, b) = (Doorbell { sock: a }, Doorbell { sock: b });
+        a.refuse_passed_descriptors();
+        b.refuse_passed_descriptors();
+        Ok((a, b))
+    }
+
+    /// Turns `SO_PASSRIGHTS` off on our half, so that nobody can pass descriptors into
+    /// our queue. Best effort: kernels before 6.16 do not know the option, and then
+    /// [`Doorbell::drain`] closes what comes.
+    pub fn refuse_passed_descriptors(&self) {
+        /// `SO_PASSRIGHTS` (Linux 6.16); not in libc 0.2 yet.
+        const SO_PASSRIGHTS: libc::c_int = 83;
+        let off: libc::c_int = 0;
+        // SAFETY: setsockopt on a socket we hold, with a pointer to an int and its size;
+        // it reads the value and changes only this socket's option.
+        unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PASSRIGHTS,
+                (&off as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 
     /// Wraps a socket received from another process (checked by the caller).
@@ -136,6 +163,46 @@ mod tests {
         drop(a);
         assert_eq!(b.drain().unwrap(), Drained::HungUp);
         b.ring().unwrap(); // ringing a closed peer is not an error
+    }
+
+    /// Where the kernel refuses passed descriptors, the peer's `sendmsg` fails; where it
+    /// cannot (a socket without the option), a drain closes what was passed, so that the
+    /// file goes away with the last copy its sender held.
+    #[test]
+    fn passed_descriptors_are_refused_or_closed_by_a_drain() {
+        let send_fd = |via: BorrowedFd<'_>, fd: BorrowedFd<'_>| {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+            let fds = [fd];
+            assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+            rustix::net::sendmsg(
+                via,
+                &[std::io::IoSlice::new(&[1])],
+                &mut control,
+                SendFlags::DONTWAIT,
+            )
+        };
+        let (a, b) = Doorbell::pair().unwrap();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let refused = send_fd(a.fd(), r.as_fd());
+        // Either refused (Linux 6.16+) or delivered; both are fine here.
+        assert!(matches!(refused, Ok(_) | Err(Errno::PERM)), "{refused:?}");
+        // A socket without the option: the descriptor arrives, and a drain closes it.
+        let (x, y) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .unwrap();
+        let (x, y) = (Doorbell::from_fd(x), Doorbell::from_fd(y));
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        send_fd(x.fd(), r.as_fd()).unwrap();
+        drop(r); // the copy in flight is now the pipe's only read end
+        assert_eq!(y.drain().unwrap(), Drained::Empty);
+        // The drain closed it: writing finds no reader.
+        assert_eq!(rustix::io::write(&w, b"x"), Err(Errno::PIPE));
+        drop(b);
     }
 
     #[test]

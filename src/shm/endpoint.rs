@@ -286,7 +286,8 @@ impl Endpoint {
         let (Some(w), Some(rx)) = (self.watch.get(), &self.rx) else {
             return Ok(());
         };
-        if !self.watched.get() {
+        // An `AsyncConnection` drains the doorbells itself (see `async_driven`).
+        if !self.watched.get() || self.async_driven.get() {
             return Ok(());
         }
         let set_pending = || -> Result<()> {

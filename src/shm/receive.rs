@@ -134,6 +134,10 @@ impl Endpoint {
         if let Some(e) = err {
             return Err(rx.break_with(e));
         }
+        // The wait drained the data doorbell and lowered the flag: a watched `fileno`
+        // must be made exact again whatever the caller does next (it may return
+        // `Timeout` or `MessageTooLong` without receiving anything).
+        self.settle_watch()?;
         Ok(woken)
     }
 
@@ -165,7 +169,7 @@ impl Endpoint {
         deadline: Deadline,
     ) -> Result<Read> {
         out.clear();
-        let mut asm = match next {
+        let (first, mut asm) = match next {
             Next::Fresh(first) if first.kind == Kind::Whole => {
                 out.reserve_exact(first.len);
                 rx.consumer.append(&first, out);
@@ -176,33 +180,68 @@ impl Endpoint {
             Next::Fresh(first) => {
                 // Checked against the total it announces before it is copied.
                 let asm = rx.guard(Reassembly::start(&first.checked()))?;
-                grow_for(out, asm.total, first.len);
-                rx.consumer.append(&first, out);
-                self.release(rx, &first)?;
-                asm
+                (first, asm)
             }
             Next::Resumed => {
-                let p = rx.partial.take().expect("a partial message to resume");
-                out.reserve_exact(p.data.len());
-                out.extend_from_slice(&p.data);
-                p.asm
+                // Go on in the kept buffer: no copy back and forth per attempt (a long
+                // message received in many non-blocking steps would cost quadratic
+                // copying); the caller's buffer gets the message once it is whole.
+                let mut p = rx.partial.take().expect("a partial message to resume");
+                let end = self.read_fragments(rx, &mut p.asm, &mut p.data, deadline);
+                return match end {
+                    Ok(Read::Done) => {
+                        out.reserve_exact(p.data.len());
+                        out.extend_from_slice(&p.data);
+                        self.after_receive()?;
+                        Ok(Read::Done)
+                    }
+                    Ok(Read::Cancelled) => Ok(Read::Cancelled),
+                    Err(e @ (Error::Timeout | Error::WouldBlock)) => {
+                        *rx.partial.borrow_mut() = Some(p);
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                };
             }
         };
+        grow_for(out, asm.total, first.len);
+        rx.consumer.append(&first, out);
+        self.release(rx, &first)?;
+        match self.read_fragments(rx, &mut asm, out, deadline) {
+            Ok(Read::Done) => {
+                self.after_receive()?;
+                Ok(Read::Done)
+            }
+            Ok(Read::Cancelled) => {
+                out.clear();
+                Ok(Read::Cancelled)
+            }
+            Err(e @ (Error::Timeout | Error::WouldBlock)) => {
+                // Keep what was taken for the next call (copied once).
+                let mut data = AlignedVec::with_capacity(out.len());
+                data.extend_from_slice(out.as_slice());
+                *rx.partial.borrow_mut() = Some(Partial { data, asm });
+                out.clear();
+                Err(e)
+            }
+            // A writer that died mid-message never sent the rest: EOF.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the fragments after the first into `out` until the last (or a `CANCEL`),
+    /// within `deadline`.
+    fn read_fragments<S: Sink>(
+        &self,
+        rx: &Rx,
+        asm: &mut Reassembly,
+        out: &mut S,
+        deadline: Deadline,
+    ) -> Result<Read> {
         loop {
-            let rec = match self.next_record(rx, deadline) {
-                Ok(rec) => rec,
-                Err(e @ (Error::Timeout | Error::WouldBlock)) => {
-                    let mut data = AlignedVec::with_capacity(out.len());
-                    data.extend_from_slice(out.as_slice());
-                    *rx.partial.borrow_mut() = Some(Partial { data, asm });
-                    return Err(e);
-                }
-                // A writer that died mid-message never sent the rest: EOF.
-                Err(e) => return Err(e),
-            };
+            let rec = self.next_record(rx, deadline)?;
             if rec.kind == Kind::Cancel {
                 self.release(rx, &rec)?;
-                out.clear();
                 return Ok(Read::Cancelled);
             }
             let last = rx.guard(asm.next(&rec.checked()))?;
@@ -210,11 +249,9 @@ impl Endpoint {
             rx.consumer.append(&rec, out);
             self.release(rx, &rec)?;
             if last {
-                break;
+                return Ok(Read::Done);
             }
         }
-        self.after_receive()?;
-        Ok(Read::Done)
     }
 
     /// Receives the next whole message into `out`: waits for it within `deadline`,
