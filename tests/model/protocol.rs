@@ -1,4 +1,4 @@
-//! The ring and wake-up protocols of `src/ring.rs` and `src/wakeup.rs`, as a model that
+//! The ring and wake-up protocols of `src/shm/ring/` and `src/shm/wakeup.rs`, as a model that
 //! a checker runs over many interleavings: one producer, one consumer, a ring of `SLOTS`
 //! records, `MESSAGES` messages, then the producer's end closes. Included by
 //! `tests/loom_ring.rs` (exhaustive up to a preemption bound, weak memory) and
@@ -6,8 +6,8 @@
 //!
 //! The model keeps the real code's structure (own index, cached copy of the other's,
 //! publish by compare-exchange, announce / re-check / sleep, ring only a raised flag) with
-//! records reduced to one slot each. The doorbells (eventfds) and the peer's death
-//! (`POLLHUP` on the liveness socket) are kernel objects whose state the kernel keeps
+//! records reduced to one slot each. The doorbells (socket halves) and the peer's death
+//! (`POLLHUP` on them) are kernel objects whose state the kernel keeps
 //! under a lock; they are modelled as such, with a `Mutex` and a `Condvar`.
 //!
 //! Every odd-numbered message is a long one whose writer gives up after its first
@@ -44,14 +44,13 @@ struct Ring {
     reader_sleeping: AtomicU32,
     writer_sleeping: AtomicU32,
     slots: Vec<UnsafeCell<u64>>,
-    /// The reader's `poll` set: data doorbell and the writer's liveness socket.
+    /// The reader's `poll` set: its data doorbell, which hangs up when the writer goes.
     data_bell: Bell,
     /// The writer's: space doorbell (its peer never closes in this model).
     space_bell: Bell,
 }
 
-/// An eventfd (readable after `ring`, drained by the waiter) together with the liveness
-/// socket polled beside it (hung up after `close`).
+/// A doorbell: readable after `ring` (drained by the waiter), and hung up after `close`.
 struct Bell {
     state: Mutex<(bool, bool)>, // (rung, peer closed)
     cv: Condvar,
