@@ -77,13 +77,17 @@ impl End for ShmInto {
     }
 }
 
+/// Sends `msg` as a typed `Vec<u8>`, kept in `vec` (prepared once per size).
+fn send_typed(conn: &shmpipe::Connection, vec: &mut Vec<u8>, msg: &[u8]) {
+    if vec.len() != msg.len() {
+        *vec = msg.to_vec();
+    }
+    conn.send(vec).unwrap();
+}
+
 impl End for ShmArchived {
     fn send(&mut self, msg: &[u8]) {
-        // The typed payload is a Vec<u8> of the message's size, prepared once.
-        if self.1.len() != msg.len() {
-            self.1 = msg.to_vec();
-        }
-        self.0.send(&self.1).unwrap();
+        send_typed(&self.0, &mut self.1, msg);
     }
     fn recv(&mut self, _: &mut [u8]) -> usize {
         let m = self.0.recv_archived::<Vec<u8>>().unwrap();
@@ -94,10 +98,7 @@ impl End for ShmArchived {
 
 impl End for ShmInPlace {
     fn send(&mut self, msg: &[u8]) {
-        if self.1.len() != msg.len() {
-            self.1 = msg.to_vec();
-        }
-        self.0.send(&self.1).unwrap();
+        send_typed(&self.0, &mut self.1, msg);
     }
     fn recv(&mut self, _: &mut [u8]) -> usize {
         // SAFETY: the peer is this benchmark's own shmpipe sender.
@@ -109,10 +110,7 @@ impl End for ShmInPlace {
 
 impl End for ShmTyped {
     fn send(&mut self, msg: &[u8]) {
-        if self.1.len() != msg.len() {
-            self.1 = msg.to_vec();
-        }
-        self.0.send(&self.1).unwrap();
+        send_typed(&self.0, &mut self.1, msg);
     }
     fn recv(&mut self, _: &mut [u8]) -> usize {
         let m = self.0.recv::<Vec<u8>>().unwrap();

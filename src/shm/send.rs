@@ -40,18 +40,8 @@ impl Endpoint {
         }
         let mut at = 0;
         while at < buf.len() {
-            let len = frag.min(buf.len() - at);
-            let (kind, aux) = if at == 0 {
-                (Kind::First, buf.len() as u64)
-            } else if at + len == buf.len() {
-                (Kind::Last, at as u64)
-            } else {
-                (Kind::Middle, at as u64)
-            };
-            let chunk = &buf[at..at + len];
-            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
-            match self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, deadline) {
-                Ok(()) => at += len,
+            match self.write_fragment(tx, buf, at, frag, deadline) {
+                Ok(len) => at += len,
                 Err(e @ (Error::Timeout | Error::WouldBlock)) if at > 0 => {
                     self.cancel(tx, buf.len())?;
                     return Err(e);
@@ -82,20 +72,33 @@ impl Endpoint {
         }
         let frag = tx.fragment_size();
         while *at < buf.len() {
-            let len = frag.min(buf.len() - *at);
-            let (kind, aux) = if *at == 0 {
-                (Kind::First, buf.len() as u64)
-            } else if *at + len == buf.len() {
-                (Kind::Last, *at as u64)
-            } else {
-                (Kind::Middle, *at as u64)
-            };
-            let chunk = &buf[*at..*at + len];
-            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
-            self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, Deadline::Now)?;
-            *at += len;
+            *at += self.write_fragment(tx, buf, *at, frag, Deadline::Now)?;
         }
         Ok(true)
+    }
+
+    /// Writes the fragment of `buf` that starts at `at` (at most `frag` bytes, keeping
+    /// the cancel room), within `deadline`; returns its length.
+    fn write_fragment(
+        &self,
+        tx: &Tx,
+        buf: &[u8],
+        at: usize,
+        frag: usize,
+        deadline: Deadline,
+    ) -> Result<usize> {
+        let len = frag.min(buf.len() - at);
+        let (kind, aux) = if at == 0 {
+            (Kind::First, buf.len() as u64)
+        } else if at + len == buf.len() {
+            (Kind::Last, at as u64)
+        } else {
+            (Kind::Middle, at as u64)
+        };
+        let chunk = &buf[at..at + len];
+        let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
+        self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, deadline)?;
+        Ok(len)
     }
 
     /// Abandons the fragmented message of `total` bytes in progress: the reader drops
