@@ -373,17 +373,20 @@ impl AsyncConnection {
                 other => return other,
             }
         }
-        let bytes = rkyv::api::high::to_bytes_in::<_, BoxedError>(
-            value,
-            rkyv::util::AlignedVec::<16>::new(),
-        )
-        .map_err(|e| {
+        // The connection's kept buffer, as the blocking `send` uses (a dropped future
+        // simply drops it).
+        let scratch = self.lock().conn.tx()?.1.scratch.take();
+        let bytes = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, scratch).map_err(|e| {
             Error::Invalid(format!(
                 "cannot serialize {}: {e}",
                 std::any::type_name::<T>()
             ))
         })?;
-        self.send_bytes(&bytes).await
+        let sent = self.send_bytes(&bytes).await;
+        if let Ok((_, tx)) = self.lock().conn.tx() {
+            tx.scratch.give_back(bytes);
+        }
+        sent
     }
 
     /// Receives the next message (see [`Connection::recv_bytes`]).

@@ -370,3 +370,23 @@ fn an_end_watched_before_going_async_still_wakes_its_sender() {
             .expect("a task slept through its wake-up");
     });
 }
+
+/// A typed value larger than the ring: serialized once into the connection's kept
+/// buffer and sent in fragments while the other end reads.
+#[test]
+fn a_typed_value_longer_than_the_ring_goes_whole() {
+    let _serial = serial();
+    current_thread().block_on(async {
+        let (a, b) = Builder::new().capacity(RING).build().unwrap();
+        let (a, b) = (
+            AsyncConnection::new(a).unwrap(),
+            AsyncConnection::new(b).unwrap(),
+        );
+        let value: Vec<u64> = (0..100_000).map(|i| i * 7).collect();
+        for _ in 0..3 {
+            let (sent, got) = tokio::join!(a.send(&value), b.recv::<Vec<u64>>());
+            sent.unwrap();
+            assert_eq!(got.unwrap(), value);
+        }
+    });
+}

@@ -8,7 +8,7 @@
 //! [`crate::shm::liveness`]).
 //!
 //! The other side, after every publish, loads that flag; only if it is raised does it
-//! take it down (`swap`) and ring the doorbell with one `write(2)`. On a steady stream
+//! take it down (`swap`) and ring the doorbell with one non-blocking `send(2)`. On a steady stream
 //! nobody sleeps, so no system call is made at all.
 //!
 //! No wake-up can be lost: the sleeper does *raise flag; load index*, the waker does

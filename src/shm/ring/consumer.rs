@@ -73,7 +73,7 @@ impl Consumer {
         }
         if shared & CLAIMED != 0 {
             return Err("another process holds a message of this end in place \
-                        (recv_archived) while this one reads: the end is used by two \
+                        (recv_archived_in_place) while this one reads: the end is used by two \
                         processes at once"
                 .into());
         }

@@ -144,7 +144,7 @@ impl RingRef {
 pub(crate) type Broken = String;
 
 /// Set in the published `tail` while a reader holds the record at `tail` in place
-/// (`recv_archived`); tails are otherwise multiples of 16. See [`Consumer::claim`].
+/// (`recv_archived_in_place`); tails are otherwise multiples of 16. See [`Consumer::claim`].
 pub(super) const CLAIMED: u64 = 1;
 
 /// Loads the consumer's `tail` as the producer sees it: the claim bit is no business of
