@@ -9,14 +9,14 @@ use crate::shm::liveness;
 use crate::shm::receive::{Partial, Scratch};
 use crate::shm::region::Region;
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
-use crate::shm::wakeup::Deadline;
+use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
 use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What both ends of a pipe share within one process: unmapped and closed when the last
 /// end in the process is dropped.
@@ -215,6 +215,34 @@ impl Endpoint {
 
     pub fn bells(&self) -> &Arc<Bells> {
         self.bells.as_ref().expect("doorbells present until drop")
+    }
+
+    /// Waits for `ready` (a look at the ring) on one side of this end: `flag` is that
+    /// side's sleeping flag, `bell` the doorbell rung for it, `other` the end's other
+    /// doorbell. A protocol violation seen by `ready` ends the wait and is returned as the
+    /// inner `Err`, for the caller to break its direction with.
+    pub fn wait_one(
+        &self,
+        flag: &AtomicU32,
+        bell: &Doorbell,
+        other: &Doorbell,
+        mut ready: impl FnMut() -> std::result::Result<bool, Broken>,
+        deadline: Option<Instant>,
+    ) -> Result<std::result::Result<Woken, Broken>> {
+        let waiter = Waiter { flag, bell, other };
+        let mut broken = None;
+        let woken = wakeup::wait(
+            std::slice::from_ref(&waiter),
+            |_| match ready() {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    broken = Some(e);
+                    Ok(true)
+                }
+            },
+            deadline,
+        )?;
+        Ok(broken.map_or(Ok(woken), Err))
     }
 
     /// Asks the kernel whether every copy of the other end is gone (see

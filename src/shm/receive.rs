@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::{Record, Sink};
-use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
+use crate::shm::wakeup::{Deadline, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::cell::Cell;
@@ -114,31 +114,14 @@ impl Endpoint {
 
     pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Option<Instant>) -> Result<Woken> {
         let bells = self.bells();
-        let waiter = Waiter {
-            flag: rx.consumer.sleeping_flag(),
-            bell: &bells.data,
-            other: &bells.space,
-        };
-        let mut err = None;
-        let woken = wakeup::wait(
-            std::slice::from_ref(&waiter),
-            |_| match rx.consumer.has_data() {
-                Ok(b) => Ok(b),
-                Err(e) => {
-                    err = Some(e);
-                    Ok(true)
-                }
-            },
-            deadline,
-        )?;
-        if let Some(e) = err {
-            return Err(rx.break_with(e));
-        }
+        let flag = rx.consumer.sleeping_flag();
+        let ready = || rx.consumer.has_data();
+        let woken = self.wait_one(flag, &bells.data, &bells.space, ready, deadline)?;
         // The wait drained the data doorbell and lowered the flag: a watched `fileno`
         // must be made exact again whatever the caller does next (it may return
         // `Timeout` or `MessageTooLong` without receiving anything).
         self.settle_watch()?;
-        Ok(woken)
+        woken.map_err(|e| rx.break_with(e))
     }
 
     /// Releases `rec` and rings the producer's doorbell if it sleeps waiting for room.

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
-use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
+use crate::shm::wakeup::{Deadline, Woken};
 use crate::shm::wire::Kind;
 
 impl Endpoint {
@@ -177,29 +177,12 @@ impl Endpoint {
 
     fn wait_for_room(&self, tx: &Tx, len: usize, keep: usize, deadline: Deadline) -> Result<()> {
         let bells = self.bells();
-        let waiter = Waiter {
-            flag: tx.producer.sleeping_flag(),
-            bell: &bells.space,
-            other: &bells.data,
-        };
-        let mut err = None;
-        let woken = wakeup::wait(
-            std::slice::from_ref(&waiter),
-            |_| match tx.producer.has_room(len, keep) {
-                Ok(b) => Ok(b),
-                Err(e) => {
-                    err = Some(e);
-                    Ok(true)
-                }
-            },
-            deadline.instant(),
-        )?;
+        let flag = tx.producer.sleeping_flag();
+        let ready = || tx.producer.has_room(len, keep);
+        let woken = self.wait_one(flag, &bells.space, &bells.data, ready, deadline.instant())?;
         // The wait may have drained our data doorbell: keep a watched `fileno` exact.
         self.settle_watch()?;
-        if let Some(e) = err {
-            return Err(tx.break_with(e));
-        }
-        match woken {
+        match woken.map_err(|e| tx.break_with(e))? {
             Woken::Ready(_) => Ok(()),
             Woken::PeerGone(_) => {
                 tx.peer_gone.set(true);
