@@ -8,6 +8,11 @@
 //! CPU and no timer. The doorbells also hang up when every copy of the other end is
 //! gone, so a task waiting for a message wakes on the peer's death, even by SIGKILL.
 //!
+//! A connection over a socket (TCP, or Python's wire protocol) instead registers a
+//! duplicate of its socket and awaits readable or writable. A dropped send there either
+//! sent nothing or is committed whole (see `Connection::send_bytes`): a stream cannot
+//! take back the start of a message.
+//!
 //! The connection sits in a `std::sync::Mutex` that is locked only for one non-blocking
 //! attempt at a time, never across an `.await`; so a task can send on an end while
 //! another receives on it. Calls in the same direction take turns (a
@@ -16,6 +21,7 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Drained;
+use crate::transport::Transport;
 use crate::typed::Message;
 use rkyv::rancor::BoxedError;
 use std::os::fd::OwnedFd;
@@ -61,12 +67,22 @@ pub struct AsyncConnection {
     was_nonblocking: bool,
     recv_turn: tokio::sync::Mutex<()>,
     send_turn: tokio::sync::Mutex<()>,
-    /// Duplicates of the end's doorbells, registered with the reactor: `data` is rung
-    /// for messages, `space` for room; either hangs up when the peer is gone.
-    data: AsyncFd<OwnedFd>,
-    space: AsyncFd<OwnedFd>,
+    /// The descriptors registered with the reactor.
+    readiness: Readiness,
     /// Woken whenever a task drained a doorbell: every waiting task then re-checks.
     drained: tokio::sync::Notify,
+}
+
+/// What a waiting task awaits, by transport.
+enum Readiness {
+    /// Duplicates of a shared-memory end's doorbells: `data` is rung for messages,
+    /// `space` for room; either hangs up when the peer is gone.
+    Shm {
+        data: AsyncFd<OwnedFd>,
+        space: AsyncFd<OwnedFd>,
+    },
+    /// A duplicate of the connection's socket.
+    Socket(AsyncFd<OwnedFd>),
 }
 
 /// The connection and the count of doorbell drains, under one lock.
@@ -114,25 +130,29 @@ impl AsyncConnection {
                 "AsyncConnection::new needs a tokio runtime".into(),
             ));
         }
-        let ep = conn.inner.as_ref().ok_or(Error::Closed)?;
-        let bells = ep.bells();
         let register = |fd: OwnedFd| -> Result<AsyncFd<OwnedFd>> {
             // SAFETY: `fd` is a fresh duplicate that the `AsyncFd` owns until it is
             // dropped; nothing replaces or closes it meanwhile.
             unsafe { AsyncFd::register(fd) }.map_err(|e| Error::Io(e.into_parts().1))
         };
-        let data = register(bells.data.fd().try_clone_to_owned()?)?;
-        let space = register(bells.space.fd().try_clone_to_owned()?)?;
+        let readiness = match conn.transport()? {
+            Transport::Shm(ep) => {
+                let bells = ep.bells();
+                let data = register(bells.data.fd().try_clone_to_owned()?)?;
+                let space = register(bells.space.fd().try_clone_to_owned()?)?;
+                ep.async_driven.set(true);
+                Readiness::Shm { data, space }
+            }
+            Transport::Socket(s) => Readiness::Socket(register(s.fd().try_clone_to_owned()?)?),
+        };
         let was_nonblocking = conn.is_nonblocking();
         conn.set_nonblocking(true)?;
-        ep.async_driven.set(true);
         Ok(AsyncConnection {
             conn: Mutex::new(Shared { conn, drains: 0 }),
             was_nonblocking,
             recv_turn: tokio::sync::Mutex::new(()),
             send_turn: tokio::sync::Mutex::new(()),
-            data,
-            space,
+            readiness,
             drained: tokio::sync::Notify::new(),
         })
     }
@@ -158,7 +178,7 @@ impl AsyncConnection {
             .unwrap_or_else(|p| p.into_inner())
             .conn;
         let _ = conn.set_nonblocking(self.was_nonblocking);
-        if let Some(ep) = &conn.inner {
+        if let Some(Transport::Shm(ep)) = &conn.inner {
             ep.async_driven.set(false);
         }
         conn
@@ -172,7 +192,9 @@ impl AsyncConnection {
     /// The sleeping flag of the way we wait, or `None` if this end cannot go that way
     /// (the attempt then reports the error).
     fn flag(conn: &Connection, way: Wait) -> Option<&AtomicU32> {
-        let ep = conn.inner.as_ref()?;
+        let Transport::Shm(ep) = conn.inner.as_ref()? else {
+            return None;
+        };
         match way {
             Wait::Data => Some(ep.rx.as_ref()?.consumer.sleeping_flag()),
             Wait::Space => Some(ep.tx.as_ref()?.producer.sleeping_flag()),
@@ -193,6 +215,10 @@ impl AsyncConnection {
         way: Wait,
         mut attempt: impl FnMut(&Connection) -> Result<T>,
     ) -> Result<T> {
+        let (data, space) = match &self.readiness {
+            Readiness::Shm { data, space } => (data, space),
+            Readiness::Socket(sock) => return self.retry_socket(sock, way, attempt).await,
+        };
         loop {
             // One lock per message on a busy stream: look, and if there is something,
             // take it under the same lock.
@@ -230,12 +256,43 @@ impl AsyncConnection {
             };
             if self.lock().drains == seen {
                 tokio::select! {
-                    r = self.data.readable() => self.drain(r, &self.data)?,
-                    r = self.space.readable() => self.drain(r, &self.space)?,
+                    r = data.readable() => self.drain(r, true)?,
+                    r = space.readable() => self.drain(r, false)?,
                     () = &mut notified => {}
                 }
             }
             Self::lower(&self.lock().conn, way);
+        }
+    }
+
+    /// [`retry`](Self::retry) on a socket: try, and when that would block, await the
+    /// socket's readiness and try again, clearing the readiness only after an attempt
+    /// made under it found nothing. A receive with the rest of an unfinished send still
+    /// to push out also wakes when the socket takes more (see `crate::socket::stream`).
+    async fn retry_socket<T>(
+        &self,
+        sock: &AsyncFd<OwnedFd>,
+        way: Wait,
+        mut attempt: impl FnMut(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        loop {
+            match attempt(&self.lock().conn) {
+                Err(Error::WouldBlock) => {}
+                other => return other,
+            }
+            let flushing = self.lock().conn.has_unsent_output();
+            let mut guard = match way {
+                Wait::Data if !flushing => sock.readable().await?,
+                Wait::Data => tokio::select! {
+                    r = sock.readable() => r?,
+                    r = sock.writable() => r?,
+                },
+                Wait::Space => sock.writable().await?,
+            };
+            match attempt(&self.lock().conn) {
+                Err(Error::WouldBlock) => guard.clear_ready(),
+                other => return other,
+            }
         }
     }
 
@@ -263,8 +320,11 @@ impl AsyncConnection {
     /// Whether a receive would find something to take (a record, or a message half
     /// taken earlier) or an error to report; memory only.
     fn data_ready(conn: &Connection) -> bool {
-        let Some(rx) = conn.inner.as_ref().and_then(|ep| ep.rx.as_ref()) else {
+        let Some(Transport::Shm(ep)) = conn.inner.as_ref() else {
             return true; // the attempt reports the error
+        };
+        let Some(rx) = ep.rx.as_ref() else {
+            return true;
         };
         rx.partial.borrow().is_some() || rx.consumer.has_data().unwrap_or(true)
     }
@@ -282,18 +342,16 @@ impl AsyncConnection {
     fn drain(
         &self,
         ready: std::io::Result<AsyncFdReadyGuard<'_, OwnedFd>>,
-        fd: &AsyncFd<OwnedFd>,
+        data: bool,
     ) -> Result<()> {
         let mut guard = ready?;
         let drained = {
             let mut shared = self.lock();
-            let ep = shared.conn.inner.as_ref().ok_or(Error::Closed)?;
-            let bells = ep.bells();
-            let bell = if std::ptr::eq(fd, &self.data) {
-                &bells.data
-            } else {
-                &bells.space
+            let Transport::Shm(ep) = shared.conn.transport()? else {
+                unreachable!("doorbells belong to shared-memory ends")
             };
+            let bells = ep.bells();
+            let bell = if data { &bells.data } else { &bells.space };
             let drained = bell.drain()?;
             shared.drains += 1;
             drained
@@ -337,9 +395,10 @@ impl AsyncConnection {
             done: false,
         };
         let result = self
-            .retry(Wait::Space, |c| {
-                let (ep, tx) = c.tx()?;
-                ep.send_some(tx, buf, &mut sending.at)
+            .retry(Wait::Space, |c| match c.transport()? {
+                Transport::Shm(ep) => ep.send_some(ep.sending()?, buf, &mut sending.at),
+                // All or nothing (or committed whole): nothing to take back.
+                Transport::Socket(_) => c.send_bytes(buf).map(|()| true),
             })
             .await;
         sending.done = result.is_ok() || sending.at == 0;
@@ -375,7 +434,7 @@ impl AsyncConnection {
         }
         // The connection's kept buffer, as the blocking `send` uses (a dropped future
         // simply drops it).
-        let scratch = self.lock().conn.tx()?.1.scratch.take();
+        let scratch = self.lock().conn.send_scratch()?.take();
         let bytes = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, scratch).map_err(|e| {
             Error::Invalid(format!(
                 "cannot serialize {}: {e}",
@@ -383,8 +442,8 @@ impl AsyncConnection {
             ))
         })?;
         let sent = self.send_bytes(&bytes).await;
-        if let Ok((_, tx)) = self.lock().conn.tx() {
-            tx.scratch.give_back(bytes);
+        if let Ok(scratch) = self.lock().conn.send_scratch() {
+            scratch.give_back(bytes);
         }
         sent
     }
@@ -507,8 +566,14 @@ impl AsyncConnection {
         let _turn = self.recv_turn.lock().await;
         // Memory and a look at the doorbells only: no drain, no wait.
         self.retry(Wait::Data, |c| {
-            let (ep, _) = c.rx()?;
-            if Self::data_ready(c) || ep.peer_gone()? {
+            let ready = match c.transport()? {
+                Transport::Shm(ep) => {
+                    ep.receiving()?;
+                    Self::data_ready(c) || ep.peer_gone()?
+                }
+                Transport::Socket(_) => c.poll(Some(std::time::Duration::ZERO))?,
+            };
+            if ready {
                 Ok(())
             } else {
                 Err(Error::WouldBlock)
@@ -533,7 +598,8 @@ impl Drop for Sending<'_> {
             return;
         }
         let shared = self.conn.lock();
-        if let Ok((ep, tx)) = shared.conn.tx() {
+        if let Ok(Transport::Shm(ep)) = shared.conn.transport() {
+            let Ok(tx) = ep.sending() else { return };
             // Never waits (the room was kept); an error here (the reader is gone, the
             // ring broke) leaves nothing to take back.
             let _ = ep.cancel(tx, self.total);

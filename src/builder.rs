@@ -8,6 +8,7 @@ use crate::shm::layout::{
     Layout, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, MAX_CAPACITY, MIN_CAPACITY,
 };
 use crate::shm::region::Region;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 /// Returns the two ends of a new pipe, like Python's `multiprocessing.Pipe(duplex)`.
@@ -132,6 +133,17 @@ impl Builder {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn build(&self) -> Result<(Connection, Connection)> {
+        let (end0, far) = self.build_one_end()?;
+        let end1 = Connection::new(Endpoint::new(far.shared, 1, far.data, far.space));
+        if end1.readable() {
+            end1.set_max_message_size(self.max_message)?;
+        }
+        Ok((end0, end1))
+    }
+
+    /// Makes the pipe, but only end 0 in this process: end 1's pieces are for another
+    /// process (a [`Listener`](crate::Listener) hands them to its client).
+    pub(crate) fn build_one_end(&self) -> Result<(Connection, FarEnd)> {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             return Err(Error::Invalid(format!(
                 "capacity {} is not between 1 and {MAX_CAPACITY} bytes",
@@ -146,12 +158,31 @@ impl Builder {
         let (space0, space1) = Doorbell::pair()?;
         let shared = Arc::new(Shared { region });
         let end0 = Connection::new(Endpoint::new(shared.clone(), 0, data0, space0));
-        let end1 = Connection::new(Endpoint::new(shared, 1, data1, space1));
-        for end in [&end0, &end1] {
-            if end.readable() {
-                end.set_max_message_size(self.max_message)?;
-            }
+        if end0.readable() {
+            end0.set_max_message_size(self.max_message)?;
         }
-        Ok((end0, end1))
+        let far = FarEnd {
+            shared,
+            data: data1,
+            space: space1,
+        };
+        Ok((end0, far))
+    }
+}
+
+/// End 1 of a new pipe before it is an end anywhere: the region and the end's two
+/// doorbells. Dropping it closes this process's copies (and so, if they were never
+/// passed on, tells end 0 that the other end is gone).
+pub(crate) struct FarEnd {
+    pub shared: Arc<Shared>,
+    pub data: Doorbell,
+    pub space: Doorbell,
+}
+
+impl FarEnd {
+    /// The three descriptors another process needs: the region's memfd and the two
+    /// doorbells, in that order.
+    pub fn fds(&self) -> [BorrowedFd<'_>; 3] {
+        [self.shared.region.memfd(), self.data.fd(), self.space.fd()]
     }
 }

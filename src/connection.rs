@@ -1,11 +1,14 @@
 //! [`Connection`]: one end of a pipe, with the methods of Python's
 //! `multiprocessing.connection.Connection`.
 
+use crate::buffers::{within, Sink, SliceSink};
+use crate::deadline::{deadline_after, Limits};
 use crate::error::{Error, Result};
-use crate::shm::endpoint::{Breakable, Endpoint, Rx, Tx};
-use crate::shm::receive::{within, Read};
-use crate::shm::ring::SliceSink;
-use crate::shm::wakeup::{deadline_after, Woken};
+use crate::shm::endpoint::{Breakable, Endpoint};
+use crate::shm::receive::Read;
+use crate::shm::wakeup::Woken;
+use crate::socket::stream::{SocketEnd, CLOSE_LINGER};
+use crate::transport::Transport;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -25,7 +28,9 @@ use std::time::Duration;
 /// # Ok::<(), shmpipe::Error>(())
 /// ```
 pub struct Connection {
-    pub(crate) inner: Option<Endpoint>,
+    pub(crate) inner: Option<Transport>,
+    /// Timeouts and non-blocking mode, which every blocking call turns into a deadline.
+    pub(crate) limits: Limits,
     readable: bool,
     writable: bool,
 }
@@ -34,28 +39,44 @@ impl Connection {
     pub(crate) fn new(ep: Endpoint) -> Connection {
         let (readable, writable) = (ep.rx.is_some(), ep.tx.is_some());
         Connection {
-            inner: Some(ep),
+            inner: Some(Transport::Shm(ep)),
+            limits: Limits::default(),
             readable,
             writable,
         }
     }
 
-    fn open(&self) -> Result<&Endpoint> {
+    pub(crate) fn over_socket(end: SocketEnd) -> Connection {
+        Connection {
+            inner: Some(Transport::Socket(end)),
+            limits: Limits::default(),
+            readable: true,
+            writable: true,
+        }
+    }
+
+    /// Whether a socket connection still holds part of a sent message (see
+    /// `crate::socket::stream`).
+    pub(crate) fn has_unsent_output(&self) -> bool {
+        matches!(&self.inner, Some(Transport::Socket(s)) if s.has_unsent_output())
+    }
+
+    pub(crate) fn transport(&self) -> Result<&Transport> {
         self.inner.as_ref().ok_or(Error::Closed)
     }
 
-    pub(crate) fn rx(&self) -> Result<(&Endpoint, &Rx)> {
-        let ep = self.open()?;
-        let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-        rx.ready_to_receive()?;
-        Ok((ep, rx))
-    }
-
-    pub(crate) fn tx(&self) -> Result<(&Endpoint, &Tx)> {
-        let ep = self.open()?;
-        let tx = ep.tx.as_ref().ok_or(Error::NotWritable)?;
-        tx.usable()?;
-        Ok((ep, tx))
+    /// Whether messages travel through shared memory: true for [`pipe`](crate::pipe)
+    /// ends, ends passed to a child, and a [`Client`](crate::Client) connection to a
+    /// shmpipe [`Listener`](crate::Listener) on a Unix address; false for TCP and
+    /// Python's wire protocol (and for a closed connection).
+    ///
+    /// ```
+    /// let (a, _b) = shmpipe::pipe(true)?;
+    /// assert!(a.is_shared_memory());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn is_shared_memory(&self) -> bool {
+        matches!(self.inner, Some(Transport::Shm(_)))
     }
 
     /// Sends `buf` as one message. Blocks while the ring is full.
@@ -82,8 +103,11 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
-        let (ep, tx) = self.tx()?;
-        ep.send_message(tx, buf, ep.write_deadline())
+        let deadline = self.limits.write_deadline();
+        match self.transport()? {
+            Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, deadline),
+            Transport::Socket(s) => s.send(buf, deadline),
+        }
     }
 
     /// Receives the next message. Blocks while there is none.
@@ -108,8 +132,15 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
-        let (_, rx) = self.rx()?;
-        self.recv_bytes_max(rx.max_message.get())
+        self.recv_bytes_max(self.limit()?)
+    }
+
+    /// The connection's limit on received messages.
+    pub(crate) fn limit(&self) -> Result<usize> {
+        match self.transport()? {
+            Transport::Shm(ep) => Ok(ep.receiving()?.max_message.get()),
+            Transport::Socket(s) => Ok(s.max_message.get()),
+        }
     }
 
     /// Like [`recv_bytes`](Connection::recv_bytes), but refuses a message longer than
@@ -128,12 +159,23 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>> {
-        let (ep, rx) = self.rx()?;
         let mut out = Vec::new();
-        ep.receive(rx, &mut out, ep.read_deadline(), |len, _| {
-            within(len, maxlength)
-        })?;
+        self.receive_into(&mut out, maxlength)?;
         Ok(out)
+    }
+
+    /// Receives the next message into `out`, refusing one longer than `max`.
+    pub(crate) fn receive_into<S: Sink>(&self, out: &mut S, max: usize) -> Result<()> {
+        let deadline = self.limits.read_deadline();
+        match self.transport()? {
+            Transport::Shm(ep) => {
+                ep.receive(ep.receiving()?, out, deadline, |len, _| within(len, max))
+            }
+            Transport::Socket(s) => {
+                within(s.next_len(deadline)?, max)?;
+                s.read_body(out, deadline)
+            }
+        }
     }
 
     /// Receives the next message into `buf` and returns its length. Allocates nothing
@@ -160,8 +202,22 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let (ep, rx) = self.rx()?;
-        let deadline = ep.read_deadline();
+        let deadline = self.limits.read_deadline();
+        let ep = match self.transport()? {
+            Transport::Shm(ep) => ep,
+            Transport::Socket(s) => {
+                let len = s.next_len(deadline)?;
+                if len > buf.len() {
+                    within(len, s.max_message.get())?;
+                    let mut whole = Vec::new();
+                    s.read_body(&mut whole, deadline)?;
+                    return Err(Error::BufferTooShort(whole));
+                }
+                s.read_body(&mut SliceSink::new(&mut buf[..len]), deadline)?;
+                return Ok(len);
+            }
+        };
+        let rx = ep.receiving()?;
         loop {
             let (len, next) = ep.next_message(rx, deadline)?;
             if len > buf.len() {
@@ -196,9 +252,13 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let (ep, rx) = self.rx()?;
-        rx.guard(rx.consumer.resync())?;
         let deadline = timeout.map(deadline_after);
+        let ep = match self.transport()? {
+            Transport::Shm(ep) => ep,
+            Transport::Socket(s) => return s.poll(deadline),
+        };
+        let rx = ep.receiving()?;
+        rx.guard(rx.consumer.resync())?;
         let woken = if rx.guard(rx.consumer.has_data())? {
             Woken::Ready(0)
         } else {
@@ -237,8 +297,10 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn fileno(&self) -> Result<RawFd> {
-        let ep = self.open()?;
-        ep.watch_fd()
+        match self.transport()? {
+            Transport::Shm(ep) => ep.watch_fd(),
+            Transport::Socket(s) => Ok(s.raw_fd()),
+        }
     }
 
     /// Closes this end. Idempotent; dropping the connection closes it too. Once every
@@ -255,6 +317,9 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn close(&mut self) {
+        if let Some(Transport::Socket(s)) = &self.inner {
+            s.finish(self.limits.write_timeout.get().unwrap_or(CLOSE_LINGER));
+        }
         self.inner = None;
     }
 
@@ -276,9 +341,13 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
-        let ep = self.open()?;
-        let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-        rx.max_message.set(bytes);
+        match self.transport()? {
+            Transport::Shm(ep) => {
+                let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
+                rx.max_message.set(bytes);
+            }
+            Transport::Socket(s) => s.max_message.set(bytes),
+        }
         Ok(())
     }
 
@@ -291,7 +360,10 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn max_message_size(&self) -> Option<usize> {
-        Some(self.inner.as_ref()?.rx.as_ref()?.max_message.get())
+        match self.inner.as_ref()? {
+            Transport::Shm(ep) => Some(ep.rx.as_ref()?.max_message.get()),
+            Transport::Socket(s) => Some(s.max_message.get()),
+        }
     }
 
     /// Whether [`close`](Connection::close) has been called.
@@ -337,10 +409,17 @@ const _: () = {
     assert_send::<Connection>();
 };
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("closed", &self.closed())
+            .field("shared_memory", &self.is_shared_memory())
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .finish()

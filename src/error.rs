@@ -59,6 +59,11 @@ pub enum Error {
     /// The connection is in [non-blocking mode](crate::Connection::set_nonblocking) and
     /// the call would have had to wait. Nothing was consumed or sent.
     WouldBlock,
+    /// The handshake of [`Listener::accept`](crate::Listener::accept) or
+    /// [`Client::connect`](crate::Client::connect) failed: the other side does not know
+    /// the authkey, or did not follow the protocol (Python's `AuthenticationError`). The
+    /// text says which.
+    Authentication(String),
     /// A system call failed.
     Io(io::Error),
 }
@@ -93,6 +98,7 @@ impl fmt::Display for Error {
             Error::Corrupt(why) => write!(f, "shared region corrupt: {why}"),
             Error::Timeout => f.write_str("timed out"),
             Error::WouldBlock => f.write_str("the operation would block"),
+            Error::Authentication(why) => write!(f, "authentication failed: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -141,6 +147,7 @@ impl Error {
                 io::ErrorKind::InvalidInput
             }
             Error::Corrupt(_) => io::ErrorKind::InvalidData,
+            Error::Authentication(_) => io::ErrorKind::PermissionDenied,
             Error::Timeout => io::ErrorKind::TimedOut,
             Error::WouldBlock => io::ErrorKind::WouldBlock,
         }

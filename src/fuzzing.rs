@@ -52,8 +52,16 @@ impl Input<'_> {
     }
 }
 
+/// The shared-memory end of a connection made by `pipe()`; `None` once closed.
+fn shm(conn: &Connection) -> Option<&crate::shm::endpoint::Endpoint> {
+    match conn.inner.as_ref()? {
+        crate::transport::Transport::Shm(ep) => Some(ep),
+        crate::transport::Transport::Socket(_) => None,
+    }
+}
+
 fn region_of(conn: &Connection) -> &Region {
-    &conn.inner.as_ref().expect("open").shared.region
+    &shm(conn).expect("an open pipe() end").shared.region
 }
 
 /// Writes like another process would: through the memfd, not through our mapping.
@@ -98,7 +106,9 @@ fn write_record(conn: &Connection, input: &mut Input<'_>) {
         2 => u64::from(input.u16()) * 16,
         _ => input.u64(),
     };
-    let Ok((_, tx)) = conn.tx() else { return };
+    let Some(tx) = shm(conn).and_then(|ep| ep.sending().ok()) else {
+        return;
+    };
     let len = len % (tx.producer.ring().max_record_payload() + 1);
     if let Ok(Some(grant)) = tx.producer.reserve(len, 0) {
         let fill = input.bytes(len.min(64)).to_vec();
@@ -131,7 +141,7 @@ fn receive(conn: &Connection, how: u8, size: usize) -> Result<bool> {
 /// Whether the next record `conn` would read is a whole message, so that receiving it
 /// cannot wait for further fragments (the peer is alive while the actions play out).
 fn next_is_whole(conn: &Connection) -> bool {
-    let Ok((_, rx)) = conn.rx() else {
+    let Some(rx) = shm(conn).and_then(|ep| ep.receiving().ok()) else {
         return false;
     };
     rx.consumer.resync().is_ok()

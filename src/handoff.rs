@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::region::Region;
+use crate::transport::Transport;
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -133,7 +134,14 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pass_to_child(&self, cmd: &mut Command, key: &str) -> Result<()> {
-        let ep = self.inner.as_ref().ok_or(Error::Closed)?;
+        let ep = match self.transport()? {
+            Transport::Shm(ep) => ep,
+            Transport::Socket(_) => {
+                return Err(Error::Invalid(
+                    "only a shared-memory connection can be passed to a child this way".into(),
+                ))
+            }
+        };
         check_key(key)?;
         let bells = ep.bells();
         let fds = Fds {
@@ -253,23 +261,12 @@ fn check_fds(fds: &Fds) -> Result<crate::shm::layout::Layout> {
     let borrow = |fd: RawFd| unsafe { BorrowedFd::borrow_raw(fd) };
     let layout = Region::check(borrow(fds.memfd.fd))?;
     for n in [fds.data, fds.space] {
-        check_socket(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
+        Doorbell::check(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
     }
     Ok(layout)
 }
 
 /// A doorbell must be a connected Unix stream socket.
-fn check_socket(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
-    use rustix::net::{sockopt, AddressFamily, SocketType};
-    let kind = sockopt::socket_type(fd).map_err(|_| "is not a socket".to_string())?;
-    let domain = sockopt::socket_domain(fd).map_err(|e| format!("has no domain: {e}"))?;
-    if kind != SocketType::STREAM || domain != AddressFamily::UNIX {
-        return Err("is not a Unix stream socket".into());
-    }
-    rustix::net::getpeername(fd).map_err(|_| "is not a connected socket".to_string())?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,13 +52,18 @@
 pub mod __fuzz;
 #[cfg(feature = "tokio")]
 mod async_connection;
+mod buffers;
 mod builder;
 mod connection;
+mod deadline;
 mod error;
 mod handoff;
+mod net;
 mod select;
 mod shm;
+mod socket;
 mod timeouts;
+mod transport;
 mod typed;
 
 #[cfg(feature = "tokio")]
@@ -66,5 +71,8 @@ pub use async_connection::AsyncConnection;
 pub use builder::{pipe, Builder};
 pub use connection::Connection;
 pub use error::{Error, Result};
+pub use net::address::Address;
+pub use net::client::{Client, ClientBuilder};
+pub use net::listener::{Listener, ListenerBuilder, Peer};
 pub use select::wait;
 pub use typed::{Archived, Message};

@@ -1,10 +1,14 @@
 //! [`wait`]: block on many connections at once, like `multiprocessing.connection.wait`.
 
 use crate::connection::Connection;
+use crate::deadline::deadline_after;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::wakeup::{self, deadline_after, Waiter, Woken};
-use std::time::Duration;
+use crate::shm::wakeup::{self, Waiter, Woken};
+use crate::transport::Transport;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// Waits until at least one of `conns` has a message waiting or has reached EOF, or
 /// until `timeout` passes (`None`: no limit). Returns the indices, in `conns`, of every
@@ -33,9 +37,11 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     }
     let mut ends: Vec<(&Endpoint, &Rx)> = Vec::with_capacity(conns.len());
     for c in conns {
-        let ep = c.inner.as_ref().ok_or(Error::Closed)?;
-        let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-        rx.ready_to_receive()?;
+        let ep = match c.transport()? {
+            Transport::Shm(ep) => ep,
+            Transport::Socket(_) => return wait_on_descriptors(conns, timeout),
+        };
+        let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;
         ends.push((ep, rx));
     }
@@ -71,6 +77,50 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     }
     settle(&ends)?;
     Ok(ready)
+}
+
+/// `wait` on a list with socket connections in it: `poll(2)` on every connection's
+/// [`fileno`](Connection::fileno), which is readable exactly when its `poll` would say
+/// true. (A shared-memory end then keeps its `fileno` exact from here on: a system call
+/// each time a receive empties its ring.)
+fn wait_on_descriptors(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let deadline = timeout.map(deadline_after);
+    loop {
+        let mut ready = Vec::new();
+        for (i, c) in conns.iter().enumerate() {
+            if c.poll(Some(Duration::ZERO))? {
+                ready.push(i);
+            }
+        }
+        if !ready.is_empty() || deadline.is_some_and(|at| Instant::now() >= at) {
+            return Ok(ready);
+        }
+        let fds = conns
+            .iter()
+            .map(|c| c.fileno())
+            .collect::<Result<Vec<RawFd>>>()?;
+        // SAFETY: each number is a descriptor its connection owns, open while the
+        // connection is borrowed by this call.
+        let borrowed: Vec<BorrowedFd<'_>> = fds
+            .iter()
+            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
+        let mut pollfds: Vec<PollFd<'_>> = borrowed
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        let left = deadline.map(|at| {
+            let d = at.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            }
+        });
+        match rustix::event::poll(&mut pollfds, left.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Restores the readiness of any watched `fileno` that the wait may have drained.

@@ -53,11 +53,8 @@ impl Connection {
     /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
         check(timeout)?;
-        self.inner
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .read_timeout
-            .set(timeout);
+        self.transport()?;
+        self.limits.read_timeout.set(timeout);
         Ok(())
     }
 
@@ -81,11 +78,8 @@ impl Connection {
     /// ```
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> Result<()> {
         check(timeout)?;
-        self.inner
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .write_timeout
-            .set(timeout);
+        self.transport()?;
+        self.limits.write_timeout.set(timeout);
         Ok(())
     }
 
@@ -97,7 +91,8 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.inner.as_ref()?.read_timeout.get()
+        self.inner.as_ref()?;
+        self.limits.read_timeout.get()
     }
 
     /// The send timeout; `None` if there is none (or the connection is closed).
@@ -108,7 +103,8 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn write_timeout(&self) -> Option<Duration> {
-        self.inner.as_ref()?.write_timeout.get()
+        self.inner.as_ref()?;
+        self.limits.write_timeout.get()
     }
 
     /// Switches this end, in this process, to non-blocking mode (or back). In
@@ -137,11 +133,8 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<()> {
-        self.inner
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .nonblocking
-            .set(nonblocking);
+        self.transport()?;
+        self.limits.nonblocking.set(nonblocking);
         Ok(())
     }
 
@@ -153,6 +146,6 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn is_nonblocking(&self) -> bool {
-        self.inner.as_ref().is_some_and(|ep| ep.nonblocking.get())
+        self.inner.is_some() && self.limits.nonblocking.get()
     }
 }

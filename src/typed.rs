@@ -6,12 +6,14 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
+use crate::buffers::{within, Scratch};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::receive::{within, Next, Read};
+use crate::shm::receive::{Next, Read};
 use crate::shm::ring::{GrantWriter, Record};
 use crate::shm::wire::Kind;
+use crate::transport::Transport;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor::BoxedError;
@@ -106,7 +108,17 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn send<T: Message>(&self, value: &T) -> Result<()> {
-        let (ep, tx) = self.tx()?;
+        let deadline = self.limits.write_deadline();
+        let ep = match self.transport()? {
+            Transport::Shm(ep) => ep,
+            Transport::Socket(s) => {
+                let bytes = serialize(value, s.send_scratch.take())?;
+                let sent = s.send(&bytes, deadline);
+                s.send_scratch.give_back(bytes);
+                return sent;
+            }
+        };
+        let tx = ep.sending()?;
         ep.check_reader(tx)?;
         tx.guard(tx.producer.resync())?;
         let reloads = tx.producer.reloads();
@@ -123,14 +135,8 @@ impl Connection {
             }
             // Did not fit in the free space: nothing was published; go the long way.
         }
-        let bytes = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, tx.scratch.take())
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot serialize {}: {e}",
-                    std::any::type_name::<T>()
-                ))
-            })?;
-        let sent = ep.send_message(tx, &bytes, ep.write_deadline());
+        let bytes = serialize(value, tx.scratch.take())?;
+        let sent = ep.send_message(tx, &bytes, deadline);
         tx.scratch.give_back(bytes);
         sent
     }
@@ -155,11 +161,39 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv<T: Message>(&self) -> Result<T> {
-        let (ep, rx) = self.rx()?;
-        let copy = receive_copy(ep, rx)?;
+        let scratch = self.scratch()?;
+        let copy = self.receive_copy(scratch)?;
         let value = decode::<T>(&copy);
-        rx.scratch.give_back(copy);
+        scratch.give_back(copy);
         value
+    }
+
+    /// The buffer kept for typed sends.
+    pub(crate) fn send_scratch(&self) -> Result<&Scratch> {
+        match self.transport()? {
+            Transport::Shm(ep) => Ok(&ep.sending()?.scratch),
+            Transport::Socket(s) => Ok(&s.send_scratch),
+        }
+    }
+
+    /// The buffer kept for typed receives.
+    fn scratch(&self) -> Result<&Scratch> {
+        match self.transport()? {
+            Transport::Shm(ep) => Ok(&ep.receiving()?.scratch),
+            Transport::Socket(s) => Ok(&s.scratch),
+        }
+    }
+
+    /// The next message, in the kept buffer (aligned for rkyv).
+    fn receive_copy(&self, scratch: &Scratch) -> Result<AlignedVec> {
+        let mut copy = scratch.take();
+        match self.receive_into(&mut copy, self.limit()?) {
+            Ok(()) => Ok(copy),
+            Err(e) => {
+                scratch.give_back(copy);
+                Err(e)
+            }
+        }
     }
 
     /// Receives the next message and validates it as an archive of `T`. The returned
@@ -186,15 +220,14 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_archived<T: Message>(&self) -> Result<Archived<'_, T>> {
-        let (ep, rx) = self.rx()?;
-        let copy = receive_copy(ep, rx)?;
+        let scratch = self.scratch()?;
+        let copy = self.receive_copy(scratch)?;
         if let Err(e) = validate::<T>(&copy) {
-            rx.scratch.give_back(copy);
+            scratch.give_back(copy);
             return Err(e);
         }
         Ok(Archived {
-            ep,
-            rx,
+            scratch,
             held: None,
             bytes: Bytes::Copy(copy),
             _t: PhantomData,
@@ -226,8 +259,13 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub unsafe fn recv_archived_in_place<T: Message>(&self) -> Result<Archived<'_, T>> {
-        let (ep, rx) = self.rx()?;
-        let deadline = ep.read_deadline();
+        let deadline = self.limits.read_deadline();
+        let ep = match self.transport()? {
+            // No ring to read in place: an archive in a copy of our own.
+            Transport::Socket(_) => return self.recv_archived(),
+            Transport::Shm(ep) => ep,
+        };
+        let rx = ep.receiving()?;
         let first = loop {
             let (len, next) = ep.next_message(rx, deadline)?;
             within(len, rx.max_message.get())?;
@@ -252,8 +290,7 @@ impl Connection {
                 return Err(e);
             }
             return Ok(Archived {
-                ep,
-                rx,
+                scratch: &rx.scratch,
                 held: None,
                 bytes: Bytes::Copy(copy),
                 _t: PhantomData,
@@ -274,9 +311,8 @@ impl Connection {
         }
         rx.lent.set(true);
         Ok(Archived {
-            ep,
-            rx,
-            held: Some(first),
+            scratch: &rx.scratch,
+            held: Some((ep, rx, first)),
             bytes: Bytes::Ring(bytes.as_ptr(), bytes.len()),
             _t: PhantomData,
         })
@@ -285,16 +321,13 @@ impl Connection {
 
 /// Receives the next message into the connection's kept buffer (checked against the
 /// message size limit first).
-fn receive_copy(ep: &Endpoint, rx: &Rx) -> Result<AlignedVec> {
-    let mut copy = rx.scratch.take();
-    let max = rx.max_message.get();
-    match ep.receive(rx, &mut copy, ep.read_deadline(), |len, _| within(len, max)) {
-        Ok(()) => Ok(copy),
-        Err(e) => {
-            rx.scratch.give_back(copy);
-            Err(e)
-        }
-    }
+fn serialize<T: Message>(value: &T, into: AlignedVec) -> Result<AlignedVec> {
+    rkyv::api::high::to_bytes_in::<_, BoxedError>(value, into).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot serialize {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 enum Bytes {
@@ -327,10 +360,10 @@ enum Bytes {
 /// # Ok::<(), shmpipe::Error>(())
 /// ```
 pub struct Archived<'c, T: Message> {
-    ep: &'c Endpoint,
-    rx: &'c Rx,
+    /// Where a copy goes back to when the guard drops.
+    scratch: &'c Scratch,
     /// The record to release on drop, when the message is read in place.
-    held: Option<Record>,
+    held: Option<(&'c Endpoint, &'c Rx, Record)>,
     bytes: Bytes,
     _t: PhantomData<fn() -> T>,
 }
@@ -372,17 +405,16 @@ impl<T: Message> std::ops::Deref for Archived<'_, T> {
 impl<T: Message> Drop for Archived<'_, T> {
     fn drop(&mut self) {
         if let Bytes::Copy(copy) = &mut self.bytes {
-            self.rx.scratch.give_back(std::mem::take(copy));
+            self.scratch.give_back(std::mem::take(copy));
         }
-        if let Some(rec) = self.held.take() {
-            self.rx.lent.set(false);
+        if let Some((ep, rx, rec)) = self.held.take() {
+            rx.lent.set(false);
             // A failure here (the ring broke, or the doorbell could not be rung) is kept
             // by the connection and reported by its next call.
-            if let Err(Error::Io(e)) = self.ep.release(self.rx, &rec) {
-                self.rx
-                    .break_with(format!("could not wake the sender: {e}"));
+            if let Err(Error::Io(e)) = ep.release(rx, &rec) {
+                rx.break_with(format!("could not wake the sender: {e}"));
             }
-            let _ = self.ep.after_receive();
+            let _ = ep.after_receive();
         }
     }
 }

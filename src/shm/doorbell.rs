@@ -93,6 +93,19 @@ impl Doorbell {
         }
     }
 
+    /// Checks that `fd`, received from another process, can be a doorbell: a connected
+    /// Unix stream socket. The error says what it is instead.
+    pub fn check(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+        use rustix::net::{sockopt, AddressFamily, SocketType};
+        let kind = sockopt::socket_type(fd).map_err(|_| "is not a socket".to_string())?;
+        let domain = sockopt::socket_domain(fd).map_err(|e| format!("has no domain: {e}"))?;
+        if kind != SocketType::STREAM || domain != AddressFamily::UNIX {
+            return Err("is not a Unix stream socket".into());
+        }
+        rustix::net::getpeername(fd).map_err(|_| "is not a connected socket".to_string())?;
+        Ok(())
+    }
+
     /// Wraps a socket received from another process (checked by the caller).
     pub fn from_fd(sock: OwnedFd) -> Doorbell {
         Doorbell { sock }

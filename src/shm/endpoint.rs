@@ -2,21 +2,22 @@
 //! (which also tell it when the other end is gone), and the producer and/or consumer
 //! state of the rings it uses. Dropping an `Endpoint` is what closes an end.
 
+use crate::buffers::Scratch;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
 use crate::shm::liveness;
-use crate::shm::receive::{Partial, Scratch};
+use crate::shm::receive::Partial;
 use crate::shm::region::Region;
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
-use crate::shm::wakeup::{self, Deadline, Waiter, Woken};
+use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What both ends of a pipe share within one process: unmapped and closed when the last
 /// end in the process is dropped.
@@ -134,12 +135,6 @@ pub(crate) struct Endpoint {
     watch: OnceCell<Watch>,
     /// Whether `fileno` was called: the receive path then keeps its readiness exact.
     pub watched: Cell<bool>,
-    /// Non-blocking mode (this end, this process).
-    pub nonblocking: Cell<bool>,
-    /// How long a receive may wait in blocking mode; `None`: as long as it takes.
-    pub read_timeout: Cell<Option<Duration>>,
-    /// How long a send may wait in blocking mode.
-    pub write_timeout: Cell<Option<Duration>>,
     /// Driven by an `AsyncConnection`, which alone drains the doorbells (so that no task
     /// eats another's wake-up); liveness checks then only look.
     pub async_driven: Cell<bool>,
@@ -196,21 +191,30 @@ impl Endpoint {
             tx,
             watch: OnceCell::new(),
             watched: Cell::new(false),
-            nonblocking: Cell::new(false),
-            read_timeout: Cell::new(None),
-            write_timeout: Cell::new(None),
             async_driven: Cell::new(false),
         }
     }
 
-    /// The deadline of a receive starting now.
-    pub fn read_deadline(&self) -> Deadline {
-        Deadline::for_call(self.nonblocking.get(), self.read_timeout.get())
+    /// This end's receiving half, ready for a receive.
+    ///
+    /// # Errors
+    /// [`Error::NotReadable`] on the writing end of a one-way pipe; the direction's
+    /// breakage; a message still lent out.
+    pub fn receiving(&self) -> Result<&Rx> {
+        let rx = self.rx.as_ref().ok_or(Error::NotReadable)?;
+        rx.ready_to_receive()?;
+        Ok(rx)
     }
 
-    /// The deadline of a send starting now.
-    pub fn write_deadline(&self) -> Deadline {
-        Deadline::for_call(self.nonblocking.get(), self.write_timeout.get())
+    /// This end's sending half, ready for a send.
+    ///
+    /// # Errors
+    /// [`Error::NotWritable`] on the reading end of a one-way pipe; the direction's
+    /// breakage.
+    pub fn sending(&self) -> Result<&Tx> {
+        let tx = self.tx.as_ref().ok_or(Error::NotWritable)?;
+        tx.usable()?;
+        Ok(tx)
     }
 
     pub fn bells(&self) -> &Arc<Bells> {

@@ -1,13 +1,14 @@
 //! Receiving: waiting for the next record, and copying a message (whole or in
 //! fragments) out of the ring into memory of our own.
 
+use crate::buffers::{grow_for, Sink};
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::ring::{Record, Sink};
-use crate::shm::wakeup::{Deadline, Woken};
+use crate::shm::ring::Record;
+use crate::shm::wakeup::Woken;
 use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
-use std::cell::Cell;
 use std::time::Instant;
 
 /// The length of the message that starts with `rec`.
@@ -19,26 +20,6 @@ pub(crate) fn message_len(rec: &Record) -> Result<usize> {
         k => Err(Error::corrupt(format!(
             "message starts with a {k:?} fragment"
         ))),
-    }
-}
-
-/// [`Error::MessageTooLong`] if a message of `len` bytes is longer than `max` (the
-/// caller then leaves it in the pipe).
-pub(crate) fn within(len: usize, max: usize) -> Result<()> {
-    if len > max {
-        return Err(Error::MessageTooLong { len, max });
-    }
-    Ok(())
-}
-
-/// Makes room in `out` for a fragment of `len` bytes of a `total`-byte message:
-/// doubling what has arrived so far (so a long message costs few reallocations), but
-/// never past the announced total, and never more than twice what actually came.
-fn grow_for<S: Sink>(out: &mut S, total: usize, len: usize) {
-    let have = out.len();
-    if out.capacity() - have < len {
-        let target = (have + len).max(2 * have).min(total.max(have + len));
-        out.reserve_exact(target - have);
     }
 }
 
@@ -254,59 +235,5 @@ impl Endpoint {
                 return Ok(());
             }
         }
-    }
-}
-
-/// A buffer for typed messages that do not fit the ring whole, kept from one message to
-/// the next. A fresh multi-megabyte buffer per message costs more than the transfer: the
-/// allocator maps new pages, the kernel zeroes each one on first touch, and unmaps them
-/// again on free (measured: 95 ms per 16 MiB `recv_archived` against 7 ms for
-/// `recv_bytes_into`). Buffers above [`Scratch::RETAIN_LIMIT`] are not kept, so one huge
-/// message does not pin its memory for the connection's lifetime.
-#[derive(Default)]
-pub(crate) struct Scratch(Cell<Option<AlignedVec>>);
-
-impl Scratch {
-    /// The largest buffer kept between messages.
-    const RETAIN_LIMIT: usize = 64 << 20;
-
-    /// The kept buffer, empty (or a new one).
-    pub fn take(&self) -> AlignedVec {
-        let mut v = self.0.take().unwrap_or_default();
-        v.clear();
-        v
-    }
-
-    /// Keeps `v` for the next message, unless it is too large to keep.
-    pub fn give_back(&self, v: AlignedVec) {
-        if v.capacity() <= Self::RETAIN_LIMIT {
-            self.0.set(Some(v));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scratch_keeps_buffers_up_to_the_limit_and_hands_them_out_empty() {
-        let s = Scratch::default();
-        let mut v = s.take();
-        v.extend_from_slice(&[1; 1000]);
-        let kept = v.as_ptr();
-        s.give_back(v);
-        let v = s.take();
-        assert_eq!((v.len(), v.as_ptr()), (0, kept), "same buffer, emptied");
-        s.give_back(v);
-
-        let mut huge = AlignedVec::new();
-        huge.reserve(Scratch::RETAIN_LIMIT + 1);
-        s.give_back(huge);
-        let v = s.take();
-        assert!(
-            v.capacity() <= Scratch::RETAIN_LIMIT,
-            "a huge buffer is let go"
-        );
     }
 }

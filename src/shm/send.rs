@@ -1,10 +1,11 @@
 //! Sending: writing records into the ring, waiting for room, and noticing that
 //! nobody reads any more.
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
-use crate::shm::wakeup::{Deadline, Woken};
+use crate::shm::wakeup::Woken;
 use crate::shm::wire::Kind;
 
 impl Endpoint {

@@ -48,44 +48,6 @@ pub(crate) struct Waiter<'a> {
     pub other: &'a Doorbell,
 }
 
-/// How long a call may wait: until an instant, forever, or not at all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Deadline {
-    /// Blocking mode without a timeout.
-    Never,
-    /// Blocking mode with a timeout: the whole call ends by then.
-    At(Instant),
-    /// Non-blocking mode: a call that would have to wait does not.
-    Now,
-}
-
-impl Deadline {
-    /// The deadline for a call starting now under `timeout` (blocking mode) or in
-    /// non-blocking mode.
-    pub fn for_call(nonblocking: bool, timeout: Option<Duration>) -> Deadline {
-        match (nonblocking, timeout) {
-            (true, _) => Deadline::Now,
-            (false, None) => Deadline::Never,
-            (false, Some(t)) => Deadline::At(deadline_after(t)),
-        }
-    }
-
-    /// The instant to give [`wait`], for `At`; `Now` never waits.
-    pub fn instant(self) -> Option<Instant> {
-        match self {
-            Deadline::At(at) => Some(at),
-            _ => None,
-        }
-    }
-}
-
-/// The instant `timeout` from now; a timeout too large for `Instant` becomes a century.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 /// What ended a wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Woken {

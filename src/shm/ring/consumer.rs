@@ -1,10 +1,10 @@
 //! The reading side of a ring.
 
 use super::{sane, wake_needed, Broken, RingRef, CLAIMED};
+use crate::buffers::Sink;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 
 /// A record found by the consumer, checked but not yet released.
@@ -257,139 +257,4 @@ unsafe fn copy_out(src: *const u8, dst: *mut u8, len: usize) {
     // read of our copy with a second read of the ring (which the peer may have changed
     // after we validated the copy).
     std::sync::atomic::compiler_fence(SeqCst);
-}
-
-/// A growable buffer of our own that a payload can be appended to without first
-/// zeroing the space: `Vec<u8>`, or rkyv's 16-byte aligned `AlignedVec` for archives.
-pub(crate) trait Sink {
-    /// Empties the buffer, keeping its allocation.
-    fn clear(&mut self);
-    /// Bytes held.
-    fn len(&self) -> usize;
-    /// The bytes held.
-    fn as_slice(&self) -> &[u8];
-    /// Appends bytes of our own (room reserved by the caller).
-    fn extend_from_slice(&mut self, bytes: &[u8]);
-    /// Bytes the allocation can hold.
-    fn capacity(&self) -> usize;
-    /// Grows the allocation to hold at least `additional` more bytes, and no more than
-    /// needed for that.
-    fn reserve_exact(&mut self, additional: usize);
-    /// The allocation's room after the bytes held.
-    fn spare(&mut self) -> &mut [MaybeUninit<u8>];
-    /// Declares the first `n` spare bytes part of the buffer.
-    ///
-    /// # Safety
-    /// Those bytes must have been initialised.
-    unsafe fn commit(&mut self, n: usize);
-}
-
-impl Sink for Vec<u8> {
-    fn clear(&mut self) {
-        Vec::clear(self)
-    }
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn as_slice(&self) -> &[u8] {
-        self
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        Vec::extend_from_slice(self, bytes)
-    }
-    fn capacity(&self) -> usize {
-        Vec::capacity(self)
-    }
-    fn reserve_exact(&mut self, additional: usize) {
-        Vec::reserve_exact(self, additional)
-    }
-    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
-        self.spare_capacity_mut()
-    }
-    unsafe fn commit(&mut self, n: usize) {
-        debug_assert!(n <= self.capacity() - self.len());
-        // SAFETY: the caller initialised them; they are within the allocation.
-        unsafe { self.set_len(self.len() + n) }
-    }
-}
-
-impl Sink for rkyv::util::AlignedVec {
-    fn clear(&mut self) {
-        rkyv::util::AlignedVec::clear(self)
-    }
-    fn len(&self) -> usize {
-        rkyv::util::AlignedVec::len(self)
-    }
-    fn as_slice(&self) -> &[u8] {
-        self
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        rkyv::util::AlignedVec::extend_from_slice(self, bytes)
-    }
-    fn capacity(&self) -> usize {
-        rkyv::util::AlignedVec::capacity(self)
-    }
-    fn reserve_exact(&mut self, additional: usize) {
-        rkyv::util::AlignedVec::reserve_exact(self, additional)
-    }
-    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
-        let (len, cap) = (self.len(), self.capacity());
-        // SAFETY: the allocation holds `cap` bytes, the first `len` in use; the rest is
-        // ours to write through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr().add(len).cast(), cap - len) }
-    }
-    unsafe fn commit(&mut self, n: usize) {
-        debug_assert!(n <= self.capacity() - self.len());
-        // SAFETY: the caller initialised them; they are within the allocation.
-        unsafe { self.set_len(self.len() + n) }
-    }
-}
-
-/// A caller's buffer as a [`Sink`] that cannot grow: `recv_bytes_into` receives straight
-/// into it, after checking that the message fits.
-pub(crate) struct SliceSink<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> SliceSink<'a> {
-    pub fn new(buf: &'a mut [u8]) -> SliceSink<'a> {
-        SliceSink { buf, len: 0 }
-    }
-}
-
-impl Sink for SliceSink<'_> {
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-    fn capacity(&self) -> usize {
-        self.buf.len()
-    }
-    fn reserve_exact(&mut self, additional: usize) {
-        assert!(
-            additional <= self.buf.len() - self.len,
-            "the caller checked the length"
-        );
-    }
-    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
-        let spare = &mut self.buf[self.len..];
-        // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout; the slice is only ever
-        // written with initialised bytes (`Consumer::append` copies a payload in), so
-        // the caller's buffer never holds uninitialised bytes.
-        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), spare.len()) }
-    }
-    unsafe fn commit(&mut self, n: usize) {
-        assert!(n <= self.buf.len() - self.len);
-        self.len += n;
-    }
 }

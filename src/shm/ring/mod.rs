@@ -50,7 +50,7 @@
 mod consumer;
 mod producer;
 
-pub(crate) use consumer::{Consumer, Record, Sink, SliceSink};
+pub(crate) use consumer::{Consumer, Record};
 pub use producer::GrantWriter;
 pub(crate) use producer::{Grant, Producer, CANCEL_ROOM};
 

@@ -1,0 +1,67 @@
+//! How long a call may wait ([`Deadline`]), and the settings it is computed from: a
+//! connection's read and write timeouts and its non-blocking mode ([`Limits`]). Shared
+//! by both transports; the public setters are in `timeouts`.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long a call may wait: until an instant, forever, or not at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Blocking mode without a timeout.
+    Never,
+    /// Blocking mode with a timeout: the whole call ends by then.
+    At(Instant),
+    /// Non-blocking mode: a call that would have to wait does not.
+    Now,
+}
+
+impl Deadline {
+    /// The deadline for a call starting now under `timeout` (blocking mode) or in
+    /// non-blocking mode.
+    pub fn for_call(nonblocking: bool, timeout: Option<Duration>) -> Deadline {
+        match (nonblocking, timeout) {
+            (true, _) => Deadline::Now,
+            (false, None) => Deadline::Never,
+            (false, Some(t)) => Deadline::At(deadline_after(t)),
+        }
+    }
+
+    /// The instant to give [`wait`], for `At`; `Now` never waits.
+    pub fn instant(self) -> Option<Instant> {
+        match self {
+            Deadline::At(at) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// The instant `timeout` from now; a timeout too large for `Instant` becomes a century.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// A connection's timeouts and mode (this end, this process).
+#[derive(Default)]
+pub(crate) struct Limits {
+    /// Non-blocking mode.
+    pub nonblocking: Cell<bool>,
+    /// How long a receive may wait in blocking mode; `None`: as long as it takes.
+    pub read_timeout: Cell<Option<Duration>>,
+    /// How long a send may wait in blocking mode.
+    pub write_timeout: Cell<Option<Duration>>,
+}
+
+impl Limits {
+    /// The deadline of a receive starting now.
+    pub fn read_deadline(&self) -> Deadline {
+        Deadline::for_call(self.nonblocking.get(), self.read_timeout.get())
+    }
+
+    /// The deadline of a send starting now.
+    pub fn write_deadline(&self) -> Deadline {
+        Deadline::for_call(self.nonblocking.get(), self.write_timeout.get())
+    }
+}

@@ -1,0 +1,206 @@
+//! Making the sockets: binding a listener (safely: mode, stale files, TCP exposure),
+//! connecting a client within a timeout, and naming the peer of an accepted socket.
+
+use crate::error::{Error, Result};
+use crate::net::address::Address;
+use crate::net::listener::Peer;
+use rustix::fs::{FileType, Mode};
+use rustix::io::Errno;
+use rustix::net::{sockopt, AddressFamily, SocketAddrAny, SocketAddrUnix, SocketFlags, SocketType};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+fn stream_socket(family: AddressFamily) -> Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+fn family_of(a: &SocketAddr) -> AddressFamily {
+    if a.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    }
+}
+
+fn unix_addr(address: &Address) -> Result<SocketAddrUnix> {
+    let too_long = |_| Error::Invalid(format!("{address} is too long for a Unix socket address"));
+    match address {
+        Address::Unix(p) => SocketAddrUnix::new(p.as_path()).map_err(too_long),
+        Address::Abstract(name) => SocketAddrUnix::new_abstract_name(name).map_err(too_long),
+        Address::Tcp(_) => unreachable!("callers pass Unix addresses"),
+    }
+}
+
+/// The socket file a listener created: removed on close by the process that created it,
+/// if it is still the same file.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    pub path: std::path::PathBuf,
+    pub pid: rustix::process::Pid,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl SocketFile {
+    /// Removes the file, if this process made it and it was not replaced since.
+    pub fn remove(&self) {
+        if rustix::process::getpid() != self.pid {
+            return;
+        }
+        if let Ok(st) = rustix::fs::lstat(&self.path) {
+            if (st.st_dev, st.st_ino) == (self.dev, self.ino) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A bound, listening socket.
+pub(crate) struct Bound {
+    pub fd: OwnedFd,
+    /// The address it really has (a TCP port 0 resolved).
+    pub address: Address,
+    pub file: Option<SocketFile>,
+}
+
+/// Binds and listens on `address`. A Unix socket file gets `mode`; a stale one (a socket
+/// file nobody accepts on) is replaced, a live one or any other file is `AddrInUse`.
+pub(crate) fn listen(address: &Address, mode: u32, backlog: u32) -> Result<Bound> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    match address {
+        Address::Tcp(a) => {
+            let fd = stream_socket(family_of(a))?;
+            sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::bind(&fd, a)?;
+            rustix::net::listen(&fd, backlog)?;
+            let real = SocketAddr::try_from(rustix::net::getsockname(&fd)?)
+                .map_err(|_| Error::Invalid("the TCP socket has no IP address".into()))?;
+            Ok(Bound {
+                fd,
+                address: Address::Tcp(real),
+                file: None,
+            })
+        }
+        Address::Abstract(_) => {
+            let fd = stream_socket(AddressFamily::UNIX)?;
+            rustix::net::bind(&fd, &unix_addr(address)?)?;
+            rustix::net::listen(&fd, backlog)?;
+            Ok(Bound {
+                fd,
+                address: address.clone(),
+                file: None,
+            })
+        }
+        Address::Unix(path) => {
+            let fd = stream_socket(AddressFamily::UNIX)?;
+            // The file `bind` creates takes the socket's own mode (less the umask): set
+            // it first, so that the file is never more open than asked, not even for a
+            // moment. The `chmod` after `bind` undoes what the umask took away.
+            let mode = Mode::from_raw_mode(mode & 0o7777);
+            rustix::fs::fchmod(&fd, mode)?;
+            let addr = unix_addr(address)?;
+            match rustix::net::bind(&fd, &addr) {
+                Err(Errno::ADDRINUSE) if is_stale(path)? => {
+                    std::fs::remove_file(path)?;
+                    rustix::net::bind(&fd, &addr)?;
+                }
+                other => other?,
+            }
+            rustix::fs::chmod(path.as_path(), mode)?;
+            let st = rustix::fs::lstat(path.as_path())?;
+            rustix::net::listen(&fd, backlog)?;
+            Ok(Bound {
+                fd,
+                address: address.clone(),
+                file: Some(SocketFile {
+                    path: path.clone(),
+                    pid: rustix::process::getpid(),
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                }),
+            })
+        }
+    }
+}
+
+/// Whether `path` is a socket file that nobody accepts on (left by a crashed listener).
+fn is_stale(path: &Path) -> Result<bool> {
+    let Ok(st) = rustix::fs::lstat(path) else {
+        return Ok(false);
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+        return Ok(false);
+    }
+    let probe = stream_socket(AddressFamily::UNIX)?;
+    // Non-blocking: a live listener with a full backlog must not hold us up (it is
+    // live: EAGAIN counts as in use).
+    rustix::io::ioctl_fionbio(&probe, true)?;
+    Ok(rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) == Err(Errno::CONNREFUSED))
+}
+
+/// Connects to `address`, giving up after `timeout` (`None`: as long as the kernel
+/// tries).
+pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> Result<OwnedFd> {
+    let fd = match address {
+        Address::Tcp(a) => stream_socket(family_of(a))?,
+        _ => stream_socket(AddressFamily::UNIX)?,
+    };
+    // A blocking connect honours the send timeout, for TCP and for a Unix listener
+    // whose backlog is full alike.
+    if timeout.is_some() {
+        sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, timeout)?;
+    }
+    let r = match address {
+        Address::Tcp(a) => rustix::net::connect(&fd, a),
+        _ => rustix::net::connect(&fd, &unix_addr(address)?),
+    };
+    match r {
+        Ok(()) => {}
+        Err(Errno::INPROGRESS | Errno::AGAIN) => return Err(Error::Timeout),
+        Err(e) => return Err(e.into()),
+    }
+    if timeout.is_some() {
+        sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, None)?;
+    }
+    if let Address::Tcp(_) = address {
+        // Each message goes out in one `sendmsg`; nothing is gained by holding it back.
+        sockopt::set_tcp_nodelay(&fd, true)?;
+    }
+    Ok(fd)
+}
+
+/// Who is at the other end of an accepted socket.
+pub(crate) fn peer_of(fd: BorrowedFd<'_>, tcp: bool) -> Result<Peer> {
+    if tcp {
+        let addr = rustix::net::getpeername(fd)?
+            .and_then(|a: SocketAddrAny| SocketAddr::try_from(a).ok())
+            .ok_or_else(|| Error::Invalid("the peer has no IP address".into()))?;
+        Ok(Peer::Tcp(addr))
+    } else {
+        let cred = sockopt::socket_peercred(fd)?;
+        Ok(Peer::Unix {
+            pid: cred.pid.as_raw_nonzero().get(),
+            uid: cred.uid.as_raw(),
+            gid: cred.gid.as_raw(),
+        })
+    }
+}
+
+/// Accepts the next connection on a listening socket, retrying what a peer's early
+/// hang-up or a signal causes.
+pub(crate) fn accept(listening: BorrowedFd<'_>) -> Result<OwnedFd> {
+    loop {
+        match rustix::net::accept_with(listening.as_fd(), SocketFlags::CLOEXEC) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::INTR | Errno::CONNABORTED) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

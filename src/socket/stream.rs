@@ -1,0 +1,399 @@
+//! One end of a socket connection: whole messages over a stream socket, in CPython's
+//! framing, with deadlines.
+//!
+//! The socket is used only with `MSG_DONTWAIT` (and `MSG_NOSIGNAL`), never through its
+//! file status flags: a forked copy of the connection, or a Python process the
+//! descriptor was passed to, shares those flags and may change them. Waiting is
+//! `poll(2)` until the call's deadline.
+//!
+//! A call that gives up keeps the connection in step, as the shared-memory transport
+//! does:
+//!
+//! * a receive reads exactly one header, then exactly its payload, never beyond the
+//!   message (so the descriptor polls readable exactly when more is there); if its
+//!   deadline passes part-way, what it took is kept and the next receive goes on from
+//!   there. A message longer than the caller's limit stays where it is, header read.
+//! * a send whose deadline passes before the first byte went out sends nothing. One that
+//!   passes after part of the message went out cannot take it back (a stream has no
+//!   cancel): it keeps the rest in the connection, which pushes it out before anything
+//!   else (every later send, and every wait for input, which also waits for room), and
+//!   returns success: the message is committed, as one sent into the ring is.
+
+use super::framing::{self, Header, MAX_HEADER};
+use super::poll;
+use crate::buffers::{grow_for, Scratch, Sink};
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+use std::cell::{Cell, RefCell};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// How much of a payload one `recv(2)` asks for at most: the buffer grows by no more
+/// than this ahead of what has arrived (a peer announcing a huge message costs us
+/// memory only as fast as it sends).
+const READ_CHUNK: usize = 1 << 20;
+
+/// How long closing a connection waits for the unsent rest of a message (see the module
+/// documentation) when no write timeout is set.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A message being received.
+#[derive(Default)]
+struct Incoming {
+    /// The header bytes read so far.
+    head: [u8; MAX_HEADER],
+    have: usize,
+    /// The length, once the header is complete.
+    len: Option<usize>,
+    /// The payload taken by earlier receives whose deadline passed.
+    body: Vec<u8>,
+}
+
+/// The unsent rest of a message whose send ran out of time.
+#[derive(Default)]
+struct Outgoing {
+    tail: Vec<u8>,
+    sent: usize,
+}
+
+impl Outgoing {
+    fn pending(&self) -> &[u8] {
+        &self.tail[self.sent..]
+    }
+}
+
+/// One end of a socket connection.
+pub(crate) struct SocketEnd {
+    fd: OwnedFd,
+    incoming: RefCell<Incoming>,
+    outgoing: RefCell<Outgoing>,
+    /// The longest message a receive that allocates will take.
+    pub max_message: Cell<usize>,
+    /// Where typed messages are received, kept between them.
+    pub scratch: Scratch,
+    /// Where typed messages are serialized, kept between them.
+    pub send_scratch: Scratch,
+    /// The peer broke the framing: the stream is out of step for good.
+    broken: RefCell<Option<String>>,
+    /// The peer closed its end (we read EOF, or a send found the pipe broken).
+    eof: Cell<bool>,
+}
+
+/// What a failed wait means for a call that has done nothing yet.
+fn gave_up(deadline: Deadline) -> Error {
+    match deadline {
+        Deadline::Now => Error::WouldBlock,
+        _ => Error::Timeout,
+    }
+}
+
+impl SocketEnd {
+    /// Wraps a connected stream socket.
+    pub fn new(fd: OwnedFd, max_message: usize) -> SocketEnd {
+        SocketEnd {
+            fd,
+            incoming: RefCell::default(),
+            outgoing: RefCell::default(),
+            max_message: Cell::new(max_message),
+            scratch: Scratch::default(),
+            send_scratch: Scratch::default(),
+            broken: RefCell::new(None),
+            eof: Cell::new(false),
+        }
+    }
+
+    /// The socket, for `fileno` and event loops.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The socket.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether part of a message waits to be pushed out (see the module documentation).
+    pub fn has_unsent_output(&self) -> bool {
+        !self.outgoing.borrow().pending().is_empty()
+    }
+
+    fn usable(&self) -> Result<()> {
+        match &*self.broken.borrow() {
+            Some(why) => Err(Error::Corrupt(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn break_with(&self, e: Error) -> Error {
+        if let Error::Corrupt(why) = &e {
+            *self.broken.borrow_mut() = Some(why.clone());
+        }
+        e
+    }
+
+    /// Waits until the socket is readable (or `want_write`: writable), pushing out the
+    /// rest of an unfinished send meanwhile, so that two ends each waiting for the
+    /// other's message never wait on a message one of them still holds. Returns false if
+    /// the deadline passed.
+    fn wait(&self, want_write: bool, deadline: Deadline) -> Result<bool> {
+        loop {
+            let flushing = !want_write && !self.outgoing.borrow().pending().is_empty();
+            let events = match (want_write || flushing, want_write) {
+                (_, true) => PollFlags::OUT,
+                (true, false) => PollFlags::IN | PollFlags::OUT,
+                (false, false) => PollFlags::IN,
+            };
+            let at = match deadline {
+                Deadline::Now => Some(Instant::now()),
+                Deadline::At(at) => Some(at),
+                Deadline::Never => None,
+            };
+            let seen = poll::wait(self.fd(), events, at)?;
+            if seen.is_empty() {
+                return Ok(false);
+            }
+            let ready_in = seen.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+            if flushing && seen.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
+                // Never blocks: writes what fits now.
+                self.push_out(Deadline::Now)?;
+            }
+            if want_write || ready_in {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Writes what it can of the unsent rest within `deadline`; true when none is left.
+    fn push_out(&self, deadline: Deadline) -> Result<bool> {
+        loop {
+            let mut out = self.outgoing.borrow_mut();
+            if out.pending().is_empty() {
+                out.tail.clear();
+                out.sent = 0;
+                return Ok(true);
+            }
+            match self.send_some(&[IoSlice::new(out.pending())]) {
+                Ok(n) => out.sent += n,
+                Err(Errno::AGAIN) => {
+                    drop(out);
+                    if !self.wait(true, deadline)? {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(self.send_error(e)),
+            }
+        }
+    }
+
+    fn send_some(&self, parts: &[IoSlice<'_>]) -> std::result::Result<usize, Errno> {
+        loop {
+            match rustix::net::sendmsg(
+                &self.fd,
+                parts,
+                &mut Default::default(),
+                SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+            ) {
+                Err(Errno::INTR) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn send_error(&self, e: Errno) -> Error {
+        if e == Errno::PIPE || e == Errno::CONNRESET {
+            self.eof.set(true);
+            Error::BrokenPipe
+        } else {
+            Error::Io(e.into())
+        }
+    }
+
+    /// Sends `buf` as one message (see the module documentation for a deadline that
+    /// passes part-way).
+    pub fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
+        self.usable()?;
+        if !self.push_out(deadline)? {
+            return Err(gave_up(deadline));
+        }
+        let mut head = [0; MAX_HEADER];
+        let head_len = framing::encode(buf.len(), &mut head);
+        let total = head_len + buf.len();
+        let mut sent = 0;
+        while sent < total {
+            let parts = if sent < head_len {
+                [IoSlice::new(&head[sent..head_len]), IoSlice::new(buf)]
+            } else {
+                [IoSlice::new(&buf[sent - head_len..]), IoSlice::new(&[])]
+            };
+            match self.send_some(&parts) {
+                Ok(n) => sent += n,
+                Err(Errno::AGAIN) => {
+                    if !self.wait(true, deadline)? {
+                        if sent == 0 {
+                            return Err(gave_up(deadline));
+                        }
+                        let mut out = self.outgoing.borrow_mut();
+                        out.tail.clear();
+                        out.sent = 0;
+                        if sent < head_len {
+                            out.tail.extend_from_slice(&head[sent..head_len]);
+                        }
+                        out.tail
+                            .extend_from_slice(&buf[sent.saturating_sub(head_len)..]);
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(self.send_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads into `buf` what is there, up to its length, without waiting. `Ok(None)`: nothing
+    /// yet. `Ok(Some(0))`: end of file.
+    fn read_some(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<Option<usize>> {
+        loop {
+            match rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT) {
+                Ok(((filled, _), _)) => return Ok(Some(filled.len())),
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The length of the next message, reading its header (within `deadline`) if that
+    /// has not been done. Consumes none of the payload.
+    ///
+    /// # Errors
+    /// [`Error::Eof`] when the peer closed the connection between messages; an I/O error
+    /// when it closed it inside a header; [`Error::Corrupt`] for a length that is not
+    /// one; [`Error::Timeout`] or [`Error::WouldBlock`].
+    pub fn next_len(&self, deadline: Deadline) -> Result<usize> {
+        self.usable()?;
+        loop {
+            let mut inc = self.incoming.borrow_mut();
+            if let Some(len) = inc.len {
+                return Ok(len);
+            }
+            let need = match framing::decode(&inc.head[..inc.have]) {
+                Ok(Header::Incomplete(need)) => need,
+                Ok(Header::Complete { len }) => {
+                    let len = usize::try_from(len).map_err(|_| {
+                        self.break_with(Error::corrupt(
+                            "the peer announced a message longer than memory",
+                        ))
+                    })?;
+                    inc.len = Some(len);
+                    return Ok(len);
+                }
+                Err(e) => return Err(self.break_with(e)),
+            };
+            let have = inc.have;
+            let spare = &mut inc.head[have..need];
+            let got = match rustix::net::recv(&self.fd, spare, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => Some(n),
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => None,
+                Err(Errno::CONNRESET) if have == 0 => Some(0),
+                Err(e) => return Err(e.into()),
+            };
+            match got {
+                Some(0) if have == 0 => {
+                    self.eof.set(true);
+                    return Err(Error::Eof);
+                }
+                Some(0) => {
+                    *inc = Incoming::default();
+                    self.eof.set(true);
+                    return Err(truncated());
+                }
+                Some(n) => inc.have += n,
+                None => {
+                    drop(inc);
+                    if !self.wait(false, deadline)? {
+                        return Err(gave_up(deadline));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the payload of the message whose header [`next_len`](Self::next_len) read
+    /// into `out` (emptied first), within `deadline`. Grows `out` only as bytes arrive.
+    pub fn read_body<S: Sink>(&self, out: &mut S, deadline: Deadline) -> Result<()> {
+        let mut inc = self.incoming.borrow_mut();
+        let len = inc.len.expect("next_len read the header");
+        out.clear();
+        if !inc.body.is_empty() {
+            grow_for(out, len, inc.body.len());
+            out.extend_from_slice(&inc.body);
+            inc.body = Vec::new();
+        }
+        while out.len() < len {
+            let want = (len - out.len()).min(READ_CHUNK);
+            grow_for(out, len, want);
+            let spare = &mut out.spare()[..want];
+            match self.read_some(spare)? {
+                Some(0) => {
+                    *inc = Incoming::default();
+                    self.eof.set(true);
+                    return Err(truncated());
+                }
+                // SAFETY: `recv` initialised the first `n` spare bytes.
+                Some(n) => unsafe { out.commit(n) },
+                None => {
+                    drop(inc);
+                    let ready = self.wait(false, deadline)?;
+                    inc = self.incoming.borrow_mut();
+                    if !ready {
+                        inc.body = out.as_slice().to_vec();
+                        out.clear();
+                        return Err(gave_up(deadline));
+                    }
+                }
+            }
+        }
+        *inc = Incoming::default();
+        Ok(())
+    }
+
+    /// Whether a receive would find a message (or EOF) without waiting, after waiting up
+    /// to `deadline` (`None`: no limit) for one. Like Python's `poll`, true as soon as
+    /// the socket is readable, even if only part of a message is there.
+    pub fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
+        self.usable()?;
+        {
+            let inc = self.incoming.borrow();
+            if inc.len == Some(inc.body.len()) || self.eof.get() {
+                return Ok(true);
+            }
+        }
+        let deadline = match deadline {
+            None => Deadline::Never,
+            Some(at) => Deadline::At(at),
+        };
+        self.wait(false, deadline)
+    }
+
+    /// Before the connection closes: pushes out the unsent rest of a message, waiting up
+    /// to `linger`. What is still unsent then is lost, and the peer sees the message cut
+    /// short (an error on its side, never a wrong message).
+    pub fn finish(&self, linger: Duration) {
+        if !self.outgoing.borrow().pending().is_empty() {
+            let at = crate::deadline::deadline_after(linger);
+            let _ = self.push_out(Deadline::At(at));
+        }
+    }
+}
+
+fn truncated() -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "got end of file during message",
+    ))
+}
