@@ -402,7 +402,14 @@ impl AsyncConnection {
             })
             .await;
         sending.done = result.is_ok() || sending.at == 0;
-        result.map(drop)
+        result?;
+        // Over a socket, the end of the message may still wait in the connection (see
+        // `crate::socket::stream`): a send completes when it is all out.
+        self.retry(Wait::Space, |c| match c.push_unsent()? {
+            true => Ok(()),
+            false => Err(Error::WouldBlock),
+        })
+        .await
     }
 
     /// Sends `value` as an rkyv archive (see [`Connection::send`]): serialized straight

@@ -61,6 +61,15 @@ impl Connection {
         matches!(&self.inner, Some(Transport::Socket(s)) if s.has_unsent_output())
     }
 
+    /// Pushes out what it can of a socket connection's unsent output without waiting;
+    /// true when none is left.
+    pub(crate) fn push_unsent(&self) -> Result<bool> {
+        match self.transport()? {
+            Transport::Socket(s) => s.push_out(crate::deadline::Deadline::Now),
+            Transport::Shm(_) => Ok(true),
+        }
+    }
+
     pub(crate) fn transport(&self) -> Result<&Transport> {
         self.inner.as_ref().ok_or(Error::Closed)
     }

@@ -105,9 +105,16 @@ fn wait_on_descriptors(conns: &[&Connection], timeout: Option<Duration>) -> Resu
             .iter()
             .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
             .collect();
+        // A socket connection still holding part of a sent message also wakes when it
+        // can push it out (the next round's `poll` does): the answer we wait for may
+        // depend on it.
         let mut pollfds: Vec<PollFd<'_>> = borrowed
             .iter()
-            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .zip(conns)
+            .map(|(fd, c)| match c.has_unsent_output() {
+                true => PollFd::new(fd, PollFlags::IN | PollFlags::OUT),
+                false => PollFd::new(fd, PollFlags::IN),
+            })
             .collect();
         let left = deadline.map(|at| {
             let d = at.saturating_duration_since(Instant::now());

@@ -168,7 +168,7 @@ impl SocketEnd {
     }
 
     /// Writes what it can of the unsent rest within `deadline`; true when none is left.
-    fn push_out(&self, deadline: Deadline) -> Result<bool> {
+    pub fn push_out(&self, deadline: Deadline) -> Result<bool> {
         loop {
             let mut out = self.outgoing.borrow_mut();
             if out.pending().is_empty() {

@@ -1,0 +1,237 @@
+//! Peers that do not follow the protocol: a client that says nothing, garbage, too much
+//! or too slowly fails its own connection within the handshake timeout and never the
+//! listener; a listener that offers the wrong descriptors fails the client's connect
+//! and leaves none of them open.
+
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use shmpipe::{Client, Error, Listener};
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+const SHORT: Duration = Duration::from_millis(200);
+
+fn listener(name: &str) -> (Listener, String) {
+    let addr = format!("\0shmpipe-hostile-{}-{name}", std::process::id());
+    let l = Listener::builder()
+        .handshake_timeout(SHORT)
+        .bind(addr.as_str())
+        .unwrap();
+    (l, addr)
+}
+
+fn raw_connect(addr: &str) -> UnixStream {
+    use std::os::linux::net::SocketAddrExt;
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(&addr.as_bytes()[1..]).unwrap();
+    UnixStream::connect_addr(&a).unwrap()
+}
+
+/// After whatever went wrong, the listener still serves a well-behaved client.
+fn still_serves(l: &Listener, addr: &str) {
+    let addr = addr.to_string();
+    let t = std::thread::spawn(move || Client::connect(addr.as_str())?.send_bytes(b"ok"));
+    assert_eq!(l.accept().unwrap().recv_bytes().unwrap(), b"ok");
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_silent_client_times_out_and_the_listener_carries_on() {
+    let (l, addr) = listener("silent");
+    let _silent = raw_connect(&addr);
+    assert!(matches!(l.accept(), Err(Error::Timeout)));
+    still_serves(&l, &addr);
+}
+
+#[test]
+fn a_slow_client_times_out() {
+    let (l, addr) = listener("slow");
+    let mut slow = raw_connect(&addr);
+    let dribble = std::thread::spawn(move || {
+        // A byte at a time, each well inside the timeout, the whole far beyond it.
+        for b in [0, 0, 0, 15].iter().chain(b"shmpipe/1 hello") {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(SHORT / 4);
+        }
+    });
+    assert!(matches!(l.accept(), Err(Error::Timeout)));
+    dribble.join().unwrap();
+    still_serves(&l, &addr);
+}
+
+#[test]
+fn garbage_oversized_truncated_and_negative_frames_fail_that_connection() {
+    let (l, addr) = listener("garbage");
+    // An HTTP request: its first four bytes read as a length of 1.2 GB.
+    raw_connect(&addr)
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(matches!(l.accept(), Err(Error::Authentication(_))));
+    // A handshake message longer than the 256 bytes allowed: refused from its header.
+    let mut big = raw_connect(&addr);
+    big.write_all(&1000u32.to_be_bytes()).unwrap();
+    assert!(matches!(l.accept(), Err(Error::Authentication(_))));
+    // A frame cut short by the client hanging up.
+    let mut cut = raw_connect(&addr);
+    cut.write_all(&[0, 0, 0, 15, b's', b'h']).unwrap();
+    drop(cut);
+    match l.accept() {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+        other => panic!("{other:?}"),
+    }
+    // A negative length.
+    raw_connect(&addr)
+        .write_all(&(-5i32).to_be_bytes())
+        .unwrap();
+    assert!(matches!(l.accept(), Err(Error::Corrupt(_))));
+    // The right frame with the wrong words.
+    let mut wrong = raw_connect(&addr);
+    wrong.write_all(&[0, 0, 0, 5]).unwrap();
+    wrong.write_all(b"hello").unwrap();
+    assert!(matches!(l.accept(), Err(Error::Invalid(_))));
+    still_serves(&l, &addr);
+}
+
+#[test]
+fn a_client_that_hangs_up_at_once_is_skipped() {
+    let (l, addr) = listener("hangup");
+    drop(raw_connect(&addr));
+    still_serves(&l, &addr);
+}
+
+#[test]
+fn a_client_with_a_bad_answer_to_the_challenge_is_refused() {
+    let addr = format!("\0shmpipe-hostile-{}-answer", std::process::id());
+    let l = Listener::builder()
+        .authkey(b"key")
+        .handshake_timeout(SHORT)
+        .bind(addr.as_str())
+        .unwrap();
+    let mut c = raw_connect(&addr);
+    let mut challenge = [0u8; 4 + 59];
+    let t = std::thread::spawn(move || {
+        c.read_exact(&mut challenge).unwrap();
+        assert_eq!(&challenge[4..15], b"#CHALLENGE#");
+        // Sixteen bytes that are not the MAC.
+        c.write_all(&[0, 0, 0, 16]).unwrap();
+        c.write_all(&[0; 16]).unwrap();
+        let mut verdict = [0u8; 13];
+        c.read_exact(&mut verdict).unwrap();
+        verdict
+    });
+    assert!(matches!(l.accept(), Err(Error::Authentication(_))));
+    assert_eq!(&t.join().unwrap()[4..], b"#FAILURE#");
+}
+
+/// A fake shmpipe listener: reads the client's hello and answers with an offer carrying
+/// `fds` (and `payload` as the frame's words).
+fn fake_listener(
+    name: &str,
+    payload: &'static [u8],
+    fds: Vec<OwnedFd>,
+) -> (String, std::thread::JoinHandle<()>) {
+    let addr = format!("\0shmpipe-fake-{}-{name}", std::process::id());
+    use std::os::linux::net::SocketAddrExt;
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(&addr.as_bytes()[1..]).unwrap();
+    let l = UnixListener::bind_addr(&a).unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut hello = [0u8; 4 + 15];
+        s.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello[4..], b"shmpipe/1 hello");
+        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        if !borrowed.is_empty() {
+            assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
+        }
+        rustix::net::sendmsg(
+            &s,
+            &[std::io::IoSlice::new(&frame)],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+        drop(fds);
+        // Wait for the client to hang up.
+        let _ = s.read(&mut [0; 64]);
+    });
+    (addr, t)
+}
+
+/// A pipe whose read end goes to the client: once every copy of it is closed, a write
+/// to `w` fails with EPIPE. So the client kept nothing open iff writing fails.
+fn tracer() -> (OwnedFd, OwnedFd) {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap()
+}
+
+fn nothing_kept(w: &OwnedFd) -> bool {
+    rustix::io::write(w, b"x") == Err(rustix::io::Errno::PIPE)
+}
+
+#[test]
+fn an_offer_with_the_wrong_descriptors_is_refused_and_they_are_closed() {
+    let memfd = || {
+        let fd = rustix::fs::memfd_create("not-a-region", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 1 << 20).unwrap();
+        fd
+    };
+    // Too few, too many, the wrong kinds, an unsealed region: each refused.
+    type Case = (&'static str, fn(OwnedFd, OwnedFd) -> Vec<OwnedFd>);
+    let cases: [Case; 4] = [
+        ("none", |r, _| vec![r]),
+        ("five", |r, m| {
+            vec![r, m, tracer().0, tracer().0, tracer().0]
+        }),
+        ("pipe-for-memfd", |r, m| vec![r, m.try_clone().unwrap(), m]),
+        ("unsealed", |r, m| {
+            let s = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .unwrap();
+            vec![m, r, s.0]
+        }),
+    ];
+    for (name, make) in cases {
+        let (r, w) = tracer();
+        let fds = make(r, memfd());
+        let (addr, t) = fake_listener(name, b"shmpipe/1 offer", fds);
+        let got = Client::connect(addr.as_str());
+        assert!(matches!(got, Err(Error::Invalid(_))), "{name}: {got:?}");
+        t.join().unwrap();
+        assert!(
+            nothing_kept(&w),
+            "{name}: a passed descriptor is still open"
+        );
+    }
+}
+
+#[test]
+fn a_listener_that_says_something_else_is_refused() {
+    let (r, w) = tracer();
+    let (addr, t) = fake_listener("words", b"shmpipe/1 nope!", vec![r]);
+    assert!(matches!(
+        Client::connect(addr.as_str()),
+        Err(Error::Invalid(_))
+    ));
+    t.join().unwrap();
+    assert!(nothing_kept(&w));
+}
+
+#[test]
+fn a_silent_listener_times_out_the_client() {
+    let addr = format!("\0shmpipe-fake-{}-silent", std::process::id());
+    use std::os::linux::net::SocketAddrExt;
+    let a = std::os::unix::net::SocketAddr::from_abstract_name(&addr.as_bytes()[1..]).unwrap();
+    let _l = UnixListener::bind_addr(&a).unwrap();
+    let got = Client::builder().timeout(SHORT).connect(addr.as_str());
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+}
