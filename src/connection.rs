@@ -63,6 +63,7 @@ impl Connection {
 
     /// Pushes out what it can of a socket connection's unsent output without waiting;
     /// true when none is left.
+    #[cfg(feature = "tokio")]
     pub(crate) fn push_unsent(&self) -> Result<bool> {
         match self.transport()? {
             Transport::Socket(s) => s.push_out(crate::deadline::Deadline::Now),

@@ -32,18 +32,28 @@
 //! # Ok::<(), shmpipe::Error>(())
 //! ```
 //!
+//! Processes that did not start each other connect by [`Address`] with [`Listener`] and
+//! [`Client`], as with Python's `multiprocessing.connection`: two shmpipe processes on a
+//! Unix socket get shared memory ([`Connection::is_shared_memory`]); a Python program, or
+//! a peer over TCP, gets CPython's wire protocol and HMAC authentication.
+//!
 //! The other process is not trusted: whatever it writes into the shared memory (even
 //! while a receive reads it) and whatever it does to its descriptors, a safe call
 //! returns data or an error.
 //!
-//! How it works is in `DESIGN.md`. The code has two layers, and imports go downwards only:
+//! How it works is in `DESIGN.md`. The code has three layers, and imports go downwards
+//! only:
 //!
 //! * the public API: `connection` (the byte methods), `typed` (rkyv messages), `select`
 //!   (`wait`), `handoff` (passing an end to an exec'd child), `timeouts` (deadlines and
 //!   non-blocking mode), `async_connection` (tokio, feature `tokio`), `builder`, `error`;
-//! * `shm/`: the shared-memory mechanism beneath it: the region and its layout, the ring
-//!   protocol, the record format, doorbells, wake-ups, liveness, and the per-process
-//!   `Endpoint` that moves messages through them.
+//!   and `net/` (addresses, `Listener`, `Client`, the handshake and the move to shared
+//!   memory);
+//! * `transport`: the seam, a connection's messages go through one of
+//! * `shm/`, the shared-memory mechanism (the region and its layout, the ring protocol,
+//!   the record format, doorbells, wake-ups, liveness, and the per-process `Endpoint`
+//!   that moves messages through them), or `socket/`, a stream socket in CPython's
+//!   framing; both use `buffers` and `deadline`.
 #![deny(missing_docs)]
 #![cfg(target_os = "linux")]
 

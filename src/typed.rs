@@ -169,6 +169,7 @@ impl Connection {
     }
 
     /// The buffer kept for typed sends.
+    #[cfg(feature = "tokio")]
     pub(crate) fn send_scratch(&self) -> Result<&Scratch> {
         match self.transport()? {
             Transport::Shm(ep) => Ok(&ep.sending()?.scratch),

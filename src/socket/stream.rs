@@ -214,6 +214,9 @@ impl SocketEnd {
 
     /// Sends `buf` as one message (see the module documentation for a deadline that
     /// passes part-way).
+    // Kept out of line: each makes system calls anyway, and inlined they would bloat
+    // the shared-memory fast paths that share a `match` with them.
+    #[inline(never)]
     pub fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
         self.usable()?;
         if !self.push_out(deadline)? {
@@ -273,6 +276,7 @@ impl SocketEnd {
     /// [`Error::Eof`] when the peer closed the connection between messages; an I/O error
     /// when it closed it inside a header; [`Error::Corrupt`] for a length that is not
     /// one; [`Error::Timeout`] or [`Error::WouldBlock`].
+    #[inline(never)]
     pub fn next_len(&self, deadline: Deadline) -> Result<usize> {
         self.usable()?;
         loop {
@@ -325,6 +329,7 @@ impl SocketEnd {
 
     /// Reads the payload of the message whose header [`next_len`](Self::next_len) read
     /// into `out` (emptied first), within `deadline`. Grows `out` only as bytes arrive.
+    #[inline(never)]
     pub fn read_body<S: Sink>(&self, out: &mut S, deadline: Deadline) -> Result<()> {
         let mut inc = self.incoming.borrow_mut();
         let len = inc.len.expect("next_len read the header");
@@ -365,6 +370,7 @@ impl SocketEnd {
     /// Whether a receive would find a message (or EOF) without waiting, after waiting up
     /// to `deadline` (`None`: no limit) for one. Like Python's `poll`, true as soon as
     /// the socket is readable, even if only part of a message is there.
+    #[inline(never)]
     pub fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
         self.usable()?;
         {
