@@ -126,6 +126,9 @@ impl Listener {
             let Ok(peer) = socket_setup::peer_of(fd.as_fd(), !self.terms.unix) else {
                 continue; // gone already
             };
+            if !self.terms.unix {
+                socket_setup::no_delay(fd.as_fd())?;
+            }
             let deadline = Deadline::At(deadline_after(self.handshake_timeout));
             match handshake::as_listener(fd, &self.terms, deadline) {
                 Ok(conn) => {
