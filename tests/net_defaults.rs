@@ -209,3 +209,76 @@ fn connecting_to_nobody_is_an_io_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Two shmpipe sides with an authkey run CPython's handshake in its 3.12 form (SHA-256)
+/// and still move to shared memory: each recognises the other's challenge.
+#[test]
+fn an_authkey_between_shmpipe_sides_still_gives_shared_memory() {
+    let l = Listener::builder()
+        .authkey(b"k")
+        .bind("\0shmpipe-test-key-shm")
+        .unwrap();
+    let t = std::thread::spawn(|| {
+        Client::builder()
+            .authkey(b"k")
+            .connect("\0shmpipe-test-key-shm")
+            .unwrap()
+    });
+    let a = l.accept().unwrap();
+    let b = t.join().unwrap();
+    assert!(a.is_shared_memory() && b.is_shared_memory());
+    a.send_bytes(b"over shared memory").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"over shared memory");
+}
+
+/// With an authkey, one side asking for Python's protocol is enough: the other sees an
+/// unmarked challenge and speaks it too.
+#[test]
+fn with_an_authkey_python_wire_on_either_side_is_honoured_by_both() {
+    for (listener_wire, client_wire) in [(true, false), (false, true)] {
+        let name = format!("\0shmpipe-test-wire-{listener_wire}");
+        let l = Listener::builder()
+            .authkey(b"k")
+            .python_wire(listener_wire)
+            .bind(name.as_str())
+            .unwrap();
+        let t = std::thread::spawn(move || {
+            Client::builder()
+                .authkey(b"k")
+                .python_wire(client_wire)
+                .connect(name.as_str())
+                .unwrap()
+        });
+        let a = l.accept().unwrap();
+        let b = t.join().unwrap();
+        assert!(!a.is_shared_memory() && !b.is_shared_memory());
+        b.send_bytes(b"python wire").unwrap();
+        assert_eq!(a.recv_bytes().unwrap(), b"python wire");
+    }
+}
+
+/// A key on one side only: both fail (neither hangs).
+#[test]
+fn a_key_on_one_side_only_fails_both() {
+    let l = Listener::builder()
+        .authkey(b"k")
+        .bind("\0shmpipe-test-one-key")
+        .unwrap();
+    let t = std::thread::spawn(|| Client::connect("\0shmpipe-test-one-key"));
+    assert!(matches!(l.accept(), Err(Error::Authentication(_))));
+    assert!(t.join().unwrap().is_err());
+
+    // The listener waits for a hello, the client for a challenge: the listener's
+    // handshake timeout ends it for both.
+    let l = Listener::builder()
+        .handshake_timeout(std::time::Duration::from_millis(200))
+        .bind("\0shmpipe-test-other-key")
+        .unwrap();
+    let t = std::thread::spawn(|| {
+        Client::builder()
+            .authkey(b"k")
+            .connect("\0shmpipe-test-other-key")
+    });
+    assert!(matches!(l.accept(), Err(Error::Timeout)));
+    assert!(matches!(t.join().unwrap(), Err(Error::Eof)));
+}
