@@ -2,8 +2,29 @@
 //! connection's read and write timeouts and its non-blocking mode ([`Limits`]). Shared
 //! by both transports; the public setters are in `timeouts`.
 
+use crate::error::Error;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+/// Whether a signal that interrupts a wait ends the call (see [`set_interruptible`]).
+static INTERRUPTIBLE: AtomicBool = AtomicBool::new(false);
+
+/// Makes every wait in this process return `ErrorKind::Interrupted` when a signal
+/// interrupts it, instead of resuming (the default, like Rust's standard library). The
+/// call then has consumed or sent nothing, as after a timeout. For the Python bindings,
+/// which must run Python's signal handlers (Ctrl-C) and retry, as PEP 475 says.
+pub(crate) fn set_interruptible(on: bool) {
+    INTERRUPTIBLE.store(on, Relaxed);
+}
+
+/// What a wait that a signal interrupted does: `Some(error)` to end the call, `None` to
+/// wait on.
+pub(crate) fn on_signal() -> Option<Error> {
+    INTERRUPTIBLE
+        .load(Relaxed)
+        .then(|| Error::Io(std::io::ErrorKind::Interrupted.into()))
+}
 
 /// How long a call may wait: until an instant, forever, or not at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -153,6 +153,16 @@ impl Error {
         }
     }
 
+    /// Whether the call gave up waiting and did nothing: its deadline passed, it would
+    /// have blocked, or a signal interrupted it (see `deadline::set_interruptible`).
+    pub(crate) fn gave_up(&self) -> bool {
+        match self {
+            Error::Timeout | Error::WouldBlock => true,
+            Error::Io(e) => e.kind() == io::ErrorKind::Interrupted,
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(why: impl Into<String>) -> Self {
         Error::Corrupt(why.into())
     }

@@ -15,7 +15,7 @@ use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::region::Region;
 use crate::transport::Transport;
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,16 @@ struct Fds {
 }
 
 impl Fds {
+    fn of(ep: &Endpoint) -> Result<Fds> {
+        let bells = ep.bells();
+        Ok(Fds {
+            end: ep.end,
+            memfd: named(ep.shared.region.memfd().as_raw_fd())?,
+            data: named(bells.data.fd().as_raw_fd())?,
+            space: named(bells.space.fd().as_raw_fd())?,
+        })
+    }
+
     fn all(&self) -> [Named; 3] {
         [self.memfd, self.data, self.space]
     }
@@ -144,12 +154,7 @@ impl Connection {
         };
         check_key(key)?;
         let bells = ep.bells();
-        let fds = Fds {
-            end: ep.end,
-            memfd: named(ep.shared.region.memfd().as_raw_fd())?,
-            data: named(bells.data.fd().as_raw_fd())?,
-            space: named(bells.space.fd().as_raw_fd())?,
-        };
+        let fds = Fds::of(ep)?;
         cmd.env(key, fds.encode());
         let numbers = fds.all().map(|n| n.fd);
         // Weak references: the command must not keep the end open (that would delay the
@@ -211,7 +216,7 @@ impl Connection {
             .map_err(|_| Error::Invalid(format!("no connection passed under {key:?}")))?;
         let fds = Fds::decode(&value)
             .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe end")))?;
-        let layout = check_fds(&fds)?;
+        check_fds(&fds)?;
         claimed.insert(key.to_string());
         std::env::remove_var(key);
         // SAFETY: each descriptor is open, is the file the parent named, and was left
@@ -220,22 +225,57 @@ impl Connection {
         // sure no other call in this process takes them too. So we may own them.
         let own = |n: Named| unsafe { OwnedFd::from_raw_fd(n.fd) };
         let [memfd, data, space] = fds.all().map(own);
-        for fd in [&memfd, &data, &space] {
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
-        }
-        let region = Region::map(memfd, layout)?;
-        let shared = Arc::new(Shared { region });
-        let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
-        // The parent set the options of these sockets (and holds them too): ours again.
-        data.refuse_passed_descriptors();
-        space.refuse_passed_descriptors();
-        Ok(Connection::new(Endpoint::new(shared, fds.end, data, space)))
+        take_end(fds.end, memfd, data, space)
     }
 }
 
 /// Checks every named descriptor without taking ownership of any; returns the region's
 /// geometry.
-fn check_fds(fds: &Fds) -> Result<crate::shm::layout::Layout> {
+/// What `pass_to_child` puts in the child's environment for `conn`, and the descriptors
+/// it names, for a child started by other means (which must keep those descriptors
+/// open, at the same numbers, across its exec).
+pub(crate) fn env_value(conn: &Connection) -> Result<(String, [RawFd; 3])> {
+    match conn.transport()? {
+        Transport::Shm(ep) => {
+            let fds = Fds::of(ep)?;
+            Ok((fds.encode(), fds.all().map(|n| n.fd)))
+        }
+        Transport::Socket(_) => Err(Error::Invalid(
+            "only a shared-memory connection can be passed to a child this way".into(),
+        )),
+    }
+}
+
+/// Makes `end` of a pipe from descriptors received from another process (over a socket,
+/// or duplicated by Python's `multiprocessing`), checking what it can: the memfd holds a
+/// region sealed against resizing whose size matches its header, the doorbells are
+/// connected Unix stream sockets. Closes them all if anything is wrong.
+pub(crate) fn take_end(
+    end: usize,
+    memfd: OwnedFd,
+    data: OwnedFd,
+    space: OwnedFd,
+) -> Result<Connection> {
+    if end > 1 {
+        return Err(Error::Invalid(format!("there is no end {end}")));
+    }
+    let layout = Region::check(memfd.as_fd())?;
+    for (fd, what) in [(&data, "data"), (&space, "space")] {
+        Doorbell::check(fd.as_fd())
+            .map_err(|why| Error::Invalid(format!("the {what} doorbell {why}")))?;
+    }
+    for fd in [&memfd, &data, &space] {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    }
+    let region = Region::map(memfd, layout)?;
+    let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
+    data.refuse_passed_descriptors();
+    space.refuse_passed_descriptors();
+    let shared = Arc::new(Shared { region });
+    Ok(Connection::new(Endpoint::new(shared, end, data, space)))
+}
+
+fn check_fds(fds: &Fds) -> Result<()> {
     let all = fds.all();
     let distinct: HashSet<RawFd> = all.iter().map(|n| n.fd).collect();
     if distinct.len() != all.len() {
@@ -259,11 +299,11 @@ fn check_fds(fds: &Fds) -> Result<crate::shm::layout::Layout> {
     // SAFETY (for each borrow below): the number is open (checked above) and stays
     // open for the duration of the check, which takes no ownership.
     let borrow = |fd: RawFd| unsafe { BorrowedFd::borrow_raw(fd) };
-    let layout = Region::check(borrow(fds.memfd.fd))?;
+    Region::check(borrow(fds.memfd.fd))?;
     for n in [fds.data, fds.space] {
         Doorbell::check(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
     }
-    Ok(layout)
+    Ok(())
 }
 
 /// A doorbell must be a connected Unix stream socket.

@@ -60,6 +60,9 @@
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
+#[doc(hidden)]
+#[path = "interop.rs"]
+pub mod __interop;
 #[cfg(feature = "tokio")]
 mod async_connection;
 mod buffers;

@@ -203,6 +203,14 @@ fn addresses_follow_pythons_rules() {
 }
 
 #[test]
+fn a_zero_connect_timeout_is_invalid() {
+    let r = Client::builder()
+        .timeout(std::time::Duration::ZERO)
+        .connect("\0shmpipe-test-zero-timeout");
+    assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+}
+
+#[test]
 fn connecting_to_nobody_is_an_io_error() {
     match Client::connect(socket_path("nobody")) {
         Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),

@@ -133,6 +133,17 @@ fn fake_listener(
     payload: &'static [u8],
     fds: Vec<OwnedFd>,
 ) -> (String, std::thread::JoinHandle<()>) {
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    fake_listener_raw(name, frame, fds)
+}
+
+/// The same, answering with `frame` as it is.
+fn fake_listener_raw(
+    name: &str,
+    frame: Vec<u8>,
+    fds: Vec<OwnedFd>,
+) -> (String, std::thread::JoinHandle<()>) {
     let addr = format!("\0shmpipe-fake-{}-{name}", std::process::id());
     use std::os::linux::net::SocketAddrExt;
     let a = std::os::unix::net::SocketAddr::from_abstract_name(&addr.as_bytes()[1..]).unwrap();
@@ -142,8 +153,6 @@ fn fake_listener(
         let mut hello = [0u8; 4 + 15];
         s.read_exact(&mut hello).unwrap();
         assert_eq!(&hello[4..], b"shmpipe/1 hello");
-        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(payload);
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
@@ -234,4 +243,18 @@ fn a_silent_listener_times_out_the_client() {
     let _l = UnixListener::bind_addr(&a).unwrap();
     let got = Client::builder().timeout(SHORT).connect(addr.as_str());
     assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+}
+
+/// Regression: an answer whose long-form header announced a length near 2^64 overflowed
+/// the client's arithmetic (a panic).
+#[test]
+fn an_answer_announcing_an_impossible_length_is_refused() {
+    let mut near_max = vec![0xff; 4];
+    near_max.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+    for (i, frame) in [vec![0xff; 12], near_max].into_iter().enumerate() {
+        let (addr, t) = fake_listener_raw(&format!("huge{i}"), frame, Vec::new());
+        let got = Client::connect(addr.as_str());
+        assert!(matches!(got, Err(Error::Invalid(_))), "{got:?}");
+        t.join().unwrap();
+    }
 }

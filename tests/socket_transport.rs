@@ -336,3 +336,50 @@ fn a_kept_tail_goes_out_while_waiting_for_the_answer() {
     assert_eq!(a.recv_bytes().unwrap(), [1u8; 8]);
     echo.join().unwrap();
 }
+
+/// Regression: with part of a sent message still kept, a wait for input pushed it out
+/// and reported the peer's hang-up as `BrokenPipe`; `poll` must say true, and the
+/// receives give what the peer sent, then EOF.
+#[test]
+fn a_kept_tail_does_not_turn_eof_into_broken_pipe() {
+    let (conn, mut raw) = raw_pair();
+    conn.set_nonblocking(true).unwrap();
+    conn.send_bytes(&vec![1u8; 16 << 20]).unwrap(); // far more than the socket holds
+    raw.write_all(&frame(b"last words")).unwrap();
+    drop(raw);
+    assert!(conn.poll(None).unwrap());
+    conn.set_nonblocking(false).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"last words");
+    assert!(matches!(conn.recv_bytes(), Err(Error::Eof)));
+    assert!(conn.poll(Some(Duration::ZERO)).unwrap());
+}
+
+/// A message that arrives in many pieces, taken by many non-blocking receives (each
+/// giving up part-way), arrives whole.
+#[test]
+fn a_message_taken_in_many_attempts_arrives_whole() {
+    let (conn, mut raw) = raw_pair();
+    conn.set_nonblocking(true).unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    let whole = frame(&payload);
+    let mut attempts = 0;
+    let mut got = None;
+    for piece in whole.chunks(7_001) {
+        raw.write_all(piece).unwrap();
+        // Wait until the piece is readable, then take what is there.
+        assert!(conn.poll(None).unwrap());
+        match conn.recv_bytes() {
+            Err(Error::WouldBlock) => attempts += 1,
+            Ok(m) => got = Some(m),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let got = got.unwrap_or_else(|| loop {
+        match conn.recv_bytes() {
+            Err(Error::WouldBlock) => std::thread::yield_now(),
+            other => break other.unwrap(),
+        }
+    });
+    assert_eq!(got, payload);
+    assert!(attempts > 20, "{attempts}");
+}

@@ -131,11 +131,14 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) when nobody listens there;
-    /// [`Error::Authentication`](crate::Error::Authentication) when the keys differ (or
-    /// one side has none while the other has one, which shows as a protocol error);
+    /// [`Error::Authentication`](crate::Error::Authentication) when the keys differ;
     /// [`Error::Timeout`](crate::Error::Timeout) past the timeout;
     /// [`Error::Invalid`](crate::Error::Invalid) when the listener spoke another
-    /// protocol or offered a shared region that fails the checks.
+    /// protocol (a listener with an authkey, to a client without one, shows as that) or
+    /// offered a shared region that fails the checks, and for a zero timeout;
+    /// [`Error::Eof`](crate::Error::Eof) when the listener hung up during the handshake
+    /// (one without an authkey, to a client with one, does so at its handshake
+    /// timeout).
     ///
     /// ```
     /// use shmpipe::{Client, Error, Listener};

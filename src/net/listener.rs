@@ -100,8 +100,8 @@ impl Listener {
     /// The handshake (authentication, and the move to shared memory) must finish within
     /// the [handshake timeout](ListenerBuilder::handshake_timeout): a client that says
     /// nothing, garbage or too much fails with an error for that one connection, and the
-    /// listener carries on. A client that hangs up before the handshake is over is
-    /// skipped.
+    /// listener carries on. A client that hangs up between two handshake messages is
+    /// skipped (one that hangs up inside a message is an error for that connection).
     ///
     /// # Errors
     /// [`Error::Authentication`] when the client does not know the authkey (or the

@@ -8,7 +8,7 @@ use rustix::fs::{FileType, Mode};
 use rustix::io::Errno;
 use rustix::net::{sockopt, AddressFamily, SocketAddrAny, SocketAddrUnix, SocketFlags, SocketType};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -148,6 +148,9 @@ fn is_stale(path: &Path) -> Result<bool> {
 /// Connects to `address`, giving up after `timeout` (`None`: as long as the kernel
 /// tries).
 pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> Result<OwnedFd> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(Error::Invalid("a zero connect timeout".into()));
+    }
     let fd = match address {
         Address::Tcp(a) => stream_socket(family_of(a))?,
         _ => stream_socket(AddressFamily::UNIX)?,
@@ -193,11 +196,32 @@ pub(crate) fn peer_of(fd: BorrowedFd<'_>, tcp: bool) -> Result<Peer> {
             .ok_or_else(|| Error::Invalid("the peer has no IP address".into()))?;
         Ok(Peer::Tcp(addr))
     } else {
-        let cred = sockopt::socket_peercred(fd)?;
+        // Not rustix's `socket_peercred`: its pid is non-zero by type, and the kernel
+        // reports 0 for a peer in a PID namespace we cannot see into.
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct of
+        // that size, and takes no ownership of `fd`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
         Ok(Peer::Unix {
-            pid: cred.pid.as_raw_nonzero().get(),
-            uid: cred.uid.as_raw(),
-            gid: cred.gid.as_raw(),
+            pid: cred.pid,
+            uid: cred.uid,
+            gid: cred.gid,
         })
     }
 }

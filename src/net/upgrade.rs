@@ -19,8 +19,6 @@ use crate::connection::Connection;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::net::auth::recv_small;
-use crate::shm::doorbell::Doorbell;
-use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::region::Region;
 use crate::socket::framing::{self, MAX_HEADER};
 use crate::socket::poll;
@@ -34,7 +32,6 @@ use rustix::net::{
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 
 /// The client asks for shared memory.
 pub(crate) const HELLO: &[u8] = b"shmpipe/1 hello";
@@ -119,22 +116,12 @@ fn adopt(fds: Vec<OwnedFd>) -> Result<Connection> {
             "the listener passed the wrong number of descriptors".into(),
         ));
     };
-    let layout = Region::check(memfd.as_fd())?;
-    if layout.rings != 2 {
+    if Region::check(memfd.as_fd())?.rings != 2 {
         return Err(Error::Invalid(
             "the listener offered a one-way region".into(),
         ));
     }
-    for (fd, what) in [(&data, "data"), (&space, "space")] {
-        Doorbell::check(fd.as_fd())
-            .map_err(|why| Error::Invalid(format!("the {what} doorbell {why}")))?;
-    }
-    let region = Region::map(memfd, layout)?;
-    let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
-    data.refuse_passed_descriptors();
-    space.refuse_passed_descriptors();
-    let shared = Arc::new(Shared { region });
-    Ok(Connection::new(Endpoint::new(shared, 1, data, space)))
+    crate::handoff::take_end(1, memfd, data, space)
 }
 
 /// Receives one small frame and every descriptor passed with any part of it (at most a
@@ -155,10 +142,11 @@ fn recv_with_fds(chan: &SocketEnd, deadline: Deadline) -> Result<(Vec<u8>, Vec<O
                 } else {
                     4
                 };
-                let total = head as u64 + len;
-                if total > buf.len() as u64 {
+                // Checked before any arithmetic: the length is the peer's to choose.
+                if len > (buf.len() - head) as u64 {
                     return Err(Error::Invalid("the listener's answer is too long".into()));
                 }
+                let total = head as u64 + len;
                 if got.len() as u64 == total {
                     if truncated {
                         return Err(Error::Invalid(

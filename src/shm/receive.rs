@@ -160,7 +160,7 @@ impl Endpoint {
                         Ok(Read::Done)
                     }
                     Ok(Read::Cancelled) => Ok(Read::Cancelled),
-                    Err(e @ (Error::Timeout | Error::WouldBlock)) => {
+                    Err(e) if e.gave_up() => {
                         *rx.partial.borrow_mut() = Some(p);
                         Err(e)
                     }
@@ -180,7 +180,7 @@ impl Endpoint {
                 out.clear();
                 Ok(Read::Cancelled)
             }
-            Err(e @ (Error::Timeout | Error::WouldBlock)) => {
+            Err(e) if e.gave_up() => {
                 // Keep what was taken for the next call (copied once).
                 let mut data = AlignedVec::with_capacity(out.len());
                 data.extend_from_slice(out.as_slice());

@@ -43,7 +43,7 @@ impl Endpoint {
         while at < buf.len() {
             match self.write_fragment(tx, buf, at, frag, deadline) {
                 Ok(len) => at += len,
-                Err(e @ (Error::Timeout | Error::WouldBlock)) if at > 0 => {
+                Err(e) if at > 0 && e.gave_up() => {
                     self.cancel(tx, buf.len())?;
                     return Err(e);
                 }

@@ -143,7 +143,13 @@ where
         }
         match rustix::event::poll(fds, Some(&ts)) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::INTR) => {
+                if let Some(e) = crate::deadline::on_signal() {
+                    lower_flags(waiters);
+                    return Err(e);
+                }
+                continue;
+            }
             Err(e) => {
                 lower_flags(waiters);
                 return Err(e.into());

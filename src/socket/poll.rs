@@ -32,7 +32,11 @@ pub(crate) fn wait(
                 }
             }
             Ok(_) => return Ok(fds[0].revents()),
-            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::INTR) => {
+                if let Some(e) = crate::deadline::on_signal() {
+                    return Err(e);
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -140,7 +140,20 @@ impl SocketEnd {
     /// other's message never wait on a message one of them still holds. Returns false if
     /// the deadline passed.
     fn wait(&self, want_write: bool, deadline: Deadline) -> Result<bool> {
+        let mut first = true;
         loop {
+            // Checked on every round, not only when `poll` times out: a socket can show
+            // room that a send then finds gone (TCP under memory pressure), and the
+            // flushing below would go round for ever.
+            let past = match deadline {
+                Deadline::Now => !first,
+                Deadline::At(at) => !first && Instant::now() >= at,
+                Deadline::Never => false,
+            };
+            if past {
+                return Ok(false);
+            }
+            first = false;
             let flushing = !want_write && !self.outgoing.borrow().pending().is_empty();
             let events = match (want_write || flushing, want_write) {
                 (_, true) => PollFlags::OUT,
@@ -158,8 +171,10 @@ impl SocketEnd {
             }
             let ready_in = seen.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
             if flushing && seen.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP) {
-                // Never blocks: writes what fits now.
-                self.push_out(Deadline::Now)?;
+                // Never blocks: writes what fits now. A failure here (the peer is gone:
+                // EPIPE) is not this wait's to report: a receive goes on to read what
+                // the peer sent before it went, then EOF; the next send reports it.
+                let _ = self.push_out(Deadline::Now);
             }
             if want_write || ready_in {
                 return Ok(true);
@@ -184,7 +199,12 @@ impl SocketEnd {
                         return Ok(false);
                     }
                 }
-                Err(e) => return Err(self.send_error(e)),
+                Err(e) => {
+                    // It can never be delivered now.
+                    out.tail.clear();
+                    out.sent = 0;
+                    return Err(self.send_error(e));
+                }
             }
         }
     }
@@ -235,9 +255,10 @@ impl SocketEnd {
             match self.send_some(&parts) {
                 Ok(n) => sent += n,
                 Err(Errno::AGAIN) => {
-                    if !self.wait(true, deadline)? {
+                    let waited = self.wait(true, deadline);
+                    if !matches!(waited, Ok(true)) {
                         if sent == 0 {
-                            return Err(gave_up(deadline));
+                            return Err(waited.err().unwrap_or_else(|| gave_up(deadline)));
                         }
                         let mut out = self.outgoing.borrow_mut();
                         out.tail.clear();
@@ -334,37 +355,65 @@ impl SocketEnd {
         let mut inc = self.incoming.borrow_mut();
         let len = inc.len.expect("next_len read the header");
         out.clear();
-        if !inc.body.is_empty() {
-            grow_for(out, len, inc.body.len());
-            out.extend_from_slice(&inc.body);
-            inc.body = Vec::new();
+        if inc.body.is_empty() {
+            // The usual case: straight into the caller's buffer. If the call gives up
+            // part-way, what came is copied to `inc.body`, once.
+            drop(inc);
+            if let Some(e) = self.read_into(out, len, deadline)? {
+                self.incoming.borrow_mut().body = out.as_slice().to_vec();
+                out.clear();
+                return Err(e);
+            }
+            return Ok(());
         }
+        // Resuming: go on in `inc.body` (no copying back and forth however many times a
+        // call gives up), and hand the whole to the caller at the end.
+        let mut body = std::mem::take(&mut inc.body);
+        drop(inc);
+        if let Some(e) = self.read_into(&mut body, len, deadline)? {
+            self.incoming.borrow_mut().body = body;
+            return Err(e);
+        }
+        grow_for(out, len, len);
+        out.extend_from_slice(&body);
+        Ok(())
+    }
+
+    /// Reads into `out` until it holds `len` bytes: `Ok(None)` then, and the message is
+    /// done with. `Ok(Some(e))`: the call gives up with `e` (its deadline passed, or a
+    /// signal), `out` holding what came. `Err`: the connection failed inside the message.
+    fn read_into<S: Sink>(
+        &self,
+        out: &mut S,
+        len: usize,
+        deadline: Deadline,
+    ) -> Result<Option<Error>> {
+        let failed = |e: Error| {
+            // Nothing more of the message will come, and what follows could not be
+            // told from its rest.
+            *self.incoming.borrow_mut() = Incoming::default();
+            self.eof.set(true);
+            Err(e)
+        };
         while out.len() < len {
             let want = (len - out.len()).min(READ_CHUNK);
             grow_for(out, len, want);
             let spare = &mut out.spare()[..want];
-            match self.read_some(spare)? {
-                Some(0) => {
-                    *inc = Incoming::default();
-                    self.eof.set(true);
-                    return Err(truncated());
-                }
+            match self.read_some(spare) {
+                Ok(Some(0)) => return failed(truncated()),
                 // SAFETY: `recv` initialised the first `n` spare bytes.
-                Some(n) => unsafe { out.commit(n) },
-                None => {
-                    drop(inc);
-                    let ready = self.wait(false, deadline)?;
-                    inc = self.incoming.borrow_mut();
-                    if !ready {
-                        inc.body = out.as_slice().to_vec();
-                        out.clear();
-                        return Err(gave_up(deadline));
-                    }
-                }
+                Ok(Some(n)) => unsafe { out.commit(n) },
+                Ok(None) => match self.wait(false, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Some(gave_up(deadline))),
+                    Err(e) if e.gave_up() => return Ok(Some(e)),
+                    Err(e) => return failed(e),
+                },
+                Err(e) => return failed(e),
             }
         }
-        *inc = Incoming::default();
-        Ok(())
+        *self.incoming.borrow_mut() = Incoming::default();
+        Ok(None)
     }
 
     /// Whether a receive would find a message (or EOF) without waiting, after waiting up

@@ -1,0 +1,73 @@
+//! Hooks for shmpipe's Python bindings (`python/`), not API: hidden from the
+//! documentation and free to change with the bindings.
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Which end a shared-memory connection is, and its three descriptors (memfd, data
+/// doorbell, space doorbell), borrowed: for Python's pickling, which duplicates them.
+///
+/// # Errors
+/// [`Error::Closed`]; [`Error::Invalid`] for a socket connection.
+pub fn end_and_fds(conn: &Connection) -> Result<(usize, [RawFd; 3])> {
+    match conn.transport()? {
+        Transport::Shm(ep) => {
+            let bells = ep.bells();
+            Ok((
+                ep.end,
+                [
+                    ep.shared.region.memfd().as_raw_fd(),
+                    bells.data.fd().as_raw_fd(),
+                    bells.space.fd().as_raw_fd(),
+                ],
+            ))
+        }
+        Transport::Socket(_) => Err(Error::Invalid(
+            "a socket connection has no shared-memory descriptors".into(),
+        )),
+    }
+}
+
+/// Makes `end` of a pipe from duplicates of its three descriptors (see
+/// [`end_and_fds`]), checked as an end received from another process is.
+///
+/// # Errors
+/// [`Error::Invalid`] for descriptors that are not a pipe's; they are closed.
+pub fn from_fds(end: usize, memfd: OwnedFd, data: OwnedFd, space: OwnedFd) -> Result<Connection> {
+    crate::handoff::take_end(end, memfd, data, space)
+}
+
+/// Waits (within the connection's read timeout) for the next message and returns its
+/// length without consuming it, so that a caller can allocate exactly that much and
+/// receive into it with `recv_bytes_into`. The message that call gets may still be
+/// another, longer one (the writer can cancel a long message part-way): it then reports
+/// `BufferTooShort` with the whole of it.
+///
+/// # Errors
+/// As `recv_bytes`.
+pub fn next_len(conn: &Connection) -> Result<usize> {
+    let deadline = conn.limits.read_deadline();
+    match conn.transport()? {
+        Transport::Shm(ep) => Ok(ep.next_message(ep.receiving()?, deadline)?.0),
+        Transport::Socket(s) => s.next_len(deadline),
+    }
+}
+
+/// Makes waits in this process end with `ErrorKind::Interrupted` when a signal
+/// interrupts them, having consumed or sent nothing (see the deadline module), so that
+/// the Python bindings can run Python's signal handlers and retry.
+pub fn set_interruptible(on: bool) {
+    crate::deadline::set_interruptible(on)
+}
+
+/// The environment value and the three descriptors that hand `conn` to a child started
+/// by someone else (Python's `subprocess.Popen(env=..., pass_fds=...)`): what
+/// `pass_to_child` puts in the environment, for the child's `from_parent`.
+///
+/// # Errors
+/// [`Error::Closed`]; [`Error::Invalid`] for a socket connection; [`Error::Io`].
+pub fn handoff_value(conn: &Connection) -> Result<(String, [RawFd; 3])> {
+    crate::handoff::env_value(conn)
+}
