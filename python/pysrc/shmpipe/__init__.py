@@ -1,0 +1,285 @@
+"""shmpipe: ``multiprocessing.Pipe`` on shared memory.
+
+Change one import and a pipe's messages travel through a shared-memory ring instead of
+a kernel socket, with the same API and the same exceptions::
+
+    from shmpipe import Pipe          # instead of: from multiprocessing import Pipe
+
+    a, b = Pipe()
+    a.send({"spam": 1})
+    assert b.recv() == {"spam": 1}
+
+Connections are inherited by ``fork`` and can be passed to ``multiprocessing.Process``
+under every start method (``fork``, ``spawn``, ``forkserver``) and sent over other
+pipes; a Rust program can take one end (``popen_kwargs`` / ``Connection::from_parent``)
+and a Rust parent can give one to a Python child (``Connection.from_parent``).
+"""
+
+import io
+import os
+import pickle
+from multiprocessing import BufferTooShort, reduction
+from multiprocessing.connection import wait as _mp_wait
+
+from . import _shmpipe
+
+__all__ = ["Pipe", "Connection", "wait", "BufferTooShort"]
+
+_ForkingPickler = reduction.ForkingPickler
+
+# A message that carries out-of-band buffers (pickle protocol 5) starts with this; a
+# pickle never does (it starts with the PROTO opcode, 0x80).
+_OOB_MAGIC = b"SHMPIPE-PICKLE5\x00"
+# Buffers smaller than this are copied into the pickle stream instead.
+_OOB_MIN = 64 * 1024
+
+
+class Connection:
+    """One end of a pipe, with the methods of ``multiprocessing.connection.Connection``."""
+
+    __slots__ = ("_raw", "_readable", "_writable", "__weakref__")
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._readable, self._writable = raw.directions()
+
+    # -- state --------------------------------------------------------------------
+    def _check_closed(self):
+        if self._raw is None:
+            raise OSError("handle is closed")
+
+    def _check_readable(self):
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self):
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    @property
+    def closed(self):
+        """True if the connection is closed"""
+        return self._raw is None
+
+    @property
+    def readable(self):
+        """True if the connection is readable"""
+        return self._readable
+
+    @property
+    def writable(self):
+        """True if the connection is writable"""
+        return self._writable
+
+    def fileno(self):
+        """File descriptor that polls readable exactly when ``poll()`` is true."""
+        self._check_closed()
+        return self._raw.fileno()
+
+    def close(self):
+        """Close the connection"""
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            finally:
+                self._raw = None
+
+    def __del__(self):
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._raw is None else "open"
+        return f"<shmpipe.Connection {state} readable={self._readable} writable={self._writable}>"
+
+    # -- bytes ----------------------------------------------------------------------
+    def send_bytes(self, buf, offset=0, size=None):
+        """Send the bytes data from a bytes-like object"""
+        self._check_closed()
+        self._check_writable()
+        m = memoryview(buf)
+        if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        self._raw.send_bytes(m[offset : offset + size])
+
+    def recv_bytes(self, maxlength=None):
+        """Receive bytes data as a bytes object."""
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        return self._raw.recv_bytes(maxlength)
+
+    def recv_bytes_into(self, buf, offset=0):
+        """Receive bytes data into a writeable bytes-like object.
+        Return the number of bytes read."""
+        self._check_closed()
+        self._check_readable()
+        with memoryview(buf) as m:
+            if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
+                m = m.cast("B")
+            if m.readonly:
+                # CPython raises this too, after consuming the message; we do not.
+                raise TypeError(
+                    f"a writable bytes-like object is required, not {type(buf).__name__!r}"
+                )
+            bytesize = m.nbytes
+            if offset < 0:
+                raise ValueError("negative offset")
+            elif offset > bytesize:
+                raise ValueError("offset too large")
+            size, whole = self._raw.recv_bytes_into(m[offset:])
+            if whole is not None:
+                raise BufferTooShort(whole)
+            return size
+
+    def poll(self, timeout=0.0):
+        """Whether there is any input available to be read"""
+        self._check_closed()
+        self._check_readable()
+        return self._raw.poll(timeout)
+
+    # -- objects --------------------------------------------------------------------
+    def send(self, obj):
+        """Send a (picklable) object"""
+        self._check_closed()
+        self._check_writable()
+        buffers = []
+
+        def in_band(b):
+            # Pickle protocol 5: a false answer keeps the buffer out of band.
+            if b.raw().nbytes < _OOB_MIN:
+                return True
+            buffers.append(b)
+            return False
+
+        data = _dumps(obj, in_band)
+        if not buffers:
+            self._raw.send_bytes(data)
+            return
+        self._raw.send_bytes(_frame_oob(data, buffers))
+
+    def recv(self):
+        """Receive a (picklable) object"""
+        self._check_closed()
+        self._check_readable()
+        buf = self._raw.recv_bytes(None)
+        if buf.startswith(_OOB_MAGIC):
+            data, buffers = _unframe_oob(buf)
+            return _ForkingPickler.loads(data, buffers=buffers)
+        return _ForkingPickler.loads(buf)
+
+    # -- other processes ----------------------------------------------------------------
+    def popen_kwargs(self, key):
+        """``env`` and ``pass_fds`` for ``subprocess.Popen`` (``Popen(cmd,
+        **conn.popen_kwargs("KEY"))``): the child, a Rust program, takes this end with
+        ``shmpipe::Connection::from_parent("KEY")`` (or Python with
+        ``shmpipe.Connection.from_parent("KEY")``). Close this end here afterwards if the
+        child is to be its only holder."""
+        self._check_closed()
+        value, fds = self._raw.handoff()
+        env = dict(os.environ)
+        env[key] = value
+        return {"env": env, "pass_fds": fds}
+
+    @classmethod
+    def from_parent(cls, key):
+        """Take up the end a parent process (Rust's ``pass_to_child``, or
+        ``popen_kwargs``) passed under the environment variable ``key``."""
+        return cls(_shmpipe.from_parent(key))
+
+
+def _dumps(obj, buffer_callback):
+    """``ForkingPickler.dumps(obj)`` at protocol 5 with a ``buffer_callback``, which
+    ``ForkingPickler``'s constructor does not pass on: a plain ``Pickler`` given the same
+    dispatch table (copyreg's and every reducer registered with
+    ``multiprocessing.reduction.register``)."""
+    f = io.BytesIO()
+    p = pickle.Pickler(f, 5, buffer_callback=buffer_callback)
+    table = _ForkingPickler._copyreg_dispatch_table.copy()
+    table.update(_ForkingPickler._extra_reducers)
+    p.dispatch_table = table
+    p.dump(obj)
+    return f.getbuffer()
+
+
+def _frame_oob(data, buffers):
+    """One message: magic, counts and lengths, the pickle, then each buffer. Built in one
+    bytearray (each buffer copied once into it)."""
+    raws = [b.raw() for b in buffers]
+    head = _OOB_MAGIC + len(raws).to_bytes(4, "little") + len(data).to_bytes(8, "little")
+    head += b"".join(r.nbytes.to_bytes(8, "little") for r in raws)
+    out = bytearray(len(head) + len(data) + sum(r.nbytes for r in raws))
+    out[: len(head)] = head
+    at = len(head)
+    out[at : at + len(data)] = data
+    at += len(data)
+    for r in raws:
+        out[at : at + r.nbytes] = r
+        at += r.nbytes
+    return out
+
+
+def _unframe_oob(buf):
+    m = memoryview(buf)
+    at = len(_OOB_MAGIC)
+    count = int.from_bytes(m[at : at + 4], "little")
+    plen = int.from_bytes(m[at + 4 : at + 12], "little")
+    at += 12
+    lens = [int.from_bytes(m[at + 8 * i : at + 8 * i + 8], "little") for i in range(count)]
+    at += 8 * count
+    data = m[at : at + plen]
+    at += plen
+    buffers = []
+    for n in lens:
+        buffers.append(m[at : at + n])
+        at += n
+    if at != len(m):
+        raise pickle.UnpicklingError("malformed shmpipe message")
+    return data, buffers
+
+
+def Pipe(duplex=True):
+    """Returns a pair of connection objects at either end of a pipe
+    (``(reader, writer)`` when ``duplex`` is false)."""
+    a, b = _shmpipe.pipe(duplex)
+    return Connection(a), Connection(b)
+
+
+def wait(object_list, timeout=None):
+    """Wait till an object in object_list is ready/readable (shmpipe connections, other
+    connections, sockets, descriptors); returns the list of those that are."""
+    return _mp_wait(object_list, timeout)
+
+
+# -- pickling into other processes -------------------------------------------------------
+def _rebuild_connection(end, dfs):
+    fds = [df.detach() for df in dfs]
+    return Connection(_shmpipe.from_fds(end, *fds))
+
+
+def _reduce_connection(conn):
+    conn._check_closed()
+    end, fds = conn._raw.parts()
+    return _rebuild_connection, (end, [reduction.DupFd(fd) for fd in fds])
+
+
+reduction.register(Connection, _reduce_connection)

@@ -1,0 +1,307 @@
+//! `shmpipe._shmpipe`: the native half of the Python package. It wraps a
+//! [`shmpipe::Connection`] for Python; the Python half (`pysrc/shmpipe/__init__.py`)
+//! gives it the exact API and exceptions of `multiprocessing.connection.Connection`.
+//!
+//! Every call that can block releases the GIL, and waits in the library are made
+//! interruptible: a signal (Ctrl-C) ends the wait having consumed or sent nothing,
+//! Python's handlers run, and the call starts again unless one raised (PEP 475).
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shmpipe::{Connection, Error};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The Python exception for a library error, as `multiprocessing.connection` raises it.
+fn to_py(e: Error) -> PyErr {
+    match e {
+        Error::Eof => PyEOFError::new_err(()),
+        Error::BrokenPipe => PyBrokenPipeError::new_err((libc_epipe(), "Broken pipe")),
+        Error::Closed => PyOSError::new_err("handle is closed"),
+        Error::NotReadable => PyOSError::new_err("connection is write-only"),
+        Error::NotWritable => PyOSError::new_err("connection is read-only"),
+        Error::MessageTooLong { len, max } => PyOSError::new_err(format!(
+            "bad message length: {len} bytes, more than maxlength {max} (the message stays in the pipe)"
+        )),
+        Error::Invalid(why) => PyValueError::new_err(why),
+        Error::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+fn libc_epipe() -> i32 {
+    32
+}
+
+/// Runs `f` without the GIL; when a signal interrupted its wait, runs Python's signal
+/// handlers (with the GIL) and, unless one raised, runs `f` again.
+fn blocking<T: Send>(py: Python<'_>, f: impl Fn() -> Result<T, Error> + Sync) -> PyResult<T> {
+    loop {
+        match py.detach(&f) {
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                py.check_signals()?;
+            }
+            other => return other.map_err(to_py),
+        }
+    }
+}
+
+/// One end of a pipe.
+///
+/// The connection sits behind a mutex that is only ever taken without the GIL (inside
+/// `blocking`), so that a thread waiting for it never holds the GIL another thread
+/// needs.
+#[pyclass(module = "shmpipe._shmpipe", frozen)]
+struct RawConnection {
+    conn: Mutex<Option<Connection>>,
+    /// A duplicate of the region's memfd for this end alone, made when the end is first
+    /// pickled: both ends of a pipe made in this process share one memfd descriptor, and
+    /// `multiprocessing` refuses the same number twice in one child's `pass_fds`.
+    memfd: Mutex<Option<OwnedFd>>,
+}
+
+impl RawConnection {
+    fn new(conn: Connection) -> RawConnection {
+        RawConnection {
+            conn: Mutex::new(Some(conn)),
+            memfd: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the open connection, with the mutex held and the GIL released.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl Fn(&Connection) -> Result<T, Error> + Sync,
+    ) -> PyResult<T> {
+        blocking(py, || f(self.lock().as_ref().ok_or(Error::Closed)?))
+    }
+}
+
+/// A contiguous buffer's bytes. The `PyBuffer` export keeps the memory where it is (a
+/// `bytearray` cannot be resized while exported) until it is dropped.
+fn bytes_of(buf: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
+    if !buf.is_c_contiguous() {
+        return Err(PyValueError::new_err("the buffer is not contiguous"));
+    }
+    Ok((buf.buf_ptr().cast(), buf.len_bytes()))
+}
+
+/// A pointer that may cross into the closure run without the GIL.
+#[derive(Clone, Copy)]
+struct Raw(*mut u8, usize);
+// SAFETY: it points into a buffer that stays exported (pinned) for the whole call; the
+// call is the only code of ours using it.
+unsafe impl Send for Raw {}
+unsafe impl Sync for Raw {}
+
+#[pymethods]
+impl RawConnection {
+    /// Sends the bytes of a contiguous buffer as one message.
+    fn send_bytes(&self, py: Python<'_>, data: PyBuffer<u8>) -> PyResult<()> {
+        let (ptr, len) = bytes_of(&data)?;
+        let raw = Raw(ptr, len);
+        self.with(py, move |c| {
+            let raw = raw;
+            // SAFETY: the export pins `len` readable bytes at `ptr` for this call; that
+            // another Python thread could write them meanwhile is the same race as with
+            // `os.write`, and we only copy them.
+            let bytes = unsafe { std::slice::from_raw_parts(raw.0 as *const u8, raw.1) };
+            c.send_bytes(bytes)
+        })
+    }
+
+    /// Receives the next message as `bytes`, copying it once, straight into the
+    /// `bytes` object. `maxlength`: refuse a longer message (OSError; it stays).
+    #[pyo3(signature = (maxlength=None))]
+    fn recv_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        maxlength: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let len = self.with(py, |c| {
+            let len = shmpipe::__interop::next_len(c)?;
+            let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
+            if len > max {
+                return Err(Error::MessageTooLong { len, max });
+            }
+            Ok(len)
+        })?;
+        let mut other: Option<Vec<u8>> = None;
+        let mut got = 0;
+        let bytes = PyBytes::new_with(py, len, |buf| {
+            let raw = Raw(buf.as_mut_ptr(), buf.len());
+            let r = self.with(py, move |c| {
+                let raw = raw;
+                // SAFETY: `buf`, the new `bytes` object's storage, is ours alone until
+                // `new_with` returns; nothing else can see the object yet.
+                let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
+                match c.recv_bytes_into(dst) {
+                    Ok(n) => Ok((n, None)),
+                    // Another message than the one measured (the writer cancelled that
+                    // one part-way): here it is.
+                    Err(Error::BufferTooShort(whole)) => Ok((0, Some(whole))),
+                    Err(e) => Err(e),
+                }
+            })?;
+            (got, other) = r;
+            Ok(())
+        })?;
+        match other {
+            Some(whole) => Ok(PyBytes::new(py, &whole)),
+            None if got != len => Ok(PyBytes::new(py, &bytes.as_bytes()[..got])),
+            None => Ok(bytes),
+        }
+    }
+
+    /// Receives the next message into a writable contiguous buffer. Returns
+    /// `(length, None)`, or `(length, message)` when it did not fit (the message was
+    /// consumed; the Python side raises `BufferTooShort` with it).
+    fn recv_bytes_into<'py>(
+        &self,
+        py: Python<'py>,
+        buf: PyBuffer<u8>,
+    ) -> PyResult<(usize, Option<Bound<'py, PyBytes>>)> {
+        if buf.readonly() {
+            return Err(PyValueError::new_err("the buffer is read-only"));
+        }
+        let (ptr, len) = bytes_of(&buf)?;
+        let raw = Raw(ptr, len);
+        let r = self.with(py, move |c| {
+            let raw = raw;
+            // SAFETY: the export pins `len` writable bytes at `ptr` for this call (checked
+            // not read-only above); concurrent use of the same buffer by another Python
+            // thread would be the caller's race, as with `os.readv`.
+            let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
+            match c.recv_bytes_into(dst) {
+                Ok(n) => Ok((n, None)),
+                Err(Error::BufferTooShort(whole)) => Ok((whole.len(), Some(whole))),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok((r.0, r.1.map(|w| PyBytes::new(py, &w))))
+    }
+
+    /// Whether a message (or EOF) is waiting, waiting up to `timeout` seconds (`None`:
+    /// as long as it takes).
+    #[pyo3(signature = (timeout=None))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = match timeout {
+            None => None,
+            Some(t) if t.is_nan() => return Err(PyValueError::new_err("timeout is NaN")),
+            Some(t) => Some(
+                Instant::now()
+                    .checked_add(Duration::try_from_secs_f64(t.max(0.0)).unwrap_or(Duration::MAX))
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32)),
+            ),
+        };
+        // Each try waits for what is left of the timeout: a retry after a signal does
+        // not start it over.
+        self.with(py, move |c| {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            c.poll(left)
+        })
+    }
+
+    /// A descriptor that polls readable exactly when `poll()` would be true.
+    fn fileno(&self) -> PyResult<RawFd> {
+        self.lock()
+            .as_ref()
+            .ok_or(Error::Closed)
+            .and_then(|c| c.fileno())
+            .map_err(to_py)
+    }
+
+    /// Closes this end (in this process).
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| {
+            drop(self.lock().take());
+            drop(self.memfd.lock().unwrap_or_else(|p| p.into_inner()).take());
+        });
+    }
+
+    /// Whether this end can receive and send.
+    fn directions(&self) -> PyResult<(bool, bool)> {
+        let g = self.lock();
+        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
+        Ok((c.readable(), c.writable()))
+    }
+
+    /// `(end, (memfd, data, space))`: for pickling, which duplicates the descriptors.
+    fn parts(&self) -> PyResult<(usize, (RawFd, RawFd, RawFd))> {
+        let g = self.lock();
+        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
+        let (end, [m, d, s]) = shmpipe::__interop::end_and_fds(c).map_err(to_py)?;
+        let mut own = self.memfd.lock().unwrap_or_else(|p| p.into_inner());
+        if own.is_none() {
+            // SAFETY: `m` is the region's memfd, open while the connection (locked
+            // above) is.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(m) };
+            *own = Some(borrowed.try_clone_to_owned()?);
+        }
+        let m = own.as_ref().map(|fd| fd.as_raw_fd()).expect("just set");
+        Ok((end, (m, d, s)))
+    }
+
+    /// `(value, (fds...))` to hand this end to a child process started with
+    /// `subprocess` (environment value and `pass_fds`), for `from_parent` there.
+    fn handoff(&self) -> PyResult<(String, (RawFd, RawFd, RawFd))> {
+        let g = self.lock();
+        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
+        let (value, [m, d, s]) = shmpipe::__interop::handoff_value(c).map_err(to_py)?;
+        Ok((value, (m, d, s)))
+    }
+}
+
+/// The two ends of a new pipe (`duplex`: both send and receive; otherwise
+/// `(reader, writer)`).
+#[pyfunction]
+#[pyo3(signature = (duplex=true, capacity=None))]
+fn pipe(duplex: bool, capacity: Option<usize>) -> PyResult<(RawConnection, RawConnection)> {
+    let mut b = shmpipe::Builder::new().duplex(duplex);
+    if let Some(c) = capacity {
+        b = b.capacity(c);
+    }
+    let (a, z) = b.build().map_err(to_py)?;
+    Ok((RawConnection::new(a), RawConnection::new(z)))
+}
+
+/// Takes ownership of three descriptors (duplicates made for us by pickling) and makes
+/// them end `end` of a pipe, after checking them.
+#[pyfunction]
+fn from_fds(end: usize, memfd: RawFd, data: RawFd, space: RawFd) -> PyResult<RawConnection> {
+    if [memfd, data, space].iter().any(|&fd| fd < 0) {
+        return Err(PyValueError::new_err("negative descriptor"));
+    }
+    // SAFETY: the caller (the unpickler) hands over these descriptors: `DupFd.detach()`
+    // gave them to it to own, and it passes each once.
+    let own = |fd| unsafe { OwnedFd::from_raw_fd(fd) };
+    shmpipe::__interop::from_fds(end, own(memfd), own(data), own(space))
+        .map(RawConnection::new)
+        .map_err(to_py)
+}
+
+/// Takes up the end a parent process passed under the environment variable `key`.
+#[pyfunction]
+fn from_parent(key: &str) -> PyResult<RawConnection> {
+    Connection::from_parent(key)
+        .map(RawConnection::new)
+        .map_err(to_py)
+}
+
+#[pymodule]
+fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    shmpipe::__interop::set_interruptible(true);
+    m.add_class::<RawConnection>()?;
+    m.add_function(wrap_pyfunction!(pipe, m)?)?;
+    m.add_function(wrap_pyfunction!(from_fds, m)?)?;
+    m.add_function(wrap_pyfunction!(from_parent, m)?)?;
+    Ok(())
+}
