@@ -32,6 +32,10 @@ fn to_py(e: Error) -> PyErr {
     }
 }
 
+/// Messages up to this long are sent and received without letting go of the GIL when
+/// that need not wait: the copy costs less than releasing and taking back the GIL.
+const FAST_PATH_MAX: usize = 64 << 10;
+
 fn libc_epipe() -> i32 {
     32
 }
@@ -75,6 +79,32 @@ impl RawConnection {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the open connection in non-blocking mode, with the GIL held: `None`
+    /// if it would have to wait (for a message, for room, or for the mutex, which another
+    /// thread holds: taking it here could deadlock against one that waits for the GIL).
+    fn try_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Option<Result<T, Error>> {
+        let guard = match self.conn.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let Some(c) = guard.as_ref() else {
+            return Some(Err(Error::Closed));
+        };
+        if c.set_nonblocking(true).is_err() {
+            return None;
+        }
+        let r = f(c);
+        let _ = c.set_nonblocking(false);
+        match r {
+            Err(Error::WouldBlock) => None,
+            other => Some(other),
+        }
+    }
+
     /// Runs `f` on the open connection, with the mutex held and the GIL released.
     fn with<T: Send>(
         &self,
@@ -107,6 +137,13 @@ impl RawConnection {
     /// Sends the bytes of a contiguous buffer as one message.
     fn send_bytes(&self, py: Python<'_>, data: PyBuffer<u8>) -> PyResult<()> {
         let (ptr, len) = bytes_of(&data)?;
+        if len <= FAST_PATH_MAX {
+            // SAFETY: as below; here with the GIL held, so no Python code runs meanwhile.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+            if let Some(done) = self.try_now(|c| c.send_bytes(bytes)) {
+                return done.map_err(to_py);
+            }
+        }
         let raw = Raw(ptr, len);
         self.with(py, move |c| {
             let raw = raw;
@@ -126,6 +163,32 @@ impl RawConnection {
         py: Python<'py>,
         maxlength: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        // A message already waiting: measured and received without letting go of the
+        // GIL (which costs more than copying a small message), under one lock.
+        let fast = self.try_now(|c| {
+            let len = shmpipe::__interop::next_len(c)?;
+            if len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
+                return Err(Error::WouldBlock); // the general path below
+            }
+            let mut other = None;
+            let bytes = PyBytes::new_with(py, len, |buf| {
+                match c.recv_bytes_into(buf) {
+                    Ok(n) if n == len => {}
+                    Ok(n) => other = Some(buf[..n].to_vec()),
+                    Err(Error::BufferTooShort(whole)) => other = Some(whole),
+                    Err(e) => return Err(to_py(e)),
+                }
+                Ok(())
+            });
+            Ok((bytes, other))
+        });
+        if let Some(done) = fast {
+            let (bytes, other) = done.map_err(to_py)?;
+            return Ok(match other {
+                Some(m) => PyBytes::new(py, &m),
+                None => bytes?,
+            });
+        }
         let len = self.with(py, |c| {
             let len = shmpipe::__interop::next_len(c)?;
             let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));

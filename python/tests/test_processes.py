@@ -115,9 +115,16 @@ def test_other_threads_run_while_one_blocks():
 
 @pytest.fixture(scope="module")
 def rust_examples():
-    subprocess.run(["cargo", "build", "--quiet", "--example", "echo_child", "--example", "python_child"],
+    """The directory of the Rust examples `echo_child` and `python_child`: the one
+    `cargo test` built them in (it says where), or built here."""
+    built = os.environ.get("SHMPIPE_EXAMPLES_DIR")
+    names = ["echo_child", "python_child"]
+    if built and all(os.path.exists(os.path.join(built, n)) for n in names):
+        return built
+    subprocess.run(["cargo", "build", "--quiet", "--example", names[0], "--example", names[1]],
                    cwd=REPO, check=True)
-    return os.path.join(REPO, "target", "debug", "examples")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    return os.path.join(target, "debug", "examples")
 
 
 def test_python_parent_rust_child(rust_examples):

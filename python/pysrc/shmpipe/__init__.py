@@ -18,6 +18,7 @@ and a Rust parent can give one to a Python child (``Connection.from_parent``).
 import io
 import os
 import pickle
+import threading
 from multiprocessing import BufferTooShort, reduction
 from multiprocessing.connection import wait as _mp_wait
 
@@ -104,6 +105,9 @@ class Connection:
         """Send the bytes data from a bytes-like object"""
         self._check_closed()
         self._check_writable()
+        if offset == 0 and size is None and type(buf) is bytes:
+            self._raw.send_bytes(buf)  # the common case, without a memoryview
+            return
         m = memoryview(buf)
         if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
             m = m.cast("B")
@@ -162,16 +166,7 @@ class Connection:
         """Send a (picklable) object"""
         self._check_closed()
         self._check_writable()
-        buffers = []
-
-        def in_band(b):
-            # Pickle protocol 5: a false answer keeps the buffer out of band.
-            if b.raw().nbytes < _OOB_MIN:
-                return True
-            buffers.append(b)
-            return False
-
-        data = _dumps(obj, in_band)
+        data, buffers = _dumps(obj)
         if not buffers:
             self._raw.send_bytes(data)
             return
@@ -207,18 +202,60 @@ class Connection:
         return cls(_shmpipe.from_parent(key))
 
 
-def _dumps(obj, buffer_callback):
-    """``ForkingPickler.dumps(obj)`` at protocol 5 with a ``buffer_callback``, which
-    ``ForkingPickler``'s constructor does not pass on: a plain ``Pickler`` given the same
-    dispatch table (copyreg's and every reducer registered with
-    ``multiprocessing.reduction.register``)."""
-    f = io.BytesIO()
-    p = pickle.Pickler(f, 5, buffer_callback=buffer_callback)
-    table = _ForkingPickler._copyreg_dispatch_table.copy()
-    table.update(_ForkingPickler._extra_reducers)
-    p.dispatch_table = table
-    p.dump(obj)
-    return f.getbuffer()
+class _Pickler(pickle.Pickler):
+    # ForkingPickler's table (copyreg's, and every reducer registered with
+    # multiprocessing.reduction.register), kept up to date in place by
+    # `_refresh_table`: the C pickler looks the table up once, when it is made.
+    dispatch_table = {}
+
+
+_table_key = None
+_local = threading.local()
+
+
+def _refresh_table():
+    global _table_key
+    # Registering adds a type; replacing a type's reducer, which this would miss, is
+    # not something multiprocessing does.
+    key = (len(_ForkingPickler._copyreg_dispatch_table), len(_ForkingPickler._extra_reducers))
+    if key != _table_key:
+        _Pickler.dispatch_table.clear()
+        _Pickler.dispatch_table.update(_ForkingPickler._copyreg_dispatch_table)
+        _Pickler.dispatch_table.update(_ForkingPickler._extra_reducers)
+        _table_key = key
+
+
+def _dumps(obj):
+    """``ForkingPickler.dumps(obj)`` at protocol 5, large buffers kept out of band:
+    returns the pickle and those buffers. One pickler per thread, reused (making a
+    pickler costs more than pickling a small object)."""
+    _refresh_table()
+    state = getattr(_local, "pickler", None)
+    if state is None:
+        f = io.BytesIO()
+        buffers = []
+
+        def in_band(b):
+            # Pickle protocol 5: a false answer keeps the buffer out of band.
+            if b.raw().nbytes < _OOB_MIN:
+                return True
+            buffers.append(b)
+            return False
+
+        state = _local.pickler = (f, _Pickler(f, 5, buffer_callback=in_band), buffers)
+    f, p, buffers = state
+    f.seek(0)
+    f.truncate()
+    p.clear_memo()
+    buffers.clear()
+    try:
+        p.dump(obj)
+        data = f.getvalue()
+        return data, list(buffers)
+    finally:
+        buffers.clear()
+        if f.tell() > _OOB_MIN:
+            _local.pickler = None  # do not keep a large buffer for the thread's lifetime
 
 
 def _frame_oob(data, buffers):

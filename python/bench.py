@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""shmpipe from Python beside multiprocessing.Pipe, in one run (same machine, same
+process layout: a forked child, the parent measures).
+
+    python python/bench.py [--quick]
+
+Workloads (time per message, median of 5 repeats):
+  stream_64      the child sends 64-byte messages with send_bytes; the parent recv_bytes
+  pingpong_64    a 64-byte message and its echo (time per round trip)
+  stream_1m      1 MiB messages, send_bytes / recv_bytes
+  dict           send / recv of a small dict (pickle both ways)
+  bytearray_64m  a 64 MiB bytearray sent with send (shmpipe: pickle protocol 5, the
+                 buffer out of band; Pipe: pickled in band)
+Prints a table; --json FILE also writes the figures.
+"""
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+import shmpipe
+
+REPEATS = 5
+QUICK = "--quick" in sys.argv
+
+
+def child(conn, other, kind, payload, n):
+    other.close()
+    if kind == "pingpong":
+        for _ in range(n):
+            conn.send_bytes(conn.recv_bytes())
+    elif kind == "bytes":
+        for _ in range(n):
+            conn.send_bytes(payload)
+    else:
+        for _ in range(n):
+            conn.send(payload)
+    conn.recv_bytes()  # wait for the parent to finish before exiting
+
+
+def measure(Pipe, kind, payload, n):
+    a, b = Pipe()
+    p = mp.get_context("fork").Process(target=child, args=(b, a, kind, payload, n))
+    p.start()
+    b.close()
+    start = time.perf_counter()
+    if kind == "pingpong":
+        for _ in range(n):
+            a.send_bytes(payload)
+            a.recv_bytes()
+    elif kind == "bytes":
+        for _ in range(n):
+            a.recv_bytes()
+    else:
+        for _ in range(n):
+            a.recv()
+    elapsed = time.perf_counter() - start
+    a.send_bytes(b"done")
+    p.join()
+    a.close()
+    return elapsed / n
+
+
+WORKLOADS = [
+    ("stream_64", "bytes", b"x" * 64, 200_000),
+    ("pingpong_64", "pingpong", b"x" * 64, 20_000),
+    ("stream_1m", "bytes", b"x" * (1 << 20), 500),
+    ("dict", "objects", {"id": 7, "name": "spam", "tags": ["a", "b"], "score": 1.5}, 100_000),
+    ("bytearray_64m", "objects", bytearray(64 << 20), 10),
+]
+
+TRANSPORTS = [("multiprocessing.Pipe", mp.Pipe), ("shmpipe.Pipe", shmpipe.Pipe)]
+
+
+def fmt(seconds):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def main():
+    results = {}
+    for name, kind, payload, n in WORKLOADS:
+        n = max(n // 10, 2) if QUICK else n
+        row = {}
+        for _ in range(REPEATS):
+            # Interleaved, so that a noisy moment hits both.
+            for tname, Pipe in TRANSPORTS:
+                row.setdefault(tname, []).append(measure(Pipe, kind, payload, n))
+        results[name] = {t: statistics.median(v) for t, v in row.items()}
+        mpv, shv = results[name]["multiprocessing.Pipe"], results[name]["shmpipe.Pipe"]
+        print(f"{name:12} Pipe {fmt(mpv):>10}  shmpipe {fmt(shv):>10}  speed-up {mpv / shv:5.1f}x",
+              flush=True)
+    if "--json" in sys.argv:
+        with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
+            json.dump({"python": sys.version.split()[0], "machine": os.uname().release,
+                       "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
