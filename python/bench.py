@@ -11,6 +11,8 @@ Workloads (time per message, median of 5 repeats):
   dict           send / recv of a small dict (pickle both ways)
   bytearray_64m  a 64 MiB bytearray sent with send (shmpipe: pickle protocol 5, the
                  buffer out of band; Pipe: pickled in band)
+  numpy_64m      the same with a 64 MiB NumPy array, if NumPy is installed (unpickled as
+                 a view of the received message: no copy after the receive)
 Prints a table; --json FILE also writes the figures.
 """
 import json
@@ -70,6 +72,12 @@ WORKLOADS = [
     ("dict", "objects", {"id": 7, "name": "spam", "tags": ["a", "b"], "score": 1.5}, 100_000),
     ("bytearray_64m", "objects", bytearray(64 << 20), 10),
 ]
+try:
+    import numpy
+
+    WORKLOADS.append(("numpy_64m", "objects", numpy.zeros(64 << 20, dtype=numpy.uint8), 10))
+except ImportError:  # NumPy is optional
+    pass
 
 TRANSPORTS = [("multiprocessing.Pipe", mp.Pipe), ("shmpipe.Pipe", shmpipe.Pipe)]
 

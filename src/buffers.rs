@@ -191,9 +191,76 @@ impl Sink for SliceSink<'_> {
     }
 }
 
+/// A message given as pieces ([`Connection::send_bytes_vectored`]
+/// (crate::Connection::send_bytes_vectored)): sent as one message, each piece copied once,
+/// straight to where the message goes.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    parts: &'a [&'a [u8]],
+    len: usize,
+}
+
+impl<'a> Parts<'a> {
+    /// The pieces of one message.
+    pub fn new(parts: &'a [&'a [u8]]) -> Parts<'a> {
+        Parts {
+            parts,
+            len: parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The pieces.
+    pub fn pieces(&self) -> &'a [&'a [u8]] {
+        self.parts
+    }
+
+    /// Hands `put` the bytes `at..at + len` of the message, a piece at a time, each with
+    /// its offset from `at`.
+    pub fn copy_range(&self, at: usize, len: usize, mut put: impl FnMut(usize, &[u8])) {
+        if let [one] = self.parts {
+            // The usual message, in one piece.
+            put(0, &one[at..at + len]);
+            return;
+        }
+        let (mut start, mut done) = (0, 0);
+        for piece in self.parts {
+            let end = start + piece.len();
+            if end > at && done < len {
+                let from = at.max(start) - start;
+                let take = (piece.len() - from).min(len - done);
+                put(done, &piece[from..from + take]);
+                done += take;
+            }
+            start = end;
+        }
+        debug_assert_eq!(done, len, "the range lies within the message");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_hand_out_any_range_in_pieces() {
+        let pieces: [&[u8]; 4] = [b"ab", b"", b"cde", b"f"];
+        let parts = Parts::new(&pieces);
+        assert_eq!(parts.len(), 6);
+        for at in 0..=6 {
+            for len in 0..=6 - at {
+                let mut got = vec![0u8; len];
+                parts.copy_range(at, len, |off, bytes| {
+                    got[off..off + bytes.len()].copy_from_slice(bytes)
+                });
+                assert_eq!(got, &b"abcdef"[at..at + len], "{at} {len}");
+            }
+        }
+    }
 
     #[test]
     fn scratch_keeps_buffers_up_to_the_limit_and_hands_them_out_empty() {

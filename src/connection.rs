@@ -1,7 +1,7 @@
 //! [`Connection`]: one end of a pipe, with the methods of Python's
 //! `multiprocessing.connection.Connection`.
 
-use crate::buffers::{within, Sink, SliceSink};
+use crate::buffers::{within, Parts, Sink, SliceSink};
 use crate::deadline::{deadline_after, Limits};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint};
@@ -113,10 +113,31 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
+        self.send_parts(Parts::new(&[buf]))
+    }
+
+    /// Sends the concatenation of `parts` as one message, copying each part once,
+    /// straight into the ring (or the socket): a header and a payload, say, without
+    /// first gathering them into one buffer. The receiver sees one message.
+    ///
+    /// # Errors
+    /// As [`send_bytes`](Connection::send_bytes).
+    ///
+    /// ```
+    /// let (a, b) = shmpipe::pipe(true)?;
+    /// a.send_bytes_vectored(&[b"head:", b"", b"body"])?;
+    /// assert_eq!(b.recv_bytes()?, b"head:body");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn send_bytes_vectored(&self, parts: &[&[u8]]) -> Result<()> {
+        self.send_parts(Parts::new(parts))
+    }
+
+    pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
         let deadline = self.limits.write_deadline();
         match self.transport()? {
             Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, deadline),
-            Transport::Socket(s) => s.send(buf, deadline),
+            Transport::Socket(s) => s.send_parts(buf, deadline),
         }
     }
 

@@ -6,7 +6,7 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
-use crate::buffers::{within, Scratch};
+use crate::buffers::{within, Parts, Scratch};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
@@ -136,7 +136,7 @@ impl Connection {
             // Did not fit in the free space: nothing was published; go the long way.
         }
         let bytes = serialize(value, tx.scratch.take())?;
-        let sent = ep.send_message(tx, &bytes, deadline);
+        let sent = ep.send_message(tx, Parts::new(&[&bytes]), deadline);
         tx.scratch.give_back(bytes);
         sent
     }

@@ -362,3 +362,23 @@ fn fileno_stays_exact_after_a_receive_times_out() {
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 60_000) }, 1);
     assert_eq!(b.recv_bytes().unwrap(), b"after");
 }
+
+/// A message sent in pieces arrives as one, whole or fragmented (longer than the ring).
+#[test]
+fn a_vectored_send_arrives_as_one_message() {
+    let (a, b) = shmpipe::Builder::new().capacity(4096).build().unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let t = std::thread::spawn(move || {
+        a.send_bytes_vectored(&[b"x", &big[..50_000], b"", &big[50_000..]])
+            .unwrap();
+        a.send_bytes_vectored(&[b"small", b"!"]).unwrap();
+        a.send_bytes_vectored(&[]).unwrap();
+    });
+    let got = b.recv_bytes().unwrap();
+    assert_eq!(got.len(), 100_001);
+    assert_eq!(got[0], b'x');
+    assert!(got[1..].iter().enumerate().all(|(i, &v)| v == i as u8));
+    assert_eq!(b.recv_bytes().unwrap(), b"small!");
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    t.join().unwrap();
+}

@@ -383,3 +383,12 @@ fn a_message_taken_in_many_attempts_arrives_whole() {
     assert_eq!(got, payload);
     assert!(attempts > 20, "{attempts}");
 }
+
+#[test]
+fn a_vectored_send_is_one_message_on_the_wire() {
+    let (conn, mut raw) = raw_pair();
+    conn.send_bytes_vectored(&[b"ab", b"", b"cde"]).unwrap();
+    let mut got = [0u8; 9];
+    raw.read_exact(&mut got).unwrap();
+    assert_eq!(got, [0, 0, 0, 5, b'a', b'b', b'c', b'd', b'e']);
+}

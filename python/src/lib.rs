@@ -105,6 +105,80 @@ impl RawConnection {
         }
     }
 
+    /// `recv_bytes`, into a new `bytes` object, or a `bytearray` for a message of at
+    /// least `FAST_PATH_MAX` bytes when `writable_if_long`.
+    fn recv_into_new<'py>(
+        &self,
+        py: Python<'py>,
+        maxlength: Option<usize>,
+        writable_if_long: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // A message already waiting: measured and received without letting go of the
+        // GIL (which costs more than copying a small message), under one lock.
+        let fast = self.try_now(|c| {
+            let len = shmpipe::__interop::next_len(c)?;
+            if len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
+                return Err(Error::WouldBlock); // the general path below
+            }
+            let mut other = None;
+            let bytes = PyBytes::new_with(py, len, |buf| {
+                match c.recv_bytes_into(buf) {
+                    Ok(n) if n == len => {}
+                    Ok(n) => other = Some(buf[..n].to_vec()),
+                    Err(Error::BufferTooShort(whole)) => other = Some(whole),
+                    Err(e) => return Err(to_py(e)),
+                }
+                Ok(())
+            });
+            Ok((bytes, other))
+        });
+        if let Some(done) = fast {
+            let (bytes, other) = done.map_err(to_py)?;
+            return Ok(match other {
+                Some(m) => PyBytes::new(py, &m).into_any(),
+                None => bytes?.into_any(),
+            });
+        }
+        let len = self.with(py, |c| {
+            let len = shmpipe::__interop::next_len(c)?;
+            let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
+            if len > max {
+                return Err(Error::MessageTooLong { len, max });
+            }
+            Ok(len)
+        })?;
+        let mut other: Option<Vec<u8>> = None;
+        let mut got = 0;
+        let writable = writable_if_long && len > FAST_PATH_MAX;
+        let bytes = unfilled(py, len, writable, |buf| {
+            let raw = Raw(buf, len);
+            let r = self.with(py, move |c| {
+                let raw = raw;
+                // SAFETY: `buf`, the new `bytes` object's storage, is ours alone until
+                // `new_with` returns; nothing else can see the object yet.
+                let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
+                match c.recv_bytes_into(dst) {
+                    Ok(n) => Ok((n, None)),
+                    // Another message than the one measured (the writer cancelled that
+                    // one part-way): here it is.
+                    Err(Error::BufferTooShort(whole)) => Ok((0, Some(whole))),
+                    Err(e) => Err(e),
+                }
+            })?;
+            (got, other) = r;
+            Ok(())
+        })?;
+        match other {
+            Some(whole) => Ok(PyBytes::new(py, &whole).into_any()),
+            None if got != len => {
+                // SAFETY: the first `got` bytes were written by the receive.
+                let head = unsafe { std::slice::from_raw_parts(data_of(&bytes, writable), got) };
+                Ok(PyBytes::new(py, head).into_any())
+            }
+            None => Ok(bytes),
+        }
+    }
+
     /// Runs `f` on the open connection, with the mutex held and the GIL released.
     fn with<T: Send>(
         &self,
@@ -122,6 +196,46 @@ fn bytes_of(buf: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
         return Err(PyValueError::new_err("the buffer is not contiguous"));
     }
     Ok((buf.buf_ptr().cast(), buf.len_bytes()))
+}
+
+/// The storage of an object made by [`unfilled`].
+fn data_of(obj: &Bound<'_, PyAny>, bytearray: bool) -> *mut u8 {
+    // SAFETY: `obj` is a live `bytes` (or `bytearray`, as the caller says), whose storage
+    // these return.
+    unsafe {
+        if bytearray {
+            pyo3::ffi::PyByteArray_AsString(obj.as_ptr()).cast()
+        } else {
+            pyo3::ffi::PyBytes_AsString(obj.as_ptr()).cast()
+        }
+    }
+}
+
+/// A new `bytes` (or, with `bytearray`, `bytearray`) object of `len` bytes that `fill`
+/// writes (through the pointer) before anyone else can see it. Unlike
+/// `PyBytes::new_with`, it does not zero the memory first: for a large message that is a
+/// whole extra pass over fresh pages. If `fill` fails, the object is dropped unseen.
+fn unfilled<'py>(
+    py: Python<'py>,
+    len: usize,
+    bytearray: bool,
+    fill: impl FnOnce(*mut u8) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("message too long for a bytes object"))?;
+    // SAFETY: a null source asks CPython for an uninitialised object of `size` bytes,
+    // which we own (a new reference); its storage is `size` bytes, written by `fill`
+    // before the object is returned to Python.
+    let obj = unsafe {
+        let obj = if bytearray {
+            pyo3::ffi::PyByteArray_FromStringAndSize(std::ptr::null(), size)
+        } else {
+            pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size)
+        };
+        Bound::from_owned_ptr_or_err(py, obj)?
+    };
+    fill(data_of(&obj, bytearray))?;
+    Ok(obj)
 }
 
 /// A pointer that may cross into the closure run without the GIL.
@@ -155,6 +269,25 @@ impl RawConnection {
         })
     }
 
+    /// Sends the concatenation of several contiguous buffers as one message, each
+    /// copied once, straight into the ring.
+    fn send_bytes_vectored(&self, py: Python<'_>, parts: Vec<PyBuffer<u8>>) -> PyResult<()> {
+        let raws = parts
+            .iter()
+            .map(|b| bytes_of(b).map(|(p, l)| Raw(p, l)))
+            .collect::<PyResult<Vec<Raw>>>()?;
+        let raws = &raws;
+        self.with(py, move |c| {
+            // SAFETY: each export (in `parts`, alive for this call) pins its bytes; we
+            // only copy them (see `send_bytes`).
+            let slices: Vec<&[u8]> = raws
+                .iter()
+                .map(|r| unsafe { std::slice::from_raw_parts(r.0 as *const u8, r.1) })
+                .collect();
+            c.send_bytes_vectored(&slices)
+        })
+    }
+
     /// Receives the next message as `bytes`, copying it once, straight into the
     /// `bytes` object. `maxlength`: refuse a longer message (OSError; it stays).
     #[pyo3(signature = (maxlength=None))]
@@ -163,65 +296,17 @@ impl RawConnection {
         py: Python<'py>,
         maxlength: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        // A message already waiting: measured and received without letting go of the
-        // GIL (which costs more than copying a small message), under one lock.
-        let fast = self.try_now(|c| {
-            let len = shmpipe::__interop::next_len(c)?;
-            if len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
-                return Err(Error::WouldBlock); // the general path below
-            }
-            let mut other = None;
-            let bytes = PyBytes::new_with(py, len, |buf| {
-                match c.recv_bytes_into(buf) {
-                    Ok(n) if n == len => {}
-                    Ok(n) => other = Some(buf[..n].to_vec()),
-                    Err(Error::BufferTooShort(whole)) => other = Some(whole),
-                    Err(e) => return Err(to_py(e)),
-                }
-                Ok(())
-            });
-            Ok((bytes, other))
-        });
-        if let Some(done) = fast {
-            let (bytes, other) = done.map_err(to_py)?;
-            return Ok(match other {
-                Some(m) => PyBytes::new(py, &m),
-                None => bytes?,
-            });
-        }
-        let len = self.with(py, |c| {
-            let len = shmpipe::__interop::next_len(c)?;
-            let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
-            if len > max {
-                return Err(Error::MessageTooLong { len, max });
-            }
-            Ok(len)
-        })?;
-        let mut other: Option<Vec<u8>> = None;
-        let mut got = 0;
-        let bytes = PyBytes::new_with(py, len, |buf| {
-            let raw = Raw(buf.as_mut_ptr(), buf.len());
-            let r = self.with(py, move |c| {
-                let raw = raw;
-                // SAFETY: `buf`, the new `bytes` object's storage, is ours alone until
-                // `new_with` returns; nothing else can see the object yet.
-                let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
-                match c.recv_bytes_into(dst) {
-                    Ok(n) => Ok((n, None)),
-                    // Another message than the one measured (the writer cancelled that
-                    // one part-way): here it is.
-                    Err(Error::BufferTooShort(whole)) => Ok((0, Some(whole))),
-                    Err(e) => Err(e),
-                }
-            })?;
-            (got, other) = r;
-            Ok(())
-        })?;
-        match other {
-            Some(whole) => Ok(PyBytes::new(py, &whole)),
-            None if got != len => Ok(PyBytes::new(py, &bytes.as_bytes()[..got])),
-            None => Ok(bytes),
-        }
+        self.recv_into_new(py, maxlength, false)?
+            .cast_into::<PyBytes>()
+            .map_err(PyErr::from)
+    }
+
+    /// Receives the next message for unpickling: as `bytes` when it is short, as a
+    /// `bytearray` (received straight into it) when it is long, so that out-of-band
+    /// buffers unpickled as views of it (NumPy arrays) are writable, as they are when
+    /// `multiprocessing` unpickles them from an in-band copy.
+    fn recv_message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.recv_into_new(py, None, true)
     }
 
     /// Receives the next message into a writable contiguous buffer. Returns

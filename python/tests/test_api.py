@@ -156,6 +156,9 @@ def test_pickle5_buffers_travel_out_of_band():
     a.send(pickle.PickleBuffer(big))
     got = b.recv()
     assert bytes(got) == bytes(big)
+    # A view of the received message, which is writable (NumPy arrays sent this way
+    # arrive writable, as they do through multiprocessing's in-band copy).
+    assert not memoryview(got).readonly
     a.send({"payload": big, "small": b"x"})
     got = b.recv()
     assert got["payload"] == big and got["small"] == b"x"

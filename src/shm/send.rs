@@ -1,6 +1,7 @@
 //! Sending: writing records into the ring, waiting for room, and noticing that
 //! nobody reads any more.
 
+use crate::buffers::Parts;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
@@ -19,7 +20,7 @@ impl Endpoint {
     /// non-blocking send sends only a message that fits in the free space now, and a
     /// send whose deadline passes after its first fragment takes the message back with
     /// a `CANCEL` record (for which room is kept free while a message is in progress).
-    pub(crate) fn send_message(&self, tx: &Tx, buf: &[u8], deadline: Deadline) -> Result<()> {
+    pub(crate) fn send_message(&self, tx: &Tx, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
         self.check_reader(tx)?;
         tx.guard(tx.producer.resync())?;
         let max = tx.producer.ring().max_record_payload();
@@ -36,7 +37,9 @@ impl Endpoint {
             return Err(Error::WouldBlock);
         }
         if buf.len() <= max {
-            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, buf);
+            let fill = |p: &Producer, g: &Grant| {
+                buf.copy_range(0, buf.len(), |off, bytes| p.fill(g, off, bytes))
+            };
             return self.write_record(tx, Kind::Whole, 0, buf.len(), 0, fill, deadline);
         }
         let mut at = 0;
@@ -61,13 +64,17 @@ impl Endpoint {
     /// part-way must [`cancel`](Endpoint::cancel) the message.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn send_some(&self, tx: &Tx, buf: &[u8], at: &mut usize) -> Result<bool> {
+        let pieces = [buf];
+        let buf = Parts::new(&pieces);
         self.check_reader(tx)?;
         let max = tx.producer.ring().max_record_payload();
         if *at == 0 {
             tx.guard(tx.producer.resync())?;
         }
         if buf.len() <= max {
-            let fill = |p: &Producer, g: &Grant| p.fill(g, 0, buf);
+            let fill = |p: &Producer, g: &Grant| {
+                buf.copy_range(0, buf.len(), |off, bytes| p.fill(g, off, bytes))
+            };
             self.write_record(tx, Kind::Whole, 0, buf.len(), 0, fill, Deadline::Now)?;
             return Ok(true);
         }
@@ -83,7 +90,7 @@ impl Endpoint {
     fn write_fragment(
         &self,
         tx: &Tx,
-        buf: &[u8],
+        buf: Parts<'_>,
         at: usize,
         frag: usize,
         deadline: Deadline,
@@ -96,8 +103,8 @@ impl Endpoint {
         } else {
             (Kind::Middle, at as u64)
         };
-        let chunk = &buf[at..at + len];
-        let fill = |p: &Producer, g: &Grant| p.fill(g, 0, chunk);
+        let fill =
+            |p: &Producer, g: &Grant| buf.copy_range(at, len, |off, bytes| p.fill(g, off, bytes));
         self.write_record(tx, kind, aux, len, CANCEL_ROOM, fill, deadline)?;
         Ok(len)
     }

@@ -21,7 +21,7 @@
 
 use super::framing::{self, Header, MAX_HEADER};
 use super::poll;
-use crate::buffers::{grow_for, Scratch, Sink};
+use crate::buffers::{grow_for, Parts, Scratch, Sink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use rustix::event::PollFlags;
@@ -238,6 +238,12 @@ impl SocketEnd {
     // the shared-memory fast paths that share a `match` with them.
     #[inline(never)]
     pub fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
+        self.send_parts(Parts::new(&[buf]), deadline)
+    }
+
+    /// Sends the concatenation of `buf`'s pieces as one message.
+    #[inline(never)]
+    pub fn send_parts(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
         self.usable()?;
         if !self.push_out(deadline)? {
             return Err(gave_up(deadline));
@@ -246,13 +252,20 @@ impl SocketEnd {
         let head_len = framing::encode(buf.len(), &mut head);
         let total = head_len + buf.len();
         let mut sent = 0;
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(1 + buf.pieces().len());
         while sent < total {
-            let parts = if sent < head_len {
-                [IoSlice::new(&head[sent..head_len]), IoSlice::new(buf)]
-            } else {
-                [IoSlice::new(&buf[sent - head_len..]), IoSlice::new(&[])]
-            };
-            match self.send_some(&parts) {
+            // What is left: the rest of the header, then of each piece.
+            iov.clear();
+            let mut skip = sent;
+            for piece in std::iter::once(&head[..head_len]).chain(buf.pieces().iter().copied()) {
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                } else {
+                    iov.push(IoSlice::new(&piece[skip..]));
+                    skip = 0;
+                }
+            }
+            match self.send_some(&iov) {
                 Ok(n) => sent += n,
                 Err(Errno::AGAIN) => {
                     let waited = self.wait(true, deadline);
@@ -263,11 +276,9 @@ impl SocketEnd {
                         let mut out = self.outgoing.borrow_mut();
                         out.tail.clear();
                         out.sent = 0;
-                        if sent < head_len {
-                            out.tail.extend_from_slice(&head[sent..head_len]);
+                        for part in &iov {
+                            out.tail.extend_from_slice(part);
                         }
-                        out.tail
-                            .extend_from_slice(&buf[sent.saturating_sub(head_len)..]);
                         return Ok(());
                     }
                 }

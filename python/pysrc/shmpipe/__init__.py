@@ -170,13 +170,13 @@ class Connection:
         if not buffers:
             self._raw.send_bytes(data)
             return
-        self._raw.send_bytes(_frame_oob(data, buffers))
+        self._raw.send_bytes_vectored(_frame_oob(data, buffers))
 
     def recv(self):
         """Receive a (picklable) object"""
         self._check_closed()
         self._check_readable()
-        buf = self._raw.recv_bytes(None)
+        buf = self._raw.recv_message()
         if buf.startswith(_OOB_MAGIC):
             data, buffers = _unframe_oob(buf)
             return _ForkingPickler.loads(data, buffers=buffers)
@@ -259,20 +259,12 @@ def _dumps(obj):
 
 
 def _frame_oob(data, buffers):
-    """One message: magic, counts and lengths, the pickle, then each buffer. Built in one
-    bytearray (each buffer copied once into it)."""
+    """One message, in pieces for a gather send: magic, counts and lengths, the pickle,
+    then each buffer, each copied once, straight into the ring."""
     raws = [b.raw() for b in buffers]
     head = _OOB_MAGIC + len(raws).to_bytes(4, "little") + len(data).to_bytes(8, "little")
     head += b"".join(r.nbytes.to_bytes(8, "little") for r in raws)
-    out = bytearray(len(head) + len(data) + sum(r.nbytes for r in raws))
-    out[: len(head)] = head
-    at = len(head)
-    out[at : at + len(data)] = data
-    at += len(data)
-    for r in raws:
-        out[at : at + r.nbytes] = r
-        at += r.nbytes
-    return out
+    return [head, data] + raws
 
 
 def _unframe_oob(buf):
