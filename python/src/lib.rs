@@ -271,6 +271,24 @@ unsafe impl Sync for Raw {}
 
 #[pymethods]
 impl RawConnection {
+    /// Sends a `bytes` object as one message: the common case, without the buffer
+    /// protocol's export (which costs more than copying a small message).
+    fn send_bytes_of(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let bytes = data.as_bytes();
+        if bytes.len() <= FAST_PATH_MAX {
+            if let Some(done) = self.try_now(|c| c.send_bytes(bytes)) {
+                return done.map_err(to_py);
+            }
+        }
+        let raw = Raw(bytes.as_ptr() as *mut u8, bytes.len());
+        self.with(py, move |c| {
+            let raw = raw;
+            // SAFETY: `data` (borrowed for this call) keeps the immutable bytes alive
+            // and where they are.
+            c.send_bytes(unsafe { std::slice::from_raw_parts(raw.0 as *const u8, raw.1) })
+        })
+    }
+
     /// Sends the bytes of a contiguous buffer as one message.
     fn send_bytes(&self, py: Python<'_>, data: PyBuffer<u8>) -> PyResult<()> {
         let (ptr, len) = bytes_of(&data)?;

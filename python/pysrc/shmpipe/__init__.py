@@ -103,11 +103,12 @@ class Connection:
     # -- bytes ----------------------------------------------------------------------
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes data from a bytes-like object"""
+        raw = self._raw
+        if raw is not None and self._writable and offset == 0 and size is None and type(buf) is bytes:
+            raw.send_bytes_of(buf)  # the common case, in as few steps as possible
+            return
         self._check_closed()
         self._check_writable()
-        if offset == 0 and size is None and type(buf) is bytes:
-            self._raw.send_bytes(buf)  # the common case, without a memoryview
-            return
         m = memoryview(buf)
         if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
             m = m.cast("B")
@@ -126,6 +127,9 @@ class Connection:
 
     def recv_bytes(self, maxlength=None):
         """Receive bytes data as a bytes object."""
+        raw = self._raw
+        if raw is not None and self._readable and maxlength is None:
+            return raw.recv_bytes(None)  # the common case, in as few steps as possible
         self._check_closed()
         self._check_readable()
         if maxlength is not None and maxlength < 0:
@@ -168,7 +172,7 @@ class Connection:
         self._check_writable()
         data, buffers = _dumps(obj)
         if not buffers:
-            self._raw.send_bytes(data)
+            self._raw.send_bytes_of(data)
             return
         self._raw.send_bytes_vectored(_frame_oob(data, buffers))
 
