@@ -9,7 +9,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGETS = {"stream_64": 10, "pingpong_64": 10, "stream_1m": 3, "dict": 2, "bytearray_64m": 5}
+TARGETS = {"stream_64": 10, "pingpong_64": 10, "stream_1m": 3, "dict": 2, "bytearray_64m": 5, "numpy_64m": 5}
 
 
 def fmt(s):
