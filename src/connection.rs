@@ -167,6 +167,7 @@ impl Connection {
     }
 
     /// The connection's limit on received messages.
+    #[inline]
     pub(crate) fn limit(&self) -> Result<usize> {
         match self.transport()? {
             Transport::Shm(ep) => Ok(ep.receiving()?.max_message.get()),
@@ -196,6 +197,7 @@ impl Connection {
     }
 
     /// Receives the next message into `out`, refusing one longer than `max`.
+    #[inline]
     pub(crate) fn receive_into<S: Sink>(&self, out: &mut S, max: usize) -> Result<()> {
         let deadline = self.limits.read_deadline();
         match self.transport()? {
