@@ -18,6 +18,10 @@ Prints a table; --json FILE also writes the figures.
 import json
 import multiprocessing as mp
 import os
+
+# NumPy's OpenBLAS starts threads that spin; on 2 cores they took 6% of a profile of the
+# 64 MiB rows from both sides. No workload here does linear algebra.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import statistics
 import sys
 import time
