@@ -32,6 +32,10 @@ fn to_py(e: Error) -> PyErr {
     }
 }
 
+/// The longest a waiting receive keeps the connection locked: another thread's send on
+/// the same connection waits at most this long for it.
+const WAIT_SLICE: Duration = Duration::from_millis(10);
+
 /// Messages up to this long are sent and received without letting go of the GIL when
 /// that need not wait: the copy costs less than releasing and taking back the GIL.
 const FAST_PATH_MAX: usize = 64 << 10;
@@ -139,6 +143,7 @@ impl RawConnection {
                 None => bytes?.into_any(),
             });
         }
+        self.wait_readable(py, None)?;
         let len = self.with(py, |c| {
             let len = shmpipe::__interop::next_len(c)?;
             let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
@@ -176,6 +181,25 @@ impl RawConnection {
                 Ok(PyBytes::new(py, head).into_any())
             }
             None => Ok(bytes),
+        }
+    }
+
+    /// Waits, with the GIL released, until a message (or EOF) is there or `deadline`
+    /// passes (`None`: no limit); returns which. It keeps the connection locked for at
+    /// most [`WAIT_SLICE`] at a time, so that another thread can send on it meanwhile
+    /// (Python programs receive in one thread and send in another on one connection).
+    fn wait_readable(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
+        loop {
+            let ready = self.with(py, |c| {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                c.poll(Some(left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE))))
+            })?;
+            if ready {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
         }
     }
 
@@ -363,6 +387,7 @@ impl RawConnection {
         }
         let (ptr, len) = bytes_of(&buf)?;
         let raw = Raw(ptr, len);
+        self.wait_readable(py, None)?;
         let r = self.with(py, move |c| {
             let raw = raw;
             // SAFETY: the export pins `len` writable bytes at `ptr` for this call (checked
@@ -391,12 +416,8 @@ impl RawConnection {
                     .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32)),
             ),
         };
-        // Each try waits for what is left of the timeout: a retry after a signal does
-        // not start it over.
-        self.with(py, move |c| {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            c.poll(left)
-        })
+        // A retry after a signal waits for what is left of the timeout, not all of it.
+        self.wait_readable(py, deadline)
     }
 
     /// A descriptor that polls readable exactly when `poll()` would be true.

@@ -190,3 +190,18 @@ def test_every_seed_program_prints_what_it_prints_with_multiprocessing(seed):
         lines = min(len(expected.splitlines()), len(got.splitlines()), 4)
         assert lines >= 1
         assert got.splitlines()[:lines] == expected.splitlines()[:lines]
+
+
+def test_one_thread_receives_while_another_sends_on_the_same_connection():
+    a, b = shmpipe.Pipe()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(a.recv()))
+    reader.start()
+    # Wait until the reader is inside recv (its innermost Python frame), where it blocks.
+    while (f := sys._current_frames().get(reader.ident)) is None or f.f_code.co_name != "recv":
+        time.sleep(0.001)
+    a.send("sent while the other thread waits")  # on the same connection
+    assert b.recv() == "sent while the other thread waits"
+    b.send("answer")
+    reader.join(10)
+    assert got == ["answer"]
