@@ -11,10 +11,14 @@
 //!
 //! `cargo bench --bench connected` runs it (about a minute on 2 cores).
 
+#[path = "common/peer.rs"]
+mod peer;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use peer::Peer;
 use shmpipe::{Client, Connection, Listener};
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,52 +53,6 @@ fn make(kind: &str) -> (Connection, Connection) {
     }
 }
 
-/// A forked sender, told how many messages to send through a control pipe.
-struct Sender {
-    pid: libc::pid_t,
-    control: Option<std::io::PipeWriter>,
-}
-
-impl Sender {
-    fn spawn(conn: Connection, payload: &[u8]) -> Sender {
-        let (mut r, w) = std::io::pipe().unwrap();
-        // SAFETY: the child only sends and leaves with `_exit`.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            drop(w);
-            let mut n = [0u8; 8];
-            while r.read_exact(&mut n).is_ok() {
-                for _ in 0..u64::from_ne_bytes(n) {
-                    conn.send_bytes(payload).unwrap();
-                }
-            }
-            // SAFETY: leaves the child without running the parent's destructors.
-            unsafe { libc::_exit(0) };
-        }
-        drop(conn);
-        Sender {
-            pid,
-            control: Some(w),
-        }
-    }
-
-    fn go(&mut self, count: u64) {
-        self.control
-            .as_mut()
-            .unwrap()
-            .write_all(&count.to_ne_bytes())
-            .unwrap();
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        drop(self.control.take());
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
-    }
-}
-
 fn stream(c: &mut Criterion) {
     let mut g = c.benchmark_group("connected");
     g.warm_up_time(Duration::from_millis(500))
@@ -105,10 +63,15 @@ fn stream(c: &mut Criterion) {
         let payload = vec![0x5Au8; size];
         for kind in ["pipe", "by_path", "tcp"] {
             let (receiver, sender) = make(kind);
-            let mut sender = Sender::spawn(sender, &payload);
+            let mut peer = Peer::spawn(|count| {
+                for _ in 0..count {
+                    sender.send_bytes(&payload).unwrap();
+                }
+            });
+            drop(sender);
             g.bench_function(BenchmarkId::new(kind, size), |b| {
                 b.iter_custom(|iters| {
-                    sender.go(iters);
+                    peer.go(iters);
                     let start = Instant::now();
                     for _ in 0..iters {
                         touch(&receiver.recv_bytes().unwrap());
