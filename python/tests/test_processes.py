@@ -163,7 +163,9 @@ def run(source, seconds):
     """Runs a program; returns what it printed by its end, or by `seconds` if it runs on
     (some seeds never end: they say so themselves)."""
     # A fixed hash seed: one seed prints a set, whose order would differ run to run.
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # Unbuffered output, as on a terminal: a program that never ends is killed, and what
+    # its processes printed must not die in their buffers.
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
     p = subprocess.Popen([PYTHON, "-c", source], stdout=subprocess.PIPE, text=True,
                          start_new_session=True, env=env)
     try:
