@@ -49,6 +49,9 @@ fn python_package() {
         "--disable-pip-version-check",
         "maturin>=1.16,<2",
         "pytest",
+        // The tests send and receive NumPy arrays (buffers of any item size, out-of-band
+        // pickling).
+        "numpy",
     ]));
     let build_dir = target.join("python-build");
     run(Command::new(&python)

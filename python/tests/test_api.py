@@ -179,3 +179,20 @@ def test_a_connection_sent_over_a_pipe_works():
     d2 = mp_b.recv()
     c.send("to the other copy")
     assert d2.recv() == "to the other copy"
+
+
+def test_numpy_arrays():
+    np = pytest.importorskip("numpy")  # installed by tests/python_package.rs
+    a, b = Pipe()
+    arr = np.arange(1 << 20, dtype=np.float64)  # 8 MiB: out of band
+    t = threading.Thread(target=a.send, args=(arr,))
+    t.start()
+    got = b.recv()
+    t.join()
+    assert np.array_equal(got, arr) and got.dtype == arr.dtype
+    got[0] = 42.0  # writable, as after multiprocessing's in-band copy
+    # send_bytes and recv_bytes_into on arrays of any item size, with byte offsets.
+    a.send_bytes(np.array([1, 2, 3, 4], dtype=np.int32), 4, 8)
+    dst = np.zeros(4, dtype=np.int32)
+    assert b.recv_bytes_into(dst, 4) == 8
+    assert dst.tolist() == [0, 2, 3, 0]
