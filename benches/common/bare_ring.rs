@@ -1,0 +1,114 @@
+//! The machine's limit for a message ring: the least a single-producer single-consumer
+//! byte ring between two processes can do per message, to measure shmpipe against.
+//!
+//! A byte ring in a `MAP_SHARED` mapping made before `fork`; each record is an 8-byte
+//! length, then the payload, padded to 8 bytes (a length of `u64::MAX` means "go back to
+//! the start"). Each side keeps a cached copy of the other's index and reloads it only
+//! when that says full or empty, publishes each message with one release store, and
+//! the reader copies the payload out. It spins and never sleeps, trusts its peer, and
+//! knows nothing of EOF: everything shmpipe adds is left out.
+
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+
+const CAPACITY: usize = 4 << 20; // shmpipe's default ring
+const WRAP: u64 = u64::MAX;
+
+/// One ring in shared memory: `head` and `tail` on lines of their own, then the data.
+pub struct BareRing {
+    base: *mut u8,
+    /// The producer's (or consumer's) own index, and its cached copy of the other one.
+    mine: u64,
+    cached: u64,
+}
+
+impl BareRing {
+    /// A ring; both processes use the value they inherit through `fork`.
+    pub fn new() -> BareRing {
+        // SAFETY: a fresh anonymous shared mapping, zeroed; never unmapped (a benchmark
+        // makes a handful).
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                256 + CAPACITY,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        BareRing {
+            base: base as *mut u8,
+            mine: 0,
+            cached: 0,
+        }
+    }
+
+    /// Another handle on the same ring, with fresh indices: the sending side and the
+    /// receiving side each take one (before `fork`).
+    pub fn clone_handle(&self) -> BareRing {
+        BareRing {
+            base: self.base,
+            mine: 0,
+            cached: 0,
+        }
+    }
+
+    fn index(&self, which: usize) -> &AtomicU64 {
+        // SAFETY: offsets 0 and 128 of the page-aligned mapping.
+        unsafe { AtomicU64::from_ptr(self.base.add(which * 128) as *mut u64) }
+    }
+
+    fn data(&self, pos: u64) -> *mut u8 {
+        // SAFETY: callers pass positions inside the ring.
+        unsafe { self.base.add(256 + (pos as usize & (CAPACITY - 1))) }
+    }
+
+    /// Sends one message (the producer's side).
+    pub fn send(&mut self, msg: &[u8]) {
+        let need = 8 + msg.len().next_multiple_of(8) as u64;
+        let to_end = CAPACITY as u64 - (self.mine & (CAPACITY as u64 - 1));
+        let pad = if need > to_end { to_end } else { 0 };
+        while CAPACITY as u64 - (self.mine - self.cached) < pad + need {
+            self.cached = self.index(1).load(Acquire);
+            std::hint::spin_loop();
+        }
+        // SAFETY: the space from `mine` on is free (checked above) and inside the ring.
+        unsafe {
+            if pad != 0 {
+                (self.data(self.mine) as *mut u64).write(WRAP);
+                self.mine += pad;
+            }
+            let p = self.data(self.mine);
+            (p as *mut u64).write(msg.len() as u64);
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), p.add(8), msg.len());
+        }
+        self.mine += need;
+        self.index(0).store(self.mine, Release);
+    }
+
+    /// Receives one message into `out` and returns its length (the consumer's side).
+    pub fn recv(&mut self, out: &mut [u8]) -> usize {
+        loop {
+            while self.mine == self.cached {
+                self.cached = self.index(0).load(Acquire);
+                std::hint::spin_loop();
+            }
+            // SAFETY: the record at `mine` is published (`mine < cached`).
+            let len = unsafe { (self.data(self.mine) as *const u64).read() };
+            if len == WRAP {
+                self.mine += CAPACITY as u64 - (self.mine & (CAPACITY as u64 - 1));
+                continue;
+            }
+            let len = len as usize;
+            assert!(len <= out.len());
+            // SAFETY: as above; `out` is ours.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.data(self.mine + 8), out.as_mut_ptr(), len)
+            };
+            self.mine += 8 + len.next_multiple_of(8) as u64;
+            self.index(1).store(self.mine, Release);
+            return len;
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! shmpipe against what the machine allows, rounds interleaved so that every row sees the
+//! same noise (issue 14):
+//!
+//! * `stream/64`, `stream/1048576`: one-way streaming, time per message received.
+//! * `pingpong/64`: a 64-byte message sent and echoed back, time per round trip.
+//! * `typed/tick`: a 32-byte struct, typed `send` + `recv` beside `send_bytes` +
+//!   `recv_bytes_into` of the same archived bytes.
+//!
+//! The limits: a bare shared-memory ring (`benches/common/bare_ring.rs`: one release
+//! store per message, no sleeping, no EOF, no checks), one cache line bounced between the
+//! two processes, and `memcpy` on one core. A Unix socketpair (Python's framing) for
+//! scale. Two processes (fork) in every case; receivers read one byte per cache line.
+//!
+//! Each of `SHMPIPE_BENCH_ROUNDS` rounds (default 5) runs every row once, each row with
+//! its own criterion id (`limits/<row>/r<k>`). At the end the bench prints a table:
+//! per row the median over rounds of each round's median, and the ratio to the row's
+//! limit computed within each round, then its median over rounds. The table also goes
+//! to `target/criterion/limits-summary.md`.
+//!
+//! `cargo bench --bench limits` (about 2 minutes on 2 cores).
+
+#[path = "common/bare_ring.rs"]
+mod bare_ring;
+#[path = "common/peer.rs"]
+mod peer;
+#[path = "../tests/common/shared_word.rs"]
+mod shared_word;
+
+use bare_ring::BareRing;
+use criterion::{BenchmarkId, Criterion};
+use peer::Peer;
+use shared_word::SharedWord;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::{BufReader, IoSlice, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Reads one byte per cache line, so that every receiver really reads the message.
+fn touch(bytes: &[u8]) {
+    black_box(bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b));
+}
+
+/// A small struct of the kind a market-data or telemetry stream sends: 32 bytes archived.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq)]
+struct Tick {
+    seq: u64,
+    price: f64,
+    qty: u32,
+    side: u8,
+    symbol: [u8; 8],
+}
+
+const TICK: Tick = Tick {
+    seq: 7,
+    price: 101.25,
+    qty: 300,
+    side: 1,
+    symbol: *b"SHMPIPE\0",
+};
+
+/// Keeps this process on one CPU: the parent on CPU 0, every peer on CPU 1, so that the
+/// scheduler never puts both on one core or moves them mid-measurement.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// A forked peer, on CPU 1, running `serve(count)` for every count the parent asks for.
+fn peer(mut serve: impl FnMut(u64)) -> Peer {
+    let mut pinned = false;
+    Peer::spawn(move |count| {
+        if !pinned {
+            pin(1);
+            pinned = true;
+        }
+        serve(count)
+    })
+}
+
+/// One side of a transport.
+trait End {
+    fn send(&mut self, msg: &[u8]);
+    fn recv(&mut self, scratch: &mut [u8]) -> usize;
+}
+
+struct Shm(shmpipe::Connection);
+
+impl End for Shm {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send_bytes(msg).unwrap();
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        let n = self.0.recv_bytes_into(scratch).unwrap();
+        touch(&scratch[..n]);
+        n
+    }
+}
+
+impl End for BareRing {
+    fn send(&mut self, msg: &[u8]) {
+        BareRing::send(self, msg);
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        let n = BareRing::recv(self, scratch);
+        touch(&scratch[..n]);
+        n
+    }
+}
+
+/// Python's framing over a socketpair: one `writev` per message, a buffered reader.
+struct Framed(BufReader<UnixStream>, UnixStream);
+
+impl End for Framed {
+    fn send(&mut self, msg: &[u8]) {
+        let header = (msg.len() as u32).to_be_bytes();
+        let mut bufs = [IoSlice::new(&header), IoSlice::new(msg)];
+        let mut bufs = &mut bufs[..];
+        while !bufs.is_empty() {
+            let n = self.1.write_vectored(bufs).unwrap();
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        let mut header = [0u8; 4];
+        self.0.read_exact(&mut header).unwrap();
+        let n = u32::from_be_bytes(header) as usize;
+        self.0.read_exact(&mut scratch[..n]).unwrap();
+        touch(&scratch[..n]);
+        n
+    }
+}
+
+/// Two connected ends of `kind`: (here, there).
+fn make(kind: &str) -> (Box<dyn End>, Box<dyn End>) {
+    match kind {
+        "shmpipe" => {
+            let (a, b) = shmpipe::pipe(true).unwrap();
+            (Box::new(Shm(a)), Box::new(Shm(b)))
+        }
+        "bare_ring" => {
+            // Two rings, one per direction; each side uses the copy it inherits.
+            let (to_there, to_here) = (BareRing::new(), BareRing::new());
+            let pair = |tx: &BareRing, rx: &BareRing| -> Box<dyn End> {
+                Box::new(Duplex(tx.clone_handle(), rx.clone_handle()))
+            };
+            (pair(&to_there, &to_here), pair(&to_here, &to_there))
+        }
+        "socketpair" => {
+            let (a, b) = UnixStream::pair().unwrap();
+            let end = |s: UnixStream| -> Box<dyn End> {
+                Box::new(Framed(
+                    BufReader::with_capacity(64 << 10, s.try_clone().unwrap()),
+                    s,
+                ))
+            };
+            (end(a), end(b))
+        }
+        _ => unreachable!("{kind}"),
+    }
+}
+
+/// A bare ring each way.
+struct Duplex(BareRing, BareRing);
+
+impl End for Duplex {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send(msg);
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        End::recv(&mut self.1, scratch)
+    }
+}
+
+/// Per row, per round: the ns per iteration of each criterion sample.
+#[derive(Default)]
+struct Samples(BTreeMap<String, Vec<Vec<f64>>>);
+
+impl Samples {
+    fn record(&mut self, row: &str, round: usize, iters: u64, took: Duration) {
+        let rounds = self.0.entry(row.to_string()).or_default();
+        rounds.resize_with(rounds.len().max(round + 1), Vec::new);
+        rounds[round].push(took.as_nanos() as f64 / iters as f64);
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Bench<'a> {
+    c: &'a mut Criterion,
+    samples: &'a RefCell<Samples>,
+    round: usize,
+}
+
+impl Bench<'_> {
+    /// Times `iters` iterations of `run` (which returns the elapsed time) as row `row`.
+    fn row(&mut self, row: &str, mut run: impl FnMut(u64) -> Duration) {
+        let mut g = self.c.benchmark_group("limits");
+        g.warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(800))
+            .sample_size(10);
+        let (samples, round) = (self.samples, self.round);
+        g.bench_function(BenchmarkId::new(row, format!("r{}", round + 1)), |b| {
+            b.iter_custom(|iters| {
+                let took = run(iters);
+                samples.borrow_mut().record(row, round, iters, took);
+                took
+            })
+        });
+        g.finish();
+    }
+
+    fn stream(&mut self, kind: &str, size: usize) {
+        let payload = vec![0x5Au8; size];
+        let mut scratch = vec![0u8; size];
+        let (mut here, mut there) = make(kind);
+        let mut peer = peer(|count| {
+            for _ in 0..count {
+                there.send(&payload);
+            }
+        });
+        drop(there);
+        self.row(&format!("stream/{size}/{kind}"), |iters| {
+            peer.go(iters);
+            let start = Instant::now();
+            for _ in 0..iters {
+                here.recv(&mut scratch);
+            }
+            start.elapsed()
+        });
+    }
+
+    fn pingpong(&mut self, kind: &str) {
+        let payload = vec![0xA5u8; 64];
+        let mut scratch = vec![0u8; 64];
+        let mut echo = vec![0u8; 64];
+        let (mut here, mut there) = make(kind);
+        let mut peer = peer(|count| {
+            for _ in 0..count {
+                let n = there.recv(&mut echo);
+                there.send(&echo[..n]);
+            }
+        });
+        drop(there);
+        self.row(&format!("pingpong/64/{kind}"), |iters| {
+            peer.go(iters);
+            let start = Instant::now();
+            for _ in 0..iters {
+                here.send(&payload);
+                here.recv(&mut scratch);
+            }
+            start.elapsed()
+        });
+    }
+
+    /// The floor of any round trip: one cache line bounced between the processes.
+    fn cacheline(&mut self) {
+        let line = SharedWord::new();
+        let mut peer = peer(|count| {
+            for i in 0..count {
+                while line.get().load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                line.get().store(2 * i + 2, Ordering::Release);
+            }
+        });
+        self.row("pingpong/64/cacheline", |iters| {
+            line.get().store(0, Ordering::Release);
+            peer.go(iters);
+            let start = Instant::now();
+            for i in 0..iters {
+                line.get().store(2 * i + 1, Ordering::Release);
+                while line.get().load(Ordering::Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            start.elapsed()
+        });
+    }
+
+    fn memcpy(&mut self, size: usize) {
+        let src = vec![0x5Au8; size];
+        let mut dst = vec![0u8; size];
+        self.row(&format!("stream/{size}/memcpy"), |iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&mut dst);
+            }
+            start.elapsed()
+        });
+    }
+
+    /// A small struct: typed `send`/`recv`, or its archive as bytes.
+    fn typed(&mut self, typed: bool) {
+        let (here, there) = shmpipe::pipe(true).unwrap();
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&TICK).unwrap();
+        let mut peer = peer(|count| {
+            for i in 0..count {
+                if typed {
+                    let tick = Tick { seq: i, ..TICK };
+                    there.send(&tick).unwrap();
+                } else {
+                    there.send_bytes(&archive).unwrap();
+                }
+            }
+        });
+        drop(there);
+        let mut scratch = [0u8; 64];
+        let row = if typed { "send_recv" } else { "send_bytes" };
+        self.row(&format!("typed/tick/{row}"), |iters| {
+            peer.go(iters);
+            let start = Instant::now();
+            for _ in 0..iters {
+                if typed {
+                    black_box(here.recv::<Tick>().unwrap());
+                } else {
+                    let n = here.recv_bytes_into(&mut scratch).unwrap();
+                    black_box(&scratch[..n]);
+                }
+            }
+            start.elapsed()
+        });
+    }
+}
+
+/// Rows whose ratio to a limit the summary reports: (row, limit).
+const AGAINST: [(&str, &str); 8] = [
+    ("stream/64/shmpipe", "stream/64/bare_ring"),
+    ("stream/64/socketpair", "stream/64/bare_ring"),
+    ("pingpong/64/shmpipe", "pingpong/64/bare_ring"),
+    ("pingpong/64/bare_ring", "pingpong/64/cacheline"),
+    ("pingpong/64/socketpair", "pingpong/64/bare_ring"),
+    ("stream/1048576/shmpipe", "stream/1048576/memcpy"),
+    ("stream/1048576/bare_ring", "stream/1048576/memcpy"),
+    ("typed/tick/send_recv", "typed/tick/send_bytes"),
+];
+
+fn summary(samples: &Samples) -> String {
+    let per_round = |row: &str| -> Vec<f64> {
+        samples.0[row]
+            .iter()
+            .map(|s| median(&mut s.clone()))
+            .collect()
+    };
+    let mut out = String::from(
+        "| row | median ns (over rounds) | best round | vs | ratio (median of rounds) |\n\
+         |---|---:|---:|---|---:|\n",
+    );
+    for row in samples.0.keys() {
+        let mut mine = per_round(row);
+        let best = mine.iter().cloned().fold(f64::INFINITY, f64::min);
+        let (vs, ratio) = match AGAINST.iter().find(|(r, _)| r == row) {
+            Some((_, limit)) if samples.0.contains_key(*limit) => {
+                let theirs = per_round(limit);
+                let mut ratios: Vec<f64> = mine.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+                (limit.to_string(), format!("{:.2}", median(&mut ratios)))
+            }
+            _ => ("".into(), "".into()),
+        };
+        out += &format!(
+            "| {row} | {:.1} | {best:.1} | {vs} | {ratio} |\n",
+            median(&mut mine)
+        );
+    }
+    out
+}
+
+fn main() {
+    pin(0);
+    let mut c = Criterion::default().configure_from_args();
+    let rounds: usize = std::env::var("SHMPIPE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let samples = RefCell::new(Samples::default());
+    for round in 0..rounds {
+        let mut b = Bench {
+            c: &mut c,
+            samples: &samples,
+            round,
+        };
+        for kind in ["bare_ring", "shmpipe", "socketpair"] {
+            b.stream(kind, 64);
+        }
+        b.cacheline();
+        for kind in ["bare_ring", "shmpipe", "socketpair"] {
+            b.pingpong(kind);
+        }
+        b.memcpy(1 << 20);
+        for kind in ["bare_ring", "shmpipe", "socketpair"] {
+            b.stream(kind, 1 << 20);
+        }
+        b.typed(false);
+        b.typed(true);
+    }
+    let samples = samples.into_inner();
+    if samples.0.is_empty() {
+        return; // filtered out, or `--list`
+    }
+    let table = summary(&samples);
+    println!("\n{table}");
+    let dir = std::path::Path::new("target/criterion");
+    if dir.is_dir() {
+        let _ = std::fs::write(dir.join("limits-summary.md"), &table);
+    }
+    c.final_summary();
+}
