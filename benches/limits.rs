@@ -11,7 +11,8 @@
 //! two processes, and `memcpy` on one core. A Unix socketpair (Python's framing) for
 //! scale. Two processes (fork) in every case; receivers read one byte per cache line.
 //!
-//! Each of `SHMPIPE_BENCH_ROUNDS` rounds (default 5) runs every row once, each row with
+//! Each of `SHMPIPE_BENCH_ROUNDS` rounds (default 5) runs every row once for
+//! `SHMPIPE_BENCH_MS` milliseconds (default 800), each row with
 //! its own criterion id (`limits/<row>/r<k>`). At the end the bench prints a table:
 //! per row the median over rounds of each round's median, and the ratio to the row's
 //! limit computed within each round, then its median over rounds. The table also goes
@@ -204,14 +205,16 @@ struct Bench<'a> {
     c: &'a mut Criterion,
     samples: &'a RefCell<Samples>,
     round: usize,
+    /// Criterion's measurement time per row and round.
+    measure: Duration,
 }
 
 impl Bench<'_> {
     /// Times `iters` iterations of `run` (which returns the elapsed time) as row `row`.
     fn row(&mut self, row: &str, mut run: impl FnMut(u64) -> Duration) {
         let mut g = self.c.benchmark_group("limits");
-        g.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_millis(800))
+        g.warm_up_time(self.measure / 3)
+            .measurement_time(self.measure)
             .sample_size(10);
         let (samples, round) = (self.samples, self.round);
         g.bench_function(BenchmarkId::new(row, format!("r{}", round + 1)), |b| {
@@ -358,11 +361,12 @@ fn summary(samples: &Samples) -> String {
             .collect()
     };
     let mut out = String::from(
-        "| row | median ns (over rounds) | best round | vs | ratio (median of rounds) |\n\
-         |---|---:|---:|---|---:|\n",
+        "| row | median ns (over rounds) | best round | vs | ratio (median of rounds) | rounds |\n\
+         |---|---:|---:|---|---:|---|\n",
     );
     for row in samples.0.keys() {
         let mut mine = per_round(row);
+        let rounds: Vec<String> = mine.iter().map(|v| format!("{v:.0}")).collect();
         let best = mine.iter().cloned().fold(f64::INFINITY, f64::min);
         let (vs, ratio) = match AGAINST.iter().find(|(r, _)| r == row) {
             Some((_, limit)) if samples.0.contains_key(*limit) => {
@@ -373,8 +377,9 @@ fn summary(samples: &Samples) -> String {
             _ => ("".into(), "".into()),
         };
         out += &format!(
-            "| {row} | {:.1} | {best:.1} | {vs} | {ratio} |\n",
-            median(&mut mine)
+            "| {row} | {:.1} | {best:.1} | {vs} | {ratio} | {} |\n",
+            median(&mut mine),
+            rounds.join(" ")
         );
     }
     out
@@ -387,12 +392,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let measure = Duration::from_millis(
+        std::env::var("SHMPIPE_BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(800),
+    );
     let samples = RefCell::new(Samples::default());
     for round in 0..rounds {
         let mut b = Bench {
             c: &mut c,
             samples: &samples,
             round,
+            measure,
         };
         for kind in ["bare_ring", "shmpipe", "socketpair"] {
             b.stream(kind, 64);

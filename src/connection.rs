@@ -72,7 +72,7 @@ impl Connection {
     }
 
     pub(crate) fn transport(&self) -> Result<&Transport> {
-        self.inner.as_ref().ok_or(Error::Closed)
+        self.inner.as_ref().ok_or_else(|| Error::Closed)
     }
 
     /// Whether messages travel through shared memory: true for [`pipe`](crate::pipe)
@@ -134,10 +134,15 @@ impl Connection {
     }
 
     pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
-        let deadline = self.limits.write_deadline();
         match self.transport()? {
-            Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, deadline),
-            Transport::Socket(s) => s.send_parts(buf, deadline),
+            Transport::Shm(ep) => {
+                let tx = ep.sending()?;
+                if ep.send_whole_now(tx, buf)? {
+                    return Ok(());
+                }
+                ep.send_message(tx, buf, self.limits.write_deadline())
+            }
+            Transport::Socket(s) => s.send_parts(buf, self.limits.write_deadline()),
         }
     }
 
@@ -199,12 +204,17 @@ impl Connection {
     /// Receives the next message into `out`, refusing one longer than `max`.
     #[inline]
     pub(crate) fn receive_into<S: Sink>(&self, out: &mut S, max: usize) -> Result<()> {
-        let deadline = self.limits.read_deadline();
         match self.transport()? {
             Transport::Shm(ep) => {
-                ep.receive(ep.receiving()?, out, deadline, |len, _| within(len, max))
+                let rx = ep.receiving()?;
+                if ep.receive_whole(rx, out, max, || self.limits.read_deadline())? {
+                    return Ok(());
+                }
+                let deadline = self.limits.read_deadline();
+                ep.receive(rx, out, deadline, |len, _| within(len, max))
             }
             Transport::Socket(s) => {
+                let deadline = self.limits.read_deadline();
                 within(s.next_len(deadline)?, max)?;
                 s.read_body(out, deadline)
             }
@@ -235,10 +245,10 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let deadline = self.limits.read_deadline();
         let ep = match self.transport()? {
             Transport::Shm(ep) => ep,
             Transport::Socket(s) => {
+                let deadline = self.limits.read_deadline();
                 let len = s.next_len(deadline)?;
                 if len > buf.len() {
                     within(len, s.max_message.get())?;
@@ -251,6 +261,12 @@ impl Connection {
             }
         };
         let rx = ep.receiving()?;
+        let room = buf.len();
+        let mut sink = SliceSink::new(buf);
+        if ep.receive_whole(rx, &mut sink, room, || self.limits.read_deadline())? {
+            return Ok(sink.len());
+        }
+        let deadline = self.limits.read_deadline();
         loop {
             let (len, next) = ep.next_message(rx, deadline)?;
             if len > buf.len() {
@@ -376,7 +392,7 @@ impl Connection {
     pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
         match self.transport()? {
             Transport::Shm(ep) => {
-                let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
+                let rx = ep.rx.as_ref().ok_or_else(|| Error::NotReadable)?;
                 rx.max_message.set(bytes);
             }
             Transport::Socket(s) => s.max_message.set(bytes),

@@ -61,6 +61,49 @@ impl Endpoint {
         Ok((message_len(&first)?, Next::Fresh(first)))
     }
 
+    /// The common receive in one pass, before the general path: the next message is a
+    /// whole record, there now, at most `max` bytes long, and nothing is half received.
+    /// Receives it into `out` (replacing what it held) and returns `true`; returns
+    /// `false`, having consumed nothing, in every other case.
+    #[inline]
+    pub(crate) fn receive_whole_now<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
+        if rx.partial.borrow().is_some() {
+            return Ok(false);
+        }
+        let Some(rec) = rx.consumer.peek_whole(max) else {
+            return Ok(false);
+        };
+        out.clear();
+        out.reserve_exact(rec.len);
+        rx.consumer.append(&rec, out);
+        self.release(rx, &rec)?;
+        self.after_receive()?;
+        Ok(true)
+    }
+
+    /// [`receive_whole_now`](Endpoint::receive_whole_now), and if the ring is empty, the
+    /// same again once a record has come within `deadline` (so that a blocking receive
+    /// in a conversation takes the one-pass path too). The wait ends as the general
+    /// path's would, with EOF, a timeout or `WouldBlock`. Returns `false`, having
+    /// consumed nothing, when the general path must take the message.
+    #[inline]
+    pub(crate) fn receive_whole<S: Sink>(
+        &self,
+        rx: &Rx,
+        out: &mut S,
+        max: usize,
+        deadline: impl FnOnce() -> Deadline,
+    ) -> Result<bool> {
+        if self.receive_whole_now(rx, out, max)? {
+            return Ok(true);
+        }
+        if rx.partial.borrow().is_some() || rx.guard(rx.consumer.has_data())? {
+            return Ok(false);
+        }
+        self.next_record(rx, deadline())?;
+        self.receive_whole_now(rx, out, max)
+    }
+
     /// Waits, within `deadline`, for the next record; EOF once the peer is gone and the
     /// ring is empty. EOF wins over the deadline.
     pub(crate) fn next_record(&self, rx: &Rx, deadline: Deadline) -> Result<Record> {

@@ -56,6 +56,37 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The common send in one pass, before [`send_message`](Endpoint::send_message): a
+    /// message that fits in one record, room for it by the cached `tail`, nothing new
+    /// about the reader, and nobody else wrote on this end since we last did. Returns
+    /// `false`, having done nothing, in every other case, and the general path takes
+    /// the message (and reports whatever is wrong).
+    #[inline]
+    pub(crate) fn send_whole_now(&self, tx: &Tx, buf: Parts<'_>) -> Result<bool> {
+        let p = &tx.producer;
+        if tx.peer_gone.get()
+            || self.reader_detached() != tx.seen_detached.get()
+            || !p.in_sync()
+            || buf.len() > p.ring().max_record_payload()
+        {
+            return Ok(false);
+        }
+        let Some(grant) = p.reserve_cached(buf.len()) else {
+            return Ok(false);
+        };
+        buf.copy_range(0, buf.len(), |off, bytes| p.fill(&grant, off, bytes));
+        if tx.guard(p.commit(grant, Kind::Whole, buf.len(), 0))? {
+            self.ring_data()?;
+        }
+        Ok(true)
+    }
+
+    /// The reading end's `detached` counter (see [`crate::shm::liveness`]).
+    fn reader_detached(&self) -> u64 {
+        // Relaxed: a hint to go and ask the kernel, which is the authority.
+        self.shared.region.header().detached[1 - self.end].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends what fits now of `buf`, never waiting, for a sender that waits elsewhere
     /// (the async one). A message that fits in one record goes whole or not at all; a
     /// longer one goes fragment by fragment from `*at` on, `*at` recording the progress
@@ -131,8 +162,7 @@ impl Endpoint {
         if tx.peer_gone.get() {
             return Err(Error::BrokenPipe);
         }
-        let detached = self.shared.region.header().detached[1 - self.end]
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let detached = self.reader_detached();
         if detached != tx.seen_detached.get() {
             tx.seen_detached.set(detached);
             self.ask_kernel_about_reader(tx)?;

@@ -133,6 +133,47 @@ impl Consumer {
         }
     }
 
+    /// The common case of [`peek`](Consumer::peek) in a few instructions: the next record
+    /// is a whole message, published, sound and at most `max` bytes long, and nobody else
+    /// read on this end since we last did. `None` for everything else (nothing
+    /// published, padding, fragments, a resync to make, anything [`wire::check`] would
+    /// refuse), which the general path then handles and reports; so this path never
+    /// needs an error of its own.
+    #[inline]
+    pub fn peek_whole(&self, max: usize) -> Option<Record> {
+        // Relaxed: our own published value, which only another reader of this end
+        // changes (then `resync`, on the general path, sorts it out).
+        if self.ring.ctl().tail.load(Relaxed) != self.published.get() {
+            return None;
+        }
+        let tail = self.tail.get();
+        if tail == self.cached_head.get() {
+            self.reload_head().ok()?;
+        }
+        let avail = (self.cached_head.get() - tail) as usize;
+        let pos = tail as usize & self.ring.mask();
+        if avail < wire::HEADER {
+            return None;
+        }
+        let raw = self.ring.read_header(pos);
+        let len = raw.len as usize;
+        let size = wire::record_size(len);
+        if raw.kind != Kind::Whole.to_u32()
+            || len > max
+            || size > avail
+            || size > self.ring.capacity - pos
+        {
+            return None;
+        }
+        let checked = Checked {
+            kind: Kind::Whole,
+            len,
+            aux: raw.aux,
+            size,
+        };
+        Some(self.record(pos, checked))
+    }
+
     fn record(&self, pos: usize, rec: Checked) -> Record {
         // SAFETY: `check` made sure `pos + size <= capacity`, so the payload lies inside
         // the data area.
@@ -223,25 +264,30 @@ impl Consumer {
                         forked from; only that process can give it back"
                 .into());
         }
-        // SeqCst: see the module documentation.
-        match self
-            .ring
-            .ctl()
-            .tail
-            .compare_exchange(old, new_tail, SeqCst, SeqCst)
-        {
-            Ok(_) => {
-                self.tail.set(new_tail);
-                self.published.set(new_tail);
-                self.claimed_in.set(None);
-                Ok(wake_needed(&self.ring.ctl().writer_sleeping))
+        let tail = &self.ring.ctl().tail;
+        if old & CLAIMED != 0 {
+            if let Err(seen) = tail.compare_exchange(old, new_tail, SeqCst, SeqCst) {
+                return Err(moved(old, seen));
             }
-            Err(seen) => Err(format!(
-                "tail moved from {old} to {seen} under us: another process is reading on \
-                 this end at the same time"
-            )),
+        } else {
+            let seen = tail.load(Relaxed);
+            if seen != old {
+                return Err(moved(old, seen));
+            }
+            tail.store(new_tail, std::sync::atomic::Ordering::Release);
         }
+        self.tail.set(new_tail);
+        self.published.set(new_tail);
+        self.claimed_in.set(None);
+        Ok(wake_needed(&self.ring.ctl().writer_sleeping))
     }
+}
+
+fn moved(old: u64, seen: u64) -> Broken {
+    format!(
+        "tail moved from {old} to {seen} under us: another process is reading on this end \
+         at the same time"
+    )
 }
 
 /// Copies `len` bytes out of ring memory into our own.

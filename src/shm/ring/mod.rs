@@ -166,7 +166,8 @@ pub(super) fn sane(head: u64, tail: u64, capacity: usize) -> bool {
 /// report that its doorbell must be rung. The load comes first so that the common case,
 /// nobody asleep, writes nothing to the shared line.
 pub(super) fn wake_needed(flag: &AtomicU32) -> bool {
-    flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0
+    std::sync::atomic::fence(SeqCst);
+    flag.load(Relaxed) != 0 && flag.swap(0, SeqCst) != 0
 }
 
 #[cfg(test)]
@@ -350,6 +351,63 @@ mod tests {
         let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
         assert!(p.resync().is_err());
         assert!(c.resync().is_err());
+    }
+
+    #[test]
+    fn the_one_pass_paths_take_only_the_common_case() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        // A whole record, short enough: taken.
+        assert!(send(&p, b"hello"));
+        assert!(c.peek_whole(4).is_none(), "longer than the room given");
+        let rec = c.peek_whole(5).unwrap();
+        assert_eq!((rec.kind, rec.len), (Kind::Whole, 5));
+        c.release(&rec).unwrap();
+        assert!(c.peek_whole(100).is_none(), "nothing published");
+        // A fragment: left to the general path.
+        let g = p.reserve(8, CANCEL_ROOM).unwrap().unwrap();
+        p.commit(g, Kind::First, 8, 100).unwrap();
+        assert!(c.peek_whole(usize::MAX).is_none());
+        assert_eq!(c.peek().unwrap().unwrap().kind, Kind::First);
+        // Garbage: declined here, reported by the general path.
+        t.ring.write_header(32, Kind::Whole, 100_000, 0);
+        assert!(c.peek_whole(usize::MAX).is_none());
+        assert!(c.peek().is_err());
+    }
+
+    #[test]
+    fn the_one_pass_paths_decline_padding_and_a_stale_cache() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let big = vec![1u8; 2000];
+        assert!(send(&p, &big)); // 2016 bytes at 0
+        assert!(send(&p, &big)); // 2016 bytes at 2016; 64 left before the end
+        assert!(p.reserve_cached(100).is_none(), "full by the cached tail");
+        assert_eq!(recv(&c).unwrap(), big);
+        // Room now, but only a reload of `tail` shows it.
+        assert!(p.reserve_cached(100).is_none());
+        assert!(send(&p, &[2; 100])); // padding at 4032, then the record at 0
+        assert!(p.reserve_cached(10).is_some());
+        assert_eq!(recv(&c).unwrap(), big);
+        // The padding is for the general path, which skips it; then the fast one works.
+        assert!(c.peek_whole(usize::MAX).is_none());
+        assert_eq!(c.peek().unwrap().unwrap().len, 100);
+        assert_eq!(c.peek_whole(usize::MAX).unwrap().len, 100);
+    }
+
+    #[test]
+    fn the_one_pass_paths_notice_another_copy_of_the_end() {
+        let t = test_ring(4096);
+        let (p1, p2) = (Producer::new(t.ring), Producer::new(t.ring));
+        let (c1, c2) = (Consumer::new(t.ring), Consumer::new(t.ring));
+        assert!(send(&p1, b"one"));
+        assert!(!p2.in_sync(), "p1 wrote since p2 last did");
+        assert!(p1.in_sync());
+        assert_eq!(recv(&c1).unwrap(), b"one");
+        assert!(send(&p1, b"two"));
+        assert!(c2.peek_whole(100).is_none(), "c1 read since c2 last did");
+        c2.resync().unwrap();
+        assert_eq!(c2.peek_whole(100).unwrap().len, 3);
     }
 
     #[test]

@@ -65,6 +65,14 @@ impl Producer {
         &self.ring.ctl().writer_sleeping
     }
 
+    /// Whether the published `head` is still ours: no other process holding a copy of
+    /// this end wrote since we last did (else [`resync`](Producer::resync) must run).
+    #[inline]
+    pub fn in_sync(&self) -> bool {
+        // Relaxed: our own published value; only another writer on this end changes it.
+        self.ring.ctl().head.load(Relaxed) == self.head.get()
+    }
+
     /// Adopts the published `head` if another process (a fork or exec child holding a copy
     /// of this end) has written since we last did, so that handing an end over to another
     /// process works. The value is checked against `tail` before it is trusted.
@@ -188,6 +196,35 @@ impl Producer {
         }))
     }
 
+    /// [`reserve`](Producer::reserve) for the common case, in a few instructions: room
+    /// for a record of `len` payload bytes (at most [`RingRef::max_record_payload`]) by
+    /// the cached `tail` alone. `None` when the cached value says no; the general path
+    /// then reloads `tail` (and looks at the reader's liveness on the way).
+    #[inline]
+    pub fn reserve_cached(&self, len: usize) -> Option<Grant> {
+        debug_assert!(len <= self.ring.max_record_payload());
+        let (need, padded) = self.needed(len);
+        if need > self.free() {
+            return None;
+        }
+        let head = self.head.get();
+        let start = if padded {
+            head + (self.ring.capacity - (head as usize & self.ring.mask())) as u64
+        } else {
+            head
+        };
+        let pos = start as usize & self.ring.mask();
+        // SAFETY: `needed` made sure the record fits before the ring's end, so
+        // `pos + HEADER + len <= capacity`.
+        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
+        Some(Grant {
+            start,
+            padded,
+            capacity: len,
+            payload,
+        })
+    }
+
     /// Reserves the largest record that fits in the ring's free space right now (up to
     /// [`RingRef::max_record_payload`]), for a payload whose size is not known in
     /// advance (an rkyv archive serialized in place). `None` if no payload fits.
@@ -263,22 +300,17 @@ impl Producer {
     }
 
     fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
-        // SeqCst: see the module documentation.
-        match self
-            .ring
-            .ctl()
-            .head
-            .compare_exchange(old, new, SeqCst, SeqCst)
-        {
-            Ok(_) => {
-                self.head.set(new);
-                Ok(())
-            }
-            Err(seen) => Err(format!(
+        let head = &self.ring.ctl().head;
+        let seen = head.load(Relaxed);
+        if seen != old {
+            return Err(format!(
                 "head moved from {old} to {seen} under us: another process is writing on \
                  this end at the same time"
-            )),
+            ));
         }
+        head.store(new, std::sync::atomic::Ordering::Release);
+        self.head.set(new);
+        Ok(())
     }
 }
 
