@@ -72,7 +72,11 @@ impl Connection {
     }
 
     pub(crate) fn transport(&self) -> Result<&Transport> {
-        self.inner.as_ref().ok_or_else(|| Error::Closed)
+        // A `match`, not `ok_or`, which would build and drop an `Error` on every call.
+        match &self.inner {
+            Some(t) => Ok(t),
+            None => Err(Error::Closed),
+        }
     }
 
     /// Whether messages travel through shared memory: true for [`pipe`](crate::pipe)
@@ -392,7 +396,7 @@ impl Connection {
     pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
         match self.transport()? {
             Transport::Shm(ep) => {
-                let rx = ep.rx.as_ref().ok_or_else(|| Error::NotReadable)?;
+                let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
                 rx.max_message.set(bytes);
             }
             Transport::Socket(s) => s.max_message.set(bytes),

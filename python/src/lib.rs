@@ -209,7 +209,7 @@ impl RawConnection {
         py: Python<'_>,
         f: impl Fn(&Connection) -> Result<T, Error> + Sync,
     ) -> PyResult<T> {
-        blocking(py, || f(self.lock().as_ref().ok_or_else(|| Error::Closed)?))
+        blocking(py, || f(self.lock().as_ref().ok_or(Error::Closed)?))
     }
 }
 
@@ -424,7 +424,7 @@ impl RawConnection {
     fn fileno(&self) -> PyResult<RawFd> {
         self.lock()
             .as_ref()
-            .ok_or_else(|| Error::Closed)
+            .ok_or(Error::Closed)
             .and_then(|c| c.fileno())
             .map_err(to_py)
     }

@@ -201,7 +201,10 @@ impl Endpoint {
     /// [`Error::NotReadable`] on the writing end of a one-way pipe; the direction's
     /// breakage; a message still lent out.
     pub fn receiving(&self) -> Result<&Rx> {
-        let rx = self.rx.as_ref().ok_or_else(|| Error::NotReadable)?;
+        // Not `ok_or`, which would build and drop an `Error` on every call.
+        let Some(rx) = &self.rx else {
+            return Err(Error::NotReadable);
+        };
         rx.ready_to_receive()?;
         Ok(rx)
     }
@@ -212,7 +215,9 @@ impl Endpoint {
     /// [`Error::NotWritable`] on the reading end of a one-way pipe; the direction's
     /// breakage.
     pub fn sending(&self) -> Result<&Tx> {
-        let tx = self.tx.as_ref().ok_or_else(|| Error::NotWritable)?;
+        let Some(tx) = &self.tx else {
+            return Err(Error::NotWritable);
+        };
         tx.usable()?;
         Ok(tx)
     }

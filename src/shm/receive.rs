@@ -66,7 +66,12 @@ impl Endpoint {
     /// Receives it into `out` (replacing what it held) and returns `true`; returns
     /// `false`, having consumed nothing, in every other case.
     #[inline]
-    pub(crate) fn receive_whole_now<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
+    pub(crate) fn receive_whole_now<S: Sink>(
+        &self,
+        rx: &Rx,
+        out: &mut S,
+        max: usize,
+    ) -> Result<bool> {
         if rx.partial.borrow().is_some() {
             return Ok(false);
         }

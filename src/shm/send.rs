@@ -84,7 +84,8 @@ impl Endpoint {
     /// The reading end's `detached` counter (see [`crate::shm::liveness`]).
     fn reader_detached(&self) -> u64 {
         // Relaxed: a hint to go and ask the kernel, which is the authority.
-        self.shared.region.header().detached[1 - self.end].load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.region.header().detached[1 - self.end]
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends what fits now of `buf`, never waiting, for a sender that waits elsewhere
