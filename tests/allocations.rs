@@ -1,6 +1,7 @@
 //! The streaming path allocates nothing: `send_bytes`, `recv_bytes_into`, a typed `send`
 //! that fits in the ring (serialized in place, no intermediate buffer) and
-//! `recv_archived` (its private copy goes into a buffer kept between messages); neither
+//! `recv_archived` (its private copy goes into a buffer kept between messages), a typed
+//! `recv` of a struct with nothing on the heap; neither
 //! does a receive that has to go to sleep. Counted by a global
 //! allocator, per thread.
 
@@ -54,6 +55,15 @@ struct Tick {
     prices: Vec<f64>,
 }
 
+/// A struct with nothing on the heap: its typed `recv` deserializes without allocating.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
+struct Quote {
+    seq: u64,
+    price: f64,
+    qty: u32,
+    symbol: [u8; 8],
+}
+
 #[test]
 fn the_streaming_path_does_not_allocate() {
     let (a, b) = shmpipe::pipe(true).unwrap();
@@ -71,6 +81,15 @@ fn the_streaming_path_does_not_allocate() {
             a.send(&tick).unwrap();
             let t = b.recv_archived::<Tick>().unwrap();
             assert_eq!(t.prices.len(), 32);
+            drop(t); // gives the kept buffer back for the next typed receive
+            let quote = Quote {
+                seq: 9,
+                price: 1.5,
+                qty: 100,
+                symbol: *b"ACME\0\0\0\0",
+            };
+            a.send(&quote).unwrap();
+            assert_eq!(b.recv::<Quote>().unwrap(), quote);
         }
     };
     round(); // warm up: rkyv's thread-local arena, the first reloads
