@@ -264,22 +264,21 @@ impl Consumer {
                         forked from; only that process can give it back"
                 .into());
         }
-        let tail = &self.ring.ctl().tail;
-        if old & CLAIMED != 0 {
-            if let Err(seen) = tail.compare_exchange(old, new_tail, SeqCst, SeqCst) {
-                return Err(moved(old, seen));
+        // SeqCst: see the module documentation.
+        match self
+            .ring
+            .ctl()
+            .tail
+            .compare_exchange(old, new_tail, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.tail.set(new_tail);
+                self.published.set(new_tail);
+                self.claimed_in.set(None);
+                Ok(wake_needed(&self.ring.ctl().writer_sleeping))
             }
-        } else {
-            let seen = tail.load(Relaxed);
-            if seen != old {
-                return Err(moved(old, seen));
-            }
-            tail.store(new_tail, std::sync::atomic::Ordering::Release);
+            Err(seen) => Err(moved(old, seen)),
         }
-        self.tail.set(new_tail);
-        self.published.set(new_tail);
-        self.claimed_in.set(None);
-        Ok(wake_needed(&self.ring.ctl().writer_sleeping))
     }
 }
 

@@ -166,8 +166,7 @@ pub(super) fn sane(head: u64, tail: u64, capacity: usize) -> bool {
 /// report that its doorbell must be rung. The load comes first so that the common case,
 /// nobody asleep, writes nothing to the shared line.
 pub(super) fn wake_needed(flag: &AtomicU32) -> bool {
-    std::sync::atomic::fence(SeqCst);
-    flag.load(Relaxed) != 0 && flag.swap(0, SeqCst) != 0
+    flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0
 }
 
 #[cfg(test)]

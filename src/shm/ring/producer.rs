@@ -300,17 +300,22 @@ impl Producer {
     }
 
     fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
-        let head = &self.ring.ctl().head;
-        let seen = head.load(Relaxed);
-        if seen != old {
-            return Err(format!(
+        // SeqCst: see the module documentation.
+        match self
+            .ring
+            .ctl()
+            .head
+            .compare_exchange(old, new, SeqCst, SeqCst)
+        {
+            Ok(_) => {
+                self.head.set(new);
+                Ok(())
+            }
+            Err(seen) => Err(format!(
                 "head moved from {old} to {seen} under us: another process is writing on \
                  this end at the same time"
-            ));
+            )),
         }
-        head.store(new, std::sync::atomic::Ordering::Release);
-        self.head.set(new);
-        Ok(())
     }
 }
 
