@@ -142,7 +142,10 @@ impl End for Framed {
 fn make(kind: &str) -> (Box<dyn End>, Box<dyn End>) {
     match kind {
         "shmpipe" => {
-            let (a, b) = shmpipe::pipe(true).unwrap();
+            let (a, b) = shmpipe::Builder::new()
+                .capacity(bare_ring::ring_size())
+                .build()
+                .unwrap();
             (Box::new(Shm(a)), Box::new(Shm(b)))
         }
         "bare_ring" => {

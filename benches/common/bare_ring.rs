@@ -10,12 +10,22 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 
-const CAPACITY: usize = 4 << 20; // shmpipe's default ring
+/// The ring's size: shmpipe's default (4 MiB), or `SHMPIPE_BENCH_RING` bytes (a power
+/// of two), for both rings of the `limits` bench.
+pub fn ring_size() -> usize {
+    std::env::var("SHMPIPE_BENCH_RING")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4 << 20)
+}
+
 const WRAP: u64 = u64::MAX;
 
 /// One ring in shared memory: `head` and `tail` on lines of their own, then the data.
 pub struct BareRing {
     base: *mut u8,
+    /// Data bytes (a power of two).
+    cap: usize,
     /// The producer's (or consumer's) own index, and its cached copy of the other one.
     mine: u64,
     cached: u64,
@@ -24,12 +34,13 @@ pub struct BareRing {
 impl BareRing {
     /// A ring; both processes use the value they inherit through `fork`.
     pub fn new() -> BareRing {
+        let cap = ring_size();
         // SAFETY: a fresh anonymous shared mapping, zeroed; never unmapped (a benchmark
         // makes a handful).
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                256 + CAPACITY,
+                256 + cap,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
@@ -39,6 +50,7 @@ impl BareRing {
         assert_ne!(base, libc::MAP_FAILED);
         BareRing {
             base: base as *mut u8,
+            cap,
             mine: 0,
             cached: 0,
         }
@@ -49,6 +61,7 @@ impl BareRing {
     pub fn clone_handle(&self) -> BareRing {
         BareRing {
             base: self.base,
+            cap: self.cap,
             mine: 0,
             cached: 0,
         }
@@ -61,15 +74,15 @@ impl BareRing {
 
     fn data(&self, pos: u64) -> *mut u8 {
         // SAFETY: callers pass positions inside the ring.
-        unsafe { self.base.add(256 + (pos as usize & (CAPACITY - 1))) }
+        unsafe { self.base.add(256 + (pos as usize & (self.cap - 1))) }
     }
 
     /// Sends one message (the producer's side).
     pub fn send(&mut self, msg: &[u8]) {
         let need = 8 + msg.len().next_multiple_of(8) as u64;
-        let to_end = CAPACITY as u64 - (self.mine & (CAPACITY as u64 - 1));
+        let to_end = self.cap as u64 - (self.mine & (self.cap as u64 - 1));
         let pad = if need > to_end { to_end } else { 0 };
-        while CAPACITY as u64 - (self.mine - self.cached) < pad + need {
+        while self.cap as u64 - (self.mine - self.cached) < pad + need {
             self.cached = self.index(1).load(Acquire);
             std::hint::spin_loop();
         }
@@ -97,7 +110,7 @@ impl BareRing {
             // SAFETY: the record at `mine` is published (`mine < cached`).
             let len = unsafe { (self.data(self.mine) as *const u64).read() };
             if len == WRAP {
-                self.mine += CAPACITY as u64 - (self.mine & (CAPACITY as u64 - 1));
+                self.mine += self.cap as u64 - (self.mine & (self.cap as u64 - 1));
                 continue;
             }
             let len = len as usize;

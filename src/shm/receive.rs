@@ -11,6 +11,10 @@ use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::time::Instant;
 
+/// How many times a blocking receive that finds the ring empty looks again with the
+/// one-pass check before it enters the general wait: about a microsecond.
+const QUICK_SPINS: usize = 64;
+
 /// The length of the message that starts with `rec`.
 pub(crate) fn message_len(rec: &Record) -> Result<usize> {
     match rec.kind {
@@ -105,7 +109,21 @@ impl Endpoint {
         if rx.partial.borrow().is_some() || rx.guard(rx.consumer.has_data())? {
             return Ok(false);
         }
-        self.next_record(rx, deadline())?;
+        // In a conversation the reply is usually a few hundred nanoseconds away: a
+        // blocking receive looks for it with the one-pass check itself before the
+        // general wait (which spins too, then sleeps). Measured: the 64 B round trip
+        // takes 0.79 of the time it took with the general wait alone (DESIGN.md,
+        // "Per-message cost"). A non-blocking receive does not wait at all.
+        let deadline = deadline();
+        if deadline != Deadline::Now {
+            for _ in 0..QUICK_SPINS {
+                std::hint::spin_loop();
+                if self.receive_whole_now(rx, out, max)? {
+                    return Ok(true);
+                }
+            }
+        }
+        self.next_record(rx, deadline)?;
         self.receive_whole_now(rx, out, max)
     }
 
