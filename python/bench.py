@@ -13,6 +13,9 @@ Workloads (time per message, median of 5 repeats):
                  buffer out of band; Pipe: pickled in band)
   numpy_64m      the same with a 64 MiB NumPy array, if NumPy is installed (unpickled as
                  a view of the received message: no copy after the receive)
+With the PyPI package iceoryx2 installed, it runs the two 64-byte workloads too, in the
+same interleaved repeats (bench_iceoryx2.py: publish-subscribe, busy-polling; it has no
+pipe, no pickling and no blocking receive, so the other workloads are not comparable).
 Prints a table; --json FILE also writes the figures.
 """
 import json
@@ -85,6 +88,13 @@ except ImportError:  # NumPy is optional
 
 TRANSPORTS = [("multiprocessing.Pipe", mp.Pipe), ("shmpipe.Pipe", shmpipe.Pipe)]
 
+try:
+    import bench_iceoryx2
+except ImportError:  # iceoryx2 is optional
+    bench_iceoryx2 = None
+# The workloads iceoryx2 can do the same way (64-byte messages, one way or a round trip).
+ICEORYX2_KINDS = {"stream_64": "bytes", "pingpong_64": "pingpong"}
+
 
 def fmt(seconds):
     for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
@@ -102,10 +112,15 @@ def main():
             # Interleaved, so that a noisy moment hits both.
             for tname, Pipe in TRANSPORTS:
                 row.setdefault(tname, []).append(measure(Pipe, kind, payload, n))
+            if bench_iceoryx2 and name in ICEORYX2_KINDS:
+                row.setdefault("iceoryx2", []).append(
+                    bench_iceoryx2.measure(ICEORYX2_KINDS[name], n))
         results[name] = {t: statistics.median(v) for t, v in row.items()}
         mpv, shv = results[name]["multiprocessing.Pipe"], results[name]["shmpipe.Pipe"]
-        print(f"{name:12} Pipe {fmt(mpv):>10}  shmpipe {fmt(shv):>10}  speed-up {mpv / shv:5.1f}x",
-              flush=True)
+        iox = results[name].get("iceoryx2")
+        iox = f"  iceoryx2 {fmt(iox):>10}" if iox else ""
+        print(f"{name:12} Pipe {fmt(mpv):>10}  shmpipe {fmt(shv):>10}  speed-up {mpv / shv:5.1f}x"
+              + iox, flush=True)
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
             json.dump({"python": sys.version.split()[0], "machine": os.uname().release,

@@ -23,12 +23,13 @@ def main():
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "bench-results.json")
     data = json.load(open(path))
     rows = []
-    print("| workload | multiprocessing.Pipe | shmpipe.Pipe | speed-up | target |")
-    print("|---|---:|---:|---:|---:|")
+    print("| workload | multiprocessing.Pipe | shmpipe.Pipe | speed-up | target | iceoryx2 (PyPI) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in data["results"].items():
         mp, sh = r["multiprocessing.Pipe"], r["shmpipe.Pipe"]
         rows.append((name, mp / sh))
-        print(f"| {name} | {fmt(mp)} | {fmt(sh)} | {mp / sh:.1f}x | {TARGETS.get(name, '')}x |")
+        iox = fmt(r["iceoryx2"]) if "iceoryx2" in r else "–"
+        print(f"| {name} | {fmt(mp)} | {fmt(sh)} | {mp / sh:.1f}x | {TARGETS.get(name, '')}x | {iox} |")
     width, bar_h, gap, left = 640, 26, 12, 120
     top = max(x for _, x in rows + [("", max(TARGETS.values()))]) * 1.15
     height = len(rows) * (bar_h + gap) + 50
