@@ -14,6 +14,13 @@
 //! steady stream each side touches the other's line about once per ring's worth of
 //! data instead of once per message.
 //!
+//! Most messages are one `WHOLE` record with room for it by the cached index, so each
+//! side has a one-pass check for that case ([`Producer::reserve_cached`],
+//! [`Consumer::peek_whole`]) that never reloads, never resyncs and never builds an
+//! error: anything else makes it decline, and the general path ([`Producer::reserve`],
+//! [`Consumer::peek`]) takes over and reports what is wrong. DESIGN.md, "Per-message
+//! cost", has the measurements.
+//!
 //! # Memory ordering
 //!
 //! * Publishing (`head` by the producer after writing a record, `tail` by the consumer
