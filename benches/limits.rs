@@ -22,6 +22,8 @@
 
 #[path = "common/bare_ring.rs"]
 mod bare_ring;
+#[path = "common/cacheline.rs"]
+mod cacheline;
 #[path = "common/peer.rs"]
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
@@ -36,7 +38,6 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::{BufReader, IoSlice, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Reads one byte per cache line, so that every receiver really reads the message.
@@ -276,25 +277,9 @@ impl Bench<'_> {
     /// The floor of any round trip: one cache line bounced between the processes.
     fn cacheline(&mut self) {
         let line = SharedWord::new();
-        let mut peer = peer(|count| {
-            for i in 0..count {
-                while line.get().load(Ordering::Acquire) != 2 * i + 1 {
-                    std::hint::spin_loop();
-                }
-                line.get().store(2 * i + 2, Ordering::Release);
-            }
-        });
+        let mut peer = peer(|count| cacheline::answer(&line, count));
         self.row("pingpong/64/cacheline", |iters| {
-            line.get().store(0, Ordering::Release);
-            peer.go(iters);
-            let start = Instant::now();
-            for i in 0..iters {
-                line.get().store(2 * i + 1, Ordering::Release);
-                while line.get().load(Ordering::Acquire) != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
-            }
-            start.elapsed()
+            cacheline::bounce(&line, iters, |n| peer.go(n))
         });
     }
 

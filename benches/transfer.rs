@@ -22,6 +22,8 @@
 //! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
 //! results into `benches/results/RESULTS.md` and `throughput.svg`.
 
+#[path = "common/cacheline.rs"]
+mod cacheline;
 #[path = "common/peer.rs"]
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
@@ -317,27 +319,9 @@ fn pingpong(c: &mut Criterion) {
     }
     // The floor: one cache line bounced between the two processes, nothing else.
     let line = SharedWord::new();
-    let mut peer = Peer::spawn(|count| {
-        for i in 0..count {
-            while line.get().load(Ordering::Acquire) != 2 * i + 1 {
-                std::hint::spin_loop();
-            }
-            line.get().store(2 * i + 2, Ordering::Release);
-        }
-    });
+    let mut peer = Peer::spawn(|count| cacheline::answer(&line, count));
     g.bench_function(BenchmarkId::new("cacheline", 64), |b| {
-        b.iter_custom(|iters| {
-            line.get().store(0, Ordering::Release);
-            peer.go(iters);
-            let start = Instant::now();
-            for i in 0..iters {
-                line.get().store(2 * i + 1, Ordering::Release);
-                while line.get().load(Ordering::Acquire) != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|iters| cacheline::bounce(&line, iters, |n| peer.go(n)))
     });
     drop(peer);
     g.finish();

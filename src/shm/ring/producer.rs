@@ -173,27 +173,11 @@ impl Producer {
     /// [`RingRef::max_record_payload`]) leaving `keep` bytes free (see
     /// [`Producer::has_room`]), or `None` if the ring is too full right now.
     pub fn reserve(&self, len: usize, keep: usize) -> Result<Option<Grant>, Broken> {
-        debug_assert!(len <= self.ring.max_record_payload());
         if !self.has_room(len, keep)? {
             return Ok(None);
         }
-        let (_, padded) = self.needed(len);
-        let head = self.head.get();
-        let start = if padded {
-            head + (self.ring.capacity - (head as usize & self.ring.mask())) as u64
-        } else {
-            head
-        };
-        let pos = start as usize & self.ring.mask();
-        // SAFETY: `needed` made sure the record fits before the ring's end, so
-        // `pos + HEADER + len <= capacity`.
-        let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
-        Ok(Some(Grant {
-            start,
-            padded,
-            capacity: len,
-            payload,
-        }))
+        // The cached `tail` now shows the room (`has_room` reloaded it if needed).
+        Ok(self.reserve_cached(len))
     }
 
     /// [`reserve`](Producer::reserve) for the common case, in a few instructions: room
