@@ -35,7 +35,6 @@ use shared_word::SharedWord;
 use std::hint::black_box;
 use std::io::{BufReader, IoSlice, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const STREAM_SIZES: [usize; 6] = [8, 64, 1024, 64 << 10, 1 << 20, 16 << 20];
