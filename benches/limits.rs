@@ -24,6 +24,8 @@
 mod bare_ring;
 #[path = "common/cacheline.rs"]
 mod cacheline;
+#[path = "common/ends.rs"]
+mod ends;
 #[path = "common/peer.rs"]
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
@@ -31,19 +33,13 @@ mod shared_word;
 
 use bare_ring::BareRing;
 use criterion::{BenchmarkId, Criterion};
+use ends::{socketpair, touch, End, Pair, ShmInto};
 use peer::Peer;
 use shared_word::SharedWord;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::io::{BufReader, IoSlice, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-/// Reads one byte per cache line, so that every receiver really reads the message.
-fn touch(bytes: &[u8]) {
-    black_box(bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b));
-}
 
 /// A small struct of the kind a market-data or telemetry stream sends: 32 bytes archived.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -86,25 +82,6 @@ fn peer(mut serve: impl FnMut(u64)) -> Peer {
     })
 }
 
-/// One side of a transport.
-trait End {
-    fn send(&mut self, msg: &[u8]);
-    fn recv(&mut self, scratch: &mut [u8]) -> usize;
-}
-
-struct Shm(shmpipe::Connection);
-
-impl End for Shm {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.send_bytes(msg).unwrap();
-    }
-    fn recv(&mut self, scratch: &mut [u8]) -> usize {
-        let n = self.0.recv_bytes_into(scratch).unwrap();
-        touch(&scratch[..n]);
-        n
-    }
-}
-
 impl End for BareRing {
     fn send(&mut self, msg: &[u8]) {
         BareRing::send(self, msg);
@@ -116,38 +93,15 @@ impl End for BareRing {
     }
 }
 
-/// Python's framing over a socketpair: one `writev` per message, a buffered reader.
-struct Framed(BufReader<UnixStream>, UnixStream);
-
-impl End for Framed {
-    fn send(&mut self, msg: &[u8]) {
-        let header = (msg.len() as u32).to_be_bytes();
-        let mut bufs = [IoSlice::new(&header), IoSlice::new(msg)];
-        let mut bufs = &mut bufs[..];
-        while !bufs.is_empty() {
-            let n = self.1.write_vectored(bufs).unwrap();
-            IoSlice::advance_slices(&mut bufs, n);
-        }
-    }
-    fn recv(&mut self, scratch: &mut [u8]) -> usize {
-        let mut header = [0u8; 4];
-        self.0.read_exact(&mut header).unwrap();
-        let n = u32::from_be_bytes(header) as usize;
-        self.0.read_exact(&mut scratch[..n]).unwrap();
-        touch(&scratch[..n]);
-        n
-    }
-}
-
 /// Two connected ends of `kind`: (here, there).
-fn make(kind: &str) -> (Box<dyn End>, Box<dyn End>) {
+fn make(kind: &str) -> Pair {
     match kind {
         "shmpipe" => {
             let (a, b) = shmpipe::Builder::new()
                 .capacity(bare_ring::ring_size())
                 .build()
                 .unwrap();
-            (Box::new(Shm(a)), Box::new(Shm(b)))
+            (Box::new(ShmInto(a)), Box::new(ShmInto(b)))
         }
         "bare_ring" => {
             // Two rings, one per direction; each side uses the copy it inherits.
@@ -157,16 +111,7 @@ fn make(kind: &str) -> (Box<dyn End>, Box<dyn End>) {
             };
             (pair(&to_there, &to_here), pair(&to_here, &to_there))
         }
-        "socketpair" => {
-            let (a, b) = UnixStream::pair().unwrap();
-            let end = |s: UnixStream| -> Box<dyn End> {
-                Box::new(Framed(
-                    BufReader::with_capacity(64 << 10, s.try_clone().unwrap()),
-                    s,
-                ))
-            };
-            (end(a), end(b))
-        }
+        "socketpair" => socketpair(),
         _ => unreachable!("{kind}"),
     }
 }

@@ -24,37 +24,25 @@
 
 #[path = "common/cacheline.rs"]
 mod cacheline;
+#[path = "common/ends.rs"]
+mod ends;
 #[path = "common/peer.rs"]
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
 mod shared_word;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ends::{socketpair, touch, End, Framed, Pair, ShmInto};
 use peer::Peer;
 use shared_word::SharedWord;
 use std::hint::black_box;
-use std::io::{BufReader, IoSlice, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 const STREAM_SIZES: [usize; 6] = [8, 64, 1024, 64 << 10, 1 << 20, 16 << 20];
 const PINGPONG_SIZES: [usize; 2] = [64, 4096];
 
-/// Reads one byte per cache line, so that every transport's receiver really reads the
-/// message (an in-place view would otherwise cost nothing).
-fn touch(bytes: &[u8]) {
-    black_box(bytes.iter().step_by(64).fold(0u8, |a, &b| a ^ b));
-}
-
-/// One side of a transport.
-trait End {
-    fn send(&mut self, msg: &[u8]);
-    /// Receives one message, reads it, and returns its length.
-    fn recv(&mut self, scratch: &mut [u8]) -> usize;
-}
-
 struct ShmBytes(shmpipe::Connection);
-struct ShmInto(shmpipe::Connection);
 struct ShmArchived(shmpipe::Connection, Vec<u8>);
 struct ShmInPlace(shmpipe::Connection, Vec<u8>);
 struct ShmTyped(shmpipe::Connection, Vec<u8>);
@@ -67,17 +55,6 @@ impl End for ShmBytes {
         let m = self.0.recv_bytes().unwrap();
         touch(&m);
         m.len()
-    }
-}
-
-impl End for ShmInto {
-    fn send(&mut self, msg: &[u8]) {
-        self.0.send_bytes(msg).unwrap();
-    }
-    fn recv(&mut self, scratch: &mut [u8]) -> usize {
-        let n = self.0.recv_bytes_into(scratch).unwrap();
-        touch(&scratch[..n]);
-        n
     }
 }
 
@@ -123,32 +100,6 @@ impl End for ShmTyped {
     }
 }
 
-/// Length-prefixed framing over a byte stream, as Python's `Connection` does it.
-struct Framed<R: Read, W: Write> {
-    reader: BufReader<R>,
-    writer: W,
-}
-
-impl<R: Read, W: Write> End for Framed<R, W> {
-    fn send(&mut self, msg: &[u8]) {
-        let header = (msg.len() as u32).to_be_bytes();
-        let mut bufs = [IoSlice::new(&header), IoSlice::new(msg)];
-        let mut bufs = &mut bufs[..];
-        while !bufs.is_empty() {
-            let n = self.writer.write_vectored(bufs).unwrap();
-            IoSlice::advance_slices(&mut bufs, n);
-        }
-    }
-    fn recv(&mut self, scratch: &mut [u8]) -> usize {
-        let mut header = [0u8; 4];
-        self.reader.read_exact(&mut header).unwrap();
-        let n = u32::from_be_bytes(header) as usize;
-        self.reader.read_exact(&mut scratch[..n]).unwrap();
-        touch(&scratch[..n]);
-        n
-    }
-}
-
 struct Ipc(
     ipc_channel::ipc::IpcBytesSender,
     ipc_channel::ipc::IpcBytesReceiver,
@@ -163,19 +114,6 @@ impl End for Ipc {
         touch(&m);
         m.len()
     }
-}
-
-type Pair = (Box<dyn End>, Box<dyn End>);
-
-fn socketpair() -> Pair {
-    let (a, b) = UnixStream::pair().unwrap();
-    let end = |s: UnixStream| -> Box<dyn End> {
-        Box::new(Framed {
-            reader: BufReader::with_capacity(64 << 10, s.try_clone().unwrap()),
-            writer: s,
-        })
-    };
-    (end(a), end(b))
 }
 
 fn pipes() -> Pair {
