@@ -202,20 +202,12 @@ impl Bench<'_> {
         let mut echo = vec![0u8; 64];
         let (mut here, mut there) = make(kind);
         let mut peer = peer(|count| {
-            for _ in 0..count {
-                let n = there.recv(&mut echo);
-                there.send(&echo[..n]);
-            }
+            ends::echo(&mut *there, &mut echo, count);
         });
         drop(there);
         self.row(&format!("pingpong/64/{kind}"), |iters| {
             peer.go(iters);
-            let start = Instant::now();
-            for _ in 0..iters {
-                here.send(&payload);
-                here.recv(&mut scratch);
-            }
-            start.elapsed()
+            ends::round_trips(&mut *here, &payload, &mut scratch, iters)
         });
     }
 

@@ -233,21 +233,13 @@ fn pingpong(c: &mut Criterion) {
             let (mut here, mut there) = make(kind_to_make);
             let mut echo_buf = vec![0u8; size];
             let mut peer = Peer::spawn(|count| {
-                for _ in 0..count {
-                    let n = there.recv(&mut echo_buf);
-                    there.send(&echo_buf[..n]);
-                }
+                ends::echo(&mut *there, &mut echo_buf, count);
             });
             drop(there);
             g.bench_function(BenchmarkId::new(kind, size), |b| {
                 b.iter_custom(|iters| {
                     peer.go(iters);
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        here.send(&payload);
-                        here.recv(&mut scratch);
-                    }
-                    start.elapsed()
+                    ends::round_trips(&mut *here, &payload, &mut scratch, iters)
                 })
             });
             drop(here);

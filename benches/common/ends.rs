@@ -4,6 +4,7 @@
 use std::hint::black_box;
 use std::io::{BufReader, IoSlice, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 /// Reads one byte per cache line, so that every transport's receiver really reads the
 /// message (an in-place view would otherwise cost nothing).
@@ -72,4 +73,23 @@ pub fn socketpair() -> Pair {
         })
     };
     (end(a), end(b))
+}
+
+/// The peer's side of `count` round trips: each message received is sent back.
+pub fn echo(there: &mut dyn End, buf: &mut [u8], count: u64) {
+    for _ in 0..count {
+        let n = there.recv(buf);
+        there.send(&buf[..n]);
+    }
+}
+
+/// The measuring side of `iters` round trips with a peer running [`echo`]: the time
+/// they took.
+pub fn round_trips(here: &mut dyn End, payload: &[u8], scratch: &mut [u8], iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        here.send(payload);
+        here.recv(scratch);
+    }
+    start.elapsed()
 }
