@@ -247,10 +247,7 @@ impl Consumer {
                 self.claimed_in.set(Some(fork_epoch::current()));
                 Ok(())
             }
-            Err(seen) => Err(format!(
-                "tail moved from {old} to {seen} under us: another process is reading on \
-                 this end at the same time"
-            )),
+            Err(seen) => Err(moved(old, seen)),
         }
     }
 
@@ -282,6 +279,7 @@ impl Consumer {
     }
 }
 
+/// What a claim or release reports when the published `tail` is not the one we left.
 fn moved(old: u64, seen: u64) -> Broken {
     format!(
         "tail moved from {old} to {seen} under us: another process is reading on this end \
