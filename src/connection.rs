@@ -2,7 +2,7 @@
 //! `multiprocessing.connection.Connection`.
 
 use crate::buffers::{within, Parts, Sink, SliceSink};
-use crate::deadline::{deadline_after, Limits};
+use crate::deadline::{deadline_after, Deadline, Limits};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint};
 use crate::shm::receive::Read;
@@ -66,7 +66,7 @@ impl Connection {
     #[cfg(feature = "tokio")]
     pub(crate) fn push_unsent(&self) -> Result<bool> {
         match self.transport()? {
-            Transport::Socket(s) => s.push_out(crate::deadline::Deadline::Now),
+            Transport::Socket(s) => s.push_out(Deadline::Now),
             Transport::Shm(_) => Ok(true),
         }
     }
@@ -205,17 +205,26 @@ impl Connection {
         Ok(out)
     }
 
+    /// The deadline of a receive, computed on first use (a receive that finds its
+    /// message at once never reads the clock) and the same on every later call, so that
+    /// a wait that starts on the one-pass path and ends on the general one has one
+    /// deadline.
+    fn lazy_read_deadline(&self) -> impl FnMut() -> Deadline + '_ {
+        let mut deadline = None;
+        move || *deadline.get_or_insert_with(|| self.limits.read_deadline())
+    }
+
     /// Receives the next message into `out`, refusing one longer than `max`.
     #[inline]
     pub(crate) fn receive_into<S: Sink>(&self, out: &mut S, max: usize) -> Result<()> {
         match self.transport()? {
             Transport::Shm(ep) => {
                 let rx = ep.receiving()?;
-                if ep.receive_whole(rx, out, max, || self.limits.read_deadline())? {
+                let mut deadline = self.lazy_read_deadline();
+                if ep.receive_whole(rx, out, max, &mut deadline)? {
                     return Ok(());
                 }
-                let deadline = self.limits.read_deadline();
-                ep.receive(rx, out, deadline, |len, _| within(len, max))
+                ep.receive(rx, out, deadline(), |len, _| within(len, max))
             }
             Transport::Socket(s) => {
                 let deadline = self.limits.read_deadline();
@@ -267,10 +276,11 @@ impl Connection {
         let rx = ep.receiving()?;
         let room = buf.len();
         let mut sink = SliceSink::new(buf);
-        if ep.receive_whole(rx, &mut sink, room, || self.limits.read_deadline())? {
+        let mut deadline = self.lazy_read_deadline();
+        if ep.receive_whole(rx, &mut sink, room, &mut deadline)? {
             return Ok(sink.len());
         }
-        let deadline = self.limits.read_deadline();
+        let deadline = deadline();
         loop {
             let (len, next) = ep.next_message(rx, deadline)?;
             if len > buf.len() {

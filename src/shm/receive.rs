@@ -101,7 +101,7 @@ impl Endpoint {
         rx: &Rx,
         out: &mut S,
         max: usize,
-        deadline: impl FnOnce() -> Deadline,
+        deadline: &mut impl FnMut() -> Deadline,
     ) -> Result<bool> {
         if self.receive_whole_now(rx, out, max)? {
             return Ok(true);
