@@ -30,6 +30,7 @@ import sys
 import time
 
 import shmpipe
+from bench_plot import fmt  # the same time format as the README's table
 
 REPEATS = 5
 QUICK = "--quick" in sys.argv
@@ -94,13 +95,6 @@ except ImportError:  # iceoryx2 is optional
     bench_iceoryx2 = None
 # The workloads iceoryx2 can do the same way (64-byte messages, one way or a round trip).
 ICEORYX2_KINDS = {"stream_64": "bytes", "pingpong_64": "pingpong"}
-
-
-def fmt(seconds):
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
 
 
 def main():
