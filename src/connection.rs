@@ -137,6 +137,7 @@ impl Connection {
         self.send_parts(Parts::new(parts))
     }
 
+    #[inline]
     pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
         match self.transport()? {
             Transport::Shm(ep) => {

@@ -121,11 +121,8 @@ impl Connection {
         let tx = ep.sending()?;
         ep.check_reader(tx)?;
         tx.guard(tx.producer.resync())?;
-        let reloads = tx.producer.reloads();
         if let Some(grant) = tx.guard(tx.producer.reserve_available())? {
-            if tx.producer.reloads() != reloads {
-                ep.ask_kernel_about_reader(tx)?;
-            }
+            ep.ask_about_reader_now_and_then(tx)?;
             let writer = tx.producer.writer(&grant);
             if let Ok(w) = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, writer) {
                 if tx.guard(tx.producer.commit(grant, Kind::Whole, w.len(), 0))? {

@@ -55,17 +55,24 @@ pub(crate) struct Rx {
 impl Rx {
     /// Whether a receive may start: the ring is sound and no message is lent out
     /// (`recv_archived_in_place`).
+    #[inline]
     pub fn ready_to_receive(&self) -> Result<()> {
         self.usable()?;
         if self.lent.get() {
-            return Err(Error::Invalid(
-                "a message from recv_archived_in_place is still borrowed; drop it before \
-                 receiving again"
-                    .into(),
-            ));
+            return Err(still_lent());
         }
         Ok(())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn still_lent() -> Error {
+    Error::Invalid(
+        "a message from recv_archived_in_place is still borrowed; drop it before receiving \
+         again"
+            .into(),
+    )
 }
 
 /// The sending half of an end.
@@ -75,6 +82,12 @@ pub(crate) struct Tx {
     pub seen_detached: Cell<u64>,
     /// The kernel said every copy of the reading end is gone.
     pub peer_gone: Cell<bool>,
+    /// How far we had written (our `head`) when we last asked the kernel whether the
+    /// reader is alive (see `Endpoint::ask_about_reader_now_and_then`).
+    pub reader_asked_at: Cell<u64>,
+    /// How often we asked the kernel about the reader (for tests of that rate).
+    #[cfg(test)]
+    pub kernel_asked: Cell<u64>,
     /// Where typed messages too long for the ring's free space are serialized.
     pub scratch: Scratch,
     broken: RefCell<Option<String>>,
@@ -84,13 +97,23 @@ pub(crate) struct Tx {
 pub(crate) trait Breakable {
     fn broken(&self) -> &RefCell<Option<String>>;
 
+    #[inline]
     fn usable(&self) -> Result<()> {
-        match &*self.broken().borrow() {
-            Some(why) => Err(Error::Corrupt(why.clone())),
-            None => Ok(()),
+        if self.broken().borrow().is_none() {
+            return Ok(());
         }
+        Err(self.breakage())
     }
 
+    /// The error a broken direction reports from now on (out of line: see `usable`).
+    #[cold]
+    #[inline(never)]
+    fn breakage(&self) -> Error {
+        Error::Corrupt(self.broken().borrow().clone().unwrap_or_default())
+    }
+
+    #[cold]
+    #[inline(never)]
     fn break_with(&self, why: Broken) -> Error {
         *self.broken().borrow_mut() = Some(why.clone());
         Error::Corrupt(why)
@@ -176,12 +199,19 @@ impl Endpoint {
             partial: RefCell::new(None),
             broken: RefCell::new(None),
         });
-        let tx = tx_ring.map(|k| Tx {
-            producer: Producer::new(ring_ref(k)),
-            seen_detached: Cell::new(shared.region.header().detached[1 - end].load(SeqCst)),
-            peer_gone: Cell::new(false),
-            scratch: Scratch::default(),
-            broken: RefCell::new(None),
+        let tx = tx_ring.map(|k| {
+            let producer = Producer::new(ring_ref(k));
+            let written = producer.written();
+            Tx {
+                producer,
+                seen_detached: Cell::new(shared.region.header().detached[1 - end].load(SeqCst)),
+                peer_gone: Cell::new(false),
+                reader_asked_at: Cell::new(written),
+                #[cfg(test)]
+                kernel_asked: Cell::new(0),
+                scratch: Scratch::default(),
+                broken: RefCell::new(None),
+            }
         });
         Endpoint {
             shared,
@@ -200,6 +230,7 @@ impl Endpoint {
     /// # Errors
     /// [`Error::NotReadable`] on the writing end of a one-way pipe; the direction's
     /// breakage; a message still lent out.
+    #[inline]
     pub fn receiving(&self) -> Result<&Rx> {
         // Not `ok_or`, which would build and drop an `Error` on every call.
         let Some(rx) = &self.rx else {
@@ -214,6 +245,7 @@ impl Endpoint {
     /// # Errors
     /// [`Error::NotWritable`] on the reading end of a one-way pipe; the direction's
     /// breakage.
+    #[inline]
     pub fn sending(&self) -> Result<&Tx> {
         let Some(tx) = &self.tx else {
             return Err(Error::NotWritable);
@@ -319,7 +351,18 @@ impl Endpoint {
     /// readable; ring empty ⇒ both drained and the sleeping flag raised, so that the
     /// producer's next publish rings the data doorbell. Called after every receive and
     /// wait, and whenever our data doorbell was drained.
+    #[inline]
     pub fn settle_watch(&self) -> Result<()> {
+        // Nothing to do unless a `fileno` was handed out: the common case, inline.
+        if self.watch.get().is_none() {
+            return Ok(());
+        }
+        self.settle_watch_now()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_watch_now(&self) -> Result<()> {
         let (Some(w), Some(rx)) = (self.watch.get(), &self.rx) else {
             return Ok(());
         };

@@ -172,14 +172,25 @@ impl Endpoint {
     }
 
     /// Releases `rec` and rings the producer's doorbell if it sleeps waiting for room.
+    #[inline]
     pub(crate) fn release(&self, rx: &Rx, rec: &Record) -> Result<()> {
-        if rx.guard(rx.consumer.release(rec))? {
-            self.bells().space.ring()?;
+        match rx.consumer.release(rec) {
+            Ok(false) => Ok(()),
+            Ok(true) => self.wake_writer(),
+            Err(why) => Err(rx.break_with(why)),
         }
-        Ok(())
+    }
+
+    /// Rings the doorbell of a writer that sleeps waiting for room: a system call, out
+    /// of line so that the common release carries no frame for it.
+    #[cold]
+    #[inline(never)]
+    fn wake_writer(&self) -> Result<()> {
+        self.bells().space.ring()
     }
 
     /// After a receive: with a watched `fileno`, make its readiness match the ring.
+    #[inline]
     pub(crate) fn after_receive(&self) -> Result<()> {
         self.settle_watch()
     }

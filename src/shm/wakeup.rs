@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// How long to spin before going to sleep. Sleeping and being woken costs a few
 /// microseconds of system calls and scheduling on both sides; spinning for about that
 /// long first keeps a busy conversation entirely in user space.
-const SPIN_FOR: Duration = Duration::from_micros(20);
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 
 /// The longest a sleeper sleeps before it re-checks the ring on its own.
 ///

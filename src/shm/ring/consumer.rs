@@ -90,14 +90,12 @@ impl Consumer {
         Ok(())
     }
 
+    #[inline]
     fn reload_head(&self) -> Result<(), Broken> {
         let head = self.ring.ctl().head.load(SeqCst);
         let tail = self.tail.get();
         if head < self.cached_head.get() || head < tail || head - tail > self.ring.capacity as u64 {
-            return Err(format!(
-                "producer published head {head}, impossible after {} with tail {tail}",
-                self.cached_head.get()
-            ));
+            return Err(impossible_head(head, self.cached_head.get(), tail));
         }
         self.cached_head.set(head);
         Ok(())
@@ -253,13 +251,12 @@ impl Consumer {
 
     /// Gives the record's space back to the producer. Returns whether the producer was
     /// asleep waiting for space and must be woken.
+    #[inline]
     pub fn release(&self, rec: &Record) -> Result<bool, Broken> {
         let new_tail = self.tail.get() + rec.size as u64;
         let old = self.published.get();
         if old & CLAIMED != 0 && self.claimed_in.get() != Some(fork_epoch::current()) {
-            return Err("this message is held in place by the process this one was \
-                        forked from; only that process can give it back"
-                .into());
+            return Err(held_by_parent());
         }
         // SeqCst: see the module documentation.
         match self
@@ -279,7 +276,27 @@ impl Consumer {
     }
 }
 
+// The errors are built out of line (`cold`, never inlined), so that the one-pass paths
+// that can report them keep no stack frame for them: measured, a third of
+// `peek_whole`'s instructions were that frame's set-up (DESIGN.md, "Per-message cost").
+
+#[cold]
+#[inline(never)]
+fn impossible_head(head: u64, cached: u64, tail: u64) -> Broken {
+    format!("producer published head {head}, impossible after {cached} with tail {tail}")
+}
+
+#[cold]
+#[inline(never)]
+fn held_by_parent() -> Broken {
+    "this message is held in place by the process this one was forked from; only that \
+     process can give it back"
+        .into()
+}
+
 /// What a claim or release reports when the published `tail` is not the one we left.
+#[cold]
+#[inline(never)]
 fn moved(old: u64, seen: u64) -> Broken {
     format!(
         "tail moved from {old} to {seen} under us: another process is reading on this end \

@@ -105,6 +105,11 @@ impl RingRef {
         self.capacity - 1
     }
 
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The largest payload a single record may carry: half a ring, so that two records
     /// can always be in flight and a record never needs more than half the ring free.
     pub fn max_record_payload(&self) -> usize {
@@ -388,12 +393,15 @@ mod tests {
         let big = vec![1u8; 2000];
         assert!(send(&p, &big)); // 2016 bytes at 0
         assert!(send(&p, &big)); // 2016 bytes at 2016; 64 left before the end
-        assert!(p.reserve_cached(100).is_none(), "full by the cached tail");
+        assert!(
+            p.reserve_cached(100, 0).is_none(),
+            "full by the cached tail"
+        );
         assert_eq!(recv(&c).unwrap(), big);
         // Room now, but only a reload of `tail` shows it.
-        assert!(p.reserve_cached(100).is_none());
+        assert!(p.reserve_cached(100, 0).is_none());
         assert!(send(&p, &[2; 100])); // padding at 4032, then the record at 0
-        assert!(p.reserve_cached(10).is_some());
+        assert!(p.reserve_cached(10, 0).is_some());
         assert_eq!(recv(&c).unwrap(), big);
         // The padding is for the general path, which skips it; then the fast one works.
         assert!(c.peek_whole(usize::MAX).is_none());

@@ -31,9 +31,6 @@ pub(crate) struct Producer {
     head: Cell<u64>,
     /// The consumer's counter as last loaded; never ahead of the real one.
     cached_tail: Cell<u64>,
-    /// How often `tail` had to be reloaded; lets the caller piggy-back a liveness check
-    /// on the rare reloads instead of paying for one per message.
-    reloads: Cell<u64>,
 }
 
 impl Producer {
@@ -49,7 +46,6 @@ impl Producer {
             ring,
             head: Cell::new(head),
             cached_tail: Cell::new(tail),
-            reloads: Cell::new(0),
         }
     }
 
@@ -57,8 +53,10 @@ impl Producer {
         &self.ring
     }
 
-    pub fn reloads(&self) -> u64 {
-        self.reloads.get()
+    /// How many bytes we have written into the ring since it was made, padding
+    /// included: our `head`.
+    pub fn written(&self) -> u64 {
+        self.head.get()
     }
 
     pub fn sleeping_flag(&self) -> &AtomicU32 {
@@ -101,13 +99,9 @@ impl Producer {
     /// never past what we published.
     fn reload_tail(&self) -> Result<(), Broken> {
         let tail = load_tail(self.ring.ctl());
-        self.reloads.set(self.reloads.get() + 1);
         let head = self.head.get();
         if tail < self.cached_tail.get() || tail > head || !tail.is_multiple_of(16) {
-            return Err(format!(
-                "consumer published tail {tail}, impossible after {} with head {head}",
-                self.cached_tail.get()
-            ));
+            return Err(impossible_tail(tail, self.cached_tail.get(), head));
         }
         self.cached_tail.set(tail);
         Ok(())
@@ -177,18 +171,18 @@ impl Producer {
             return Ok(None);
         }
         // The cached `tail` now shows the room (`has_room` reloaded it if needed).
-        Ok(self.reserve_cached(len))
+        Ok(self.reserve_cached(len, keep))
     }
 
-    /// [`reserve`](Producer::reserve) for the common case, in a few instructions: room
-    /// for a record of `len` payload bytes (at most [`RingRef::max_record_payload`]) by
-    /// the cached `tail` alone. `None` when the cached value says no; the general path
-    /// then reloads `tail` (and looks at the reader's liveness on the way).
+    /// [`reserve`](Producer::reserve) in a few instructions: room for a record of `len`
+    /// payload bytes (at most [`RingRef::max_record_payload`]), leaving `keep` bytes
+    /// free, by the cached `tail` alone. `None` when the cached value says no; the
+    /// caller then reloads `tail` (and looks at the reader's liveness on the way).
     #[inline]
-    pub fn reserve_cached(&self, len: usize) -> Option<Grant> {
+    pub fn reserve_cached(&self, len: usize, keep: usize) -> Option<Grant> {
         debug_assert!(len <= self.ring.max_record_payload());
         let (need, padded) = self.needed(len);
-        if need > self.free() {
+        if need + keep > self.free() {
             return None;
         }
         let head = self.head.get();
@@ -247,6 +241,7 @@ impl Producer {
     ///
     /// # Panics
     /// If the bytes do not fit in the grant (a bug in the caller).
+    #[inline]
     pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
         assert!(at <= grant.capacity && bytes.len() <= grant.capacity - at);
         // SAFETY: the grant covers `capacity` bytes of free ring space, inside the data
@@ -269,6 +264,7 @@ impl Producer {
     /// Writes the header of a granted record (and the padding before it, if any) and
     /// publishes it. `len` may be less than the granted capacity. Returns whether the
     /// consumer was asleep and must be woken.
+    #[inline]
     pub fn commit(&self, grant: Grant, kind: Kind, len: usize, aux: u64) -> Result<bool, Broken> {
         assert!(len <= grant.capacity);
         let head = self.head.get();
@@ -283,6 +279,7 @@ impl Producer {
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
     }
 
+    #[inline]
     fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
         // SeqCst: see the module documentation.
         match self
@@ -295,12 +292,27 @@ impl Producer {
                 self.head.set(new);
                 Ok(())
             }
-            Err(seen) => Err(format!(
-                "head moved from {old} to {seen} under us: another process is writing on \
-                 this end at the same time"
-            )),
+            Err(seen) => Err(head_moved(old, seen)),
         }
     }
+}
+
+// The errors are built out of line, so that the one-pass send keeps no stack frame for
+// them (as in the consumer).
+
+#[cold]
+#[inline(never)]
+fn impossible_tail(tail: u64, cached: u64, head: u64) -> Broken {
+    format!("consumer published tail {tail}, impossible after {cached} with head {head}")
+}
+
+#[cold]
+#[inline(never)]
+fn head_moved(old: u64, seen: u64) -> Broken {
+    format!(
+        "head moved from {old} to {seen} under us: another process is writing on this end at \
+         the same time"
+    )
 }
 
 /// An rkyv writer over a granted record's payload: `send` serializes an archive
