@@ -244,6 +244,11 @@ impl AsyncConnection {
                 let shared = self.lock();
                 if let Some(flag) = Self::flag(&shared.conn, way) {
                     flag.store(1, SeqCst);
+                    if matches!(way, Wait::Data) {
+                        // The reader's half of the asymmetric fence (see
+                        // `crate::shm::fence`; its refusal is the limit DESIGN.md names).
+                        crate::shm::fence::before_recheck();
+                    }
                 }
                 let seen = shared.drains;
                 match attempt(&shared.conn) {

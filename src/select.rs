@@ -60,6 +60,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
                 flag: rx.consumer.sleeping_flag(),
                 bell: &ep.bells().data,
                 other: &ep.bells().space,
+                for_records: true,
             })
             .collect();
         let woken = wakeup::wait(&waiters, has_data, timeout.map(deadline_after))?;

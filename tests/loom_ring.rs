@@ -3,11 +3,13 @@
 //! detection on the payload slots.
 //!
 //! Loom treats `SeqCst` loads and stores as `AcqRel`, but models `fence(SeqCst)`. So at
-//! the two places where the real code relies on `SeqCst` to order a store before a load
-//! of another location (raise flag → re-check index; publish index → check flag) the
-//! model puts a `SeqCst` fence between them. In C11 both forms forbid the outcome that
-//! matters (each side missing the other's store); the real code uses `SeqCst` operations,
-//! whose loads compile to plain loads, rather than a fence instruction per message.
+//! the places where the real code orders a store before a load of another location
+//! (raise flag → re-check index; publish index → check flag) the model puts a `SeqCst`
+//! fence between them. The real reader uses `SeqCst` operations there; the real writer
+//! publishes `head` with a release store followed by `fence::after_publish`, which is
+//! that fence, or, in a process registered for `membarrier(2)`, a compiler fence whose
+//! CPU half the sleeping reader's `membarrier` supplies (src/shm/fence.rs gives the
+//! argument; a checker cannot run the system call).
 //!
 //! The bound is 3 preemptions. At 4, loom 0.7.2 reports a lost wake-up in an execution
 //! that C11 forbids: the writer's `store(flag, 1); fence; load(tail)` reads the old tail

@@ -5,6 +5,7 @@
 use crate::buffers::Scratch;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
+use crate::shm::fence;
 use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
 use crate::shm::liveness;
 use crate::shm::receive::Partial;
@@ -15,7 +16,7 @@ use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -258,19 +259,15 @@ impl Endpoint {
         self.bells.as_ref().expect("doorbells present until drop")
     }
 
-    /// Waits for `ready` (a look at the ring) on one side of this end: `flag` is that
-    /// side's sleeping flag, `bell` the doorbell rung for it, `other` the end's other
-    /// doorbell. A protocol violation seen by `ready` ends the wait and is returned as the
-    /// inner `Err`, for the caller to break its direction with.
+    /// Waits for `ready` (a look at the ring) on one side of this end, as `waiter`
+    /// describes it. A protocol violation seen by `ready` ends the wait and is returned
+    /// as the inner `Err`, for the caller to break its direction with.
     pub fn wait_one(
         &self,
-        flag: &AtomicU32,
-        bell: &Doorbell,
-        other: &Doorbell,
+        waiter: Waiter<'_>,
         mut ready: impl FnMut() -> std::result::Result<bool, Broken>,
         deadline: Option<Instant>,
     ) -> Result<std::result::Result<Woken, Broken>> {
-        let waiter = Waiter { flag, bell, other };
         let mut broken = None;
         let woken = wakeup::wait(
             std::slice::from_ref(&waiter),
@@ -389,6 +386,11 @@ impl Endpoint {
             w.pending_set.set(false);
         }
         rx.consumer.sleeping_flag().store(1, SeqCst);
+        // The reader's half of the asymmetric fence (see `crate::shm::fence`). Should the
+        // kernel refuse it, a writer publishing without a fence in another process may
+        // miss the flag, and the `fileno` become readable only with its next message:
+        // DESIGN.md, "Per-message cost", names this limit.
+        fence::before_recheck();
         // A record published before the flag went up rang nobody: ring for it ourselves.
         if rx.guard(rx.consumer.has_data())? {
             set_pending()?;

@@ -7,6 +7,7 @@
 //! * `ring`: the single-producer single-consumer ring protocol (its `producer` and
 //!   `consumer` halves), the only place that touches ring memory;
 //! * `wakeup`: spinning, then sleeping until the other side rings;
+//! * `fence`: the asymmetric fence that spares the writer a full fence per message;
 //! * `doorbell`: the sockets one side rings and the other sleeps on;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
 //! * `endpoint`: what one end holds in one process; `receive` and `send` move messages
@@ -15,6 +16,7 @@
 
 pub(crate) mod doorbell;
 pub(crate) mod endpoint;
+pub(crate) mod fence;
 pub(crate) mod fork_epoch;
 pub(crate) mod layout;
 pub(crate) mod liveness;

@@ -6,7 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::Record;
-use crate::shm::wakeup::Woken;
+use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::time::Instant;
@@ -163,7 +163,13 @@ impl Endpoint {
         let bells = self.bells();
         let flag = rx.consumer.sleeping_flag();
         let ready = || rx.consumer.has_data();
-        let woken = self.wait_one(flag, &bells.data, &bells.space, ready, deadline)?;
+        let waiter = Waiter {
+            flag,
+            bell: &bells.data,
+            other: &bells.space,
+            for_records: true,
+        };
+        let woken = self.wait_one(waiter, ready, deadline)?;
         // The wait drained the data doorbell and lowered the flag: a watched `fileno`
         // must be made exact again whatever the caller does next (it may return
         // `Timeout` or `MessageTooLong` without receiving anything).

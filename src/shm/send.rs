@@ -6,7 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
-use crate::shm::wakeup::{self, Woken};
+use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire::Kind;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
@@ -268,7 +268,13 @@ impl Endpoint {
         let bells = self.bells();
         let flag = tx.producer.sleeping_flag();
         let ready = || tx.producer.has_room(len, keep);
-        let woken = self.wait_one(flag, &bells.space, &bells.data, ready, deadline.instant())?;
+        let waiter = Waiter {
+            flag,
+            bell: &bells.space,
+            other: &bells.data,
+            for_records: false,
+        };
+        let woken = self.wait_one(waiter, ready, deadline.instant())?;
         // The wait may have drained our data doorbell: keep a watched `fileno` exact.
         self.settle_watch()?;
         match woken.map_err(|e| tx.break_with(e))? {

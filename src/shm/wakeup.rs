@@ -11,13 +11,16 @@
 //! take it down (`swap`) and ring the doorbell with one non-blocking `send(2)`. On a steady stream
 //! nobody sleeps, so no system call is made at all.
 //!
-//! No wake-up can be lost: the sleeper does *raise flag; load index*, the waker does
-//! *publish index; load flag*, all four `SeqCst`, so in their single total order at
-//! least one of the two loads sees the other side's store: either the sleeper sees the
-//! new record and does not sleep, or the waker sees the flag and rings.
+//! No wake-up can be lost: the sleeper does *raise flag; fence; load index*, the waker
+//! does *publish index; fence; load flag*, so at least one of the two loads sees the
+//! other side's store: either the sleeper sees the new record and does not sleep, or
+//! the waker sees the flag and rings. A reader publishing `tail` fences with its
+//! `compare_exchange`; a writer publishing `head` uses the asymmetric fence of
+//! [`crate::shm::fence`], whose expensive half the reader pays here, before it sleeps.
 
 use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
+use crate::shm::fence;
 use crate::shm::liveness::hung_up;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -38,6 +41,11 @@ pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 /// `poll(2)` return per period: a few microseconds of CPU in a tenth of a second.
 const BACKSTOP: Duration = Duration::from_millis(100);
 
+/// The backstop when the kernel refused the reader's barrier (see
+/// [`crate::shm::fence`]): a writer that published without a fence may then not see our
+/// flag, so the wait re-checks the ring on its own this often.
+const UNFENCED_BACKSTOP: Duration = Duration::from_millis(1);
+
 /// One thing to wait for: a ring condition, the flag that announces we sleep on it, the
 /// doorbell the other side rings for it, and our other doorbell. Both doorbells report
 /// the peer's death, and both are drained when they show bytes: stray bytes or passed
@@ -46,6 +54,10 @@ pub(crate) struct Waiter<'a> {
     pub flag: &'a AtomicU32,
     pub bell: &'a Doorbell,
     pub other: &'a Doorbell,
+    /// Waiting for records (`flag` is the reader's): their writer may publish without a
+    /// fence, so announcing takes the reader's half of the asymmetric fence
+    /// ([`crate::shm::fence`]).
+    pub for_records: bool,
 }
 
 /// What ended a wait.
@@ -129,13 +141,20 @@ where
         for w in waiters {
             w.flag.store(1, SeqCst);
         }
+        // A refused barrier leaves a writer's publish unordered with our flag: then we
+        // do not count on being woken, and look again soon.
+        let backstop = if waiters.iter().any(|w| w.for_records) && !fence::before_recheck() {
+            UNFENCED_BACKSTOP
+        } else {
+            BACKSTOP
+        };
         // Re-check after announcing (see the module documentation).
         if let Some(i) = first_ready(&mut ready, waiters.len())? {
             break Woken::Ready(i);
         }
         let left = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(BACKSTOP),
-            None => BACKSTOP,
+            Some(d) => d.saturating_duration_since(Instant::now()).min(backstop),
+            None => backstop,
         };
         let ts = Timespec::try_from(left).expect("at most BACKSTOP");
         for f in fds.iter_mut() {

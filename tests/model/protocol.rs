@@ -5,7 +5,8 @@
 //! `tests/shuttle_ring.rs` (random schedules, larger runs), which supply `super::rt`.
 //!
 //! The model keeps the real code's structure (own index, cached copy of the other's,
-//! publish by compare-exchange, announce / re-check / sleep, ring only a raised flag) with
+//! publish by a release store (writer) or compare-exchange (reader), announce / re-check
+//! / sleep, ring only a raised flag) with
 //! records reduced to one slot each. The doorbells (socket halves) and the peer's death
 //! (`POLLHUP` on them) are kernel objects whose state the kernel keeps
 //! under a lock; they are modelled as such, with a `Mutex` and a `Condvar`.
@@ -88,7 +89,13 @@ impl Bell {
 
 /// After a publish: ring the other side only if its flag was raised (`wake_needed`).
 fn wake_if_sleeping(flag: &AtomicU32, bell: &Bell) {
-    fence(SeqCst); // the real code's SeqCst publish → SeqCst flag load
+    // publish → flag load. The reader's `compare_exchange` is a full fence itself. The
+    // writer's store is followed by `fence::after_publish`: a SeqCst fence, or (in a
+    // process registered for `membarrier`) a compiler fence, the CPU's part being the
+    // barrier that the sleeping reader's `membarrier(2)` runs on the writer's CPU. A
+    // checker cannot run that system call; it checks the protocol with the fence it
+    // stands for (src/shm/fence.rs argues the equivalence).
+    fence(SeqCst);
     if flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0 {
         bell.ring();
     }
@@ -139,9 +146,9 @@ impl Producer<'_> {
         let ring = self.ring;
         assert!(self.free() >= 1, "writing into a slot that is not free");
         ring.slots[(self.head % self.slots) as usize].with_mut(|p| unsafe { *p = value });
-        ring.head
-            .compare_exchange(self.head, self.head + 1, SeqCst, SeqCst)
-            .expect("single producer");
+        // As `Producer::publish`: check that `head` is still ours, then a release store.
+        assert_eq!(ring.head.load(Relaxed), self.head, "single producer");
+        ring.head.store(self.head + 1, Release);
         self.head += 1;
         wake_if_sleeping(&ring.reader_sleeping, &ring.data_bell);
     }

@@ -23,12 +23,23 @@
 //!
 //! # Memory ordering
 //!
-//! * Publishing (`head` by the producer after writing a record, `tail` by the consumer
-//!   after reading one) is a `compare_exchange` with `SeqCst`. Its release half makes
-//!   the record's bytes (or the consumer's reads of them) visible before the index; its
-//!   compare half notices a second process publishing on the same end at the same
-//!   time; and being `SeqCst` it orders the publish before the following load of the
-//!   other side's sleeping flag (the wake-up protocol, see [`crate::shm::wakeup`]).
+//! * The producer publishes `head` after writing a record with a check (a relaxed load:
+//!   is `head` still the value we published last?) and a release store, then the
+//!   writer's half of the asymmetric fence ([`crate::shm::fence`]), which orders the
+//!   publish before its load of the reader's sleeping flag (the wake-up protocol, see
+//!   [`crate::shm::wakeup`]). The release makes the record's bytes visible before the
+//!   index. No read-modify-write: a locked instruction per message would wait for the
+//!   record's cache lines to reach the other core, which cost more than the rest of a
+//!   small message (DESIGN.md, "Per-message cost"). The check catches a second process
+//!   that wrote on this end since we last did, but not one publishing at the very same
+//!   moment (DESIGN.md, "Guarantees").
+//! * The consumer publishes `tail` after reading a record with a `compare_exchange`
+//!   with `SeqCst`: its release half makes our reads of the record happen before the
+//!   producer may overwrite it; its compare half makes a second reader of the same end
+//!   fail rather than release a record twice (or one held in place, see
+//!   [`Consumer::claim`]); being `SeqCst` it orders the publish before the load of the
+//!   writer's sleeping flag. It is cheap where the producer's was not: the consumer's
+//!   store buffer holds only writes to its own memory.
 //! * Loading the other side's index is `SeqCst` too. It acquires the other side's
 //!   writes (a load is acquire at least), and takes part in the same total order as the
 //!   sleeping-flag store of a side about to sleep. On x86-64 and AArch64 a `SeqCst` load

@@ -7,9 +7,10 @@ use super::{load_tail, sane, wake_needed, Broken, RingRef};
 /// back what it started without waiting (a `CANCEL` is a bare 16-byte header, which fits
 /// at any aligned position without padding).
 pub(crate) const CANCEL_ROOM: usize = wire::HEADER;
+use crate::shm::fence;
 use crate::shm::wire::{self, Kind};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
 
 /// Space reserved for one record, not yet visible to the consumer.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub(crate) struct Producer {
     head: Cell<u64>,
     /// The consumer's counter as last loaded; never ahead of the real one.
     cached_tail: Cell<u64>,
+    /// This process may publish without a CPU fence (see [`crate::shm::fence`]).
+    fenceless: bool,
 }
 
 impl Producer {
@@ -46,6 +49,7 @@ impl Producer {
             ring,
             head: Cell::new(head),
             cached_tail: Cell::new(tail),
+            fenceless: fence::register(),
         }
     }
 
@@ -279,21 +283,20 @@ impl Producer {
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
     }
 
+    /// Publishes `head` (our last value `old`) as `new`: a release store, then the
+    /// writer's half of the asymmetric fence (see the module documentation).
     #[inline]
     fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
-        // SeqCst: see the module documentation.
-        match self
-            .ring
-            .ctl()
-            .head
-            .compare_exchange(old, new, SeqCst, SeqCst)
-        {
-            Ok(_) => {
-                self.head.set(new);
-                Ok(())
-            }
-            Err(seen) => Err(head_moved(old, seen)),
+        let head = &self.ring.ctl().head;
+        // Relaxed: our own last store, unless another process writes on this end.
+        let seen = head.load(Relaxed);
+        if seen != old {
+            return Err(head_moved(old, seen));
         }
+        head.store(new, Release);
+        fence::after_publish(self.fenceless);
+        self.head.set(new);
+        Ok(())
     }
 }
 
