@@ -221,7 +221,7 @@ impl<'a> Parts<'a> {
 
     /// Hands `put` the bytes `at..at + len` of the message, a piece at a time, each with
     /// its offset from `at`.
-    #[inline]
+    #[inline(always)]
     pub fn copy_range(&self, at: usize, len: usize, mut put: impl FnMut(usize, &[u8])) {
         if let [one] = self.parts {
             // The usual message, in one piece.

@@ -137,16 +137,23 @@ impl Connection {
         self.send_parts(Parts::new(parts))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
-        match self.transport()? {
-            Transport::Shm(ep) => {
-                let tx = ep.sending()?;
-                if ep.send_whole_now(tx, buf)? {
-                    return Ok(());
-                }
-                ep.send_message(tx, buf, self.limits.write_deadline())
+        // The common case, inline and in one pass (see `send_whole_now`); everything
+        // else, including every error it does not report itself, out of line.
+        if let Some(Transport::Shm(ep)) = &self.inner {
+            let tx = ep.sending()?;
+            if ep.send_whole_now(tx, buf)? {
+                return Ok(());
             }
+        }
+        self.send_parts_slowly(buf)
+    }
+
+    #[inline(never)]
+    fn send_parts_slowly(&self, buf: Parts<'_>) -> Result<()> {
+        match self.transport()? {
+            Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, self.limits.write_deadline()),
             Transport::Socket(s) => s.send_parts(buf, self.limits.write_deadline()),
         }
     }
@@ -259,6 +266,21 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        // The common case, inline and in one pass (see `receive_whole_now`); everything
+        // else, including every error it does not report itself, out of line.
+        if let Some(Transport::Shm(ep)) = &self.inner {
+            let rx = ep.receiving()?;
+            let room = buf.len();
+            let mut sink = SliceSink::new(buf);
+            if ep.receive_whole_now(rx, &mut sink, room)? {
+                return Ok(sink.len());
+            }
+        }
+        self.recv_bytes_into_slowly(buf)
+    }
+
+    #[inline(never)]
+    fn recv_bytes_into_slowly(&self, buf: &mut [u8]) -> Result<usize> {
         let ep = match self.transport()? {
             Transport::Shm(ep) => ep,
             Transport::Socket(s) => {

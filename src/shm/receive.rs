@@ -69,7 +69,7 @@ impl Endpoint {
     /// whole record, there now, at most `max` bytes long, and nothing is half received.
     /// Receives it into `out` (replacing what it held) and returns `true`; returns
     /// `false`, having consumed nothing, in every other case.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn receive_whole_now<S: Sink>(
         &self,
         rx: &Rx,

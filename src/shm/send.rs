@@ -65,7 +65,7 @@ impl Endpoint {
     /// about the reader, and nobody else wrote on this end since we last did. Returns
     /// `false`, having done nothing, in every other case, and the general path takes
     /// the message (and reports whatever is wrong).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_whole_now(&self, tx: &Tx, buf: Parts<'_>) -> Result<bool> {
         let p = &tx.producer;
         if tx.peer_gone.get()

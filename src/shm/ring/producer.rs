@@ -182,7 +182,7 @@ impl Producer {
     /// payload bytes (at most [`RingRef::max_record_payload`]), leaving `keep` bytes
     /// free, by the cached `tail` alone. `None` when the cached value says no; the
     /// caller then reloads `tail` (and looks at the reader's liveness on the way).
-    #[inline]
+    #[inline(always)]
     pub fn reserve_cached(&self, len: usize, keep: usize) -> Option<Grant> {
         debug_assert!(len <= self.ring.max_record_payload());
         let (need, padded) = self.needed(len);
@@ -245,7 +245,7 @@ impl Producer {
     ///
     /// # Panics
     /// If the bytes do not fit in the grant (a bug in the caller).
-    #[inline]
+    #[inline(always)]
     pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
         assert!(at <= grant.capacity && bytes.len() <= grant.capacity - at);
         // SAFETY: the grant covers `capacity` bytes of free ring space, inside the data
@@ -268,7 +268,7 @@ impl Producer {
     /// Writes the header of a granted record (and the padding before it, if any) and
     /// publishes it. `len` may be less than the granted capacity. Returns whether the
     /// consumer was asleep and must be woken.
-    #[inline]
+    #[inline(always)]
     pub fn commit(&self, grant: Grant, kind: Kind, len: usize, aux: u64) -> Result<bool, Broken> {
         assert!(len <= grant.capacity);
         let head = self.head.get();
@@ -285,7 +285,7 @@ impl Producer {
 
     /// Publishes `head` (our last value `old`) as `new`: a release store, then the
     /// writer's half of the asymmetric fence (see the module documentation).
-    #[inline]
+    #[inline(always)]
     fn publish(&self, old: u64, new: u64) -> Result<(), Broken> {
         let head = &self.ring.ctl().head;
         // Relaxed: our own last store, unless another process writes on this end.
