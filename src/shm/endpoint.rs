@@ -50,6 +50,8 @@ pub(crate) struct Rx {
     /// A message half received when its receive's deadline passed (see
     /// [`Partial`]).
     pub partial: RefCell<Option<Partial>>,
+    /// The last receive had to wait for its message (see `Endpoint::receive_whole`).
+    pub waited: Cell<bool>,
     broken: RefCell<Option<String>>,
 }
 
@@ -198,6 +200,7 @@ impl Endpoint {
             lent: Cell::new(false),
             scratch: Scratch::default(),
             partial: RefCell::new(None),
+            waited: Cell::new(true),
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| {
