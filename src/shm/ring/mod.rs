@@ -445,9 +445,18 @@ mod tests {
         assert!(send(&p, &[0; 1500])); // 1520 bytes at 1016; head at 2536
         assert_eq!(recv(&c).unwrap().len(), 1000);
         assert_eq!(recv(&c).unwrap().len(), 1500);
-        // Free: 1560 bytes before the end, 2536 after wrapping: it pads and wraps.
+        // An eighth of the ring or more free by the cached `tail` (1560 bytes): that
+        // is what it grants (less the header, in 16-byte steps), without looking at the
+        // reader's line.
         let g = p.reserve_available().unwrap().unwrap();
-        assert_eq!(g.capacity, p.ring().max_record_payload().min(2536 - 16));
+        assert_eq!((g.capacity, g.padded), (1536, false));
+        assert!(send(&p, &[0; 1040])); // 1056 bytes at 2536; head at 3592
+        assert_eq!(recv(&c).unwrap().len(), 1040);
+        // Less than an eighth by the cached `tail` (504 bytes): it reloads. Free: 504
+        // bytes before the end, 3592 after wrapping: it pads and wraps.
+        let g = p.reserve_available().unwrap().unwrap();
+        assert!(g.padded);
+        assert_eq!(g.capacity, p.ring().max_record_payload().min(3592 - 16));
         p.fill(&g, 0, b"wrapped");
         p.commit(g, Kind::Whole, 7, 0).unwrap();
         assert_eq!(recv(&c).unwrap(), b"wrapped");

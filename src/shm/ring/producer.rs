@@ -18,7 +18,7 @@ pub(crate) struct Grant {
     /// Counter value where the record starts (after any padding).
     start: u64,
     /// Whether a padding record must precede it (written at `head`).
-    padded: bool,
+    pub(super) padded: bool,
     /// Payload bytes available at `payload`.
     pub capacity: usize,
     /// Where the payload goes.
@@ -211,7 +211,12 @@ impl Producer {
     /// [`RingRef::max_record_payload`]), for a payload whose size is not known in
     /// advance (an rkyv archive serialized in place). `None` if no payload fits.
     pub fn reserve_available(&self) -> Result<Option<Grant>, Broken> {
-        if self.free() < self.ring.capacity / 2 {
+        // Reload `tail` only when the cached copy leaves less than an eighth of the ring:
+        // reloading whenever it showed less than half meant a load of the reader's line
+        // for every message once a ring was half full, which the reader's next
+        // `compare_exchange` on it then waited for. A message that does not fit in the
+        // space granted goes the long way, which reloads.
+        if self.free() < self.ring.capacity / 8 {
             self.reload_tail()?;
         }
         let free = self.free();
