@@ -14,7 +14,10 @@ use crate::shm::wire::Kind;
 const REFILL_FRACTION: usize = 8;
 
 impl Endpoint {
-    /// Wakes the peer's reader, which announced that it sleeps.
+    /// Wakes the peer's reader, which announced that it sleeps. A system call, out of
+    /// line so that the one-pass send carries no frame for it.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn ring_data(&self) -> Result<()> {
         self.bells().data.ring()
     }
@@ -81,17 +84,9 @@ impl Endpoint {
         buf.copy_range(0, buf.len(), |off, bytes| p.fill(&grant, off, bytes));
         match p.commit(grant, Kind::Whole, buf.len(), 0) {
             Ok(false) => Ok(true),
-            Ok(true) => self.wake_reader().map(|()| true),
+            Ok(true) => self.ring_data().map(|()| true),
             Err(why) => Err(tx.break_with(why)),
         }
-    }
-
-    /// [`ring_data`](Endpoint::ring_data) out of line (a system call), so that the
-    /// one-pass send carries no frame for it.
-    #[cold]
-    #[inline(never)]
-    fn wake_reader(&self) -> Result<()> {
-        self.ring_data()
     }
 
     /// The reading end's `detached` counter (see [`crate::shm::liveness`]).
