@@ -218,8 +218,9 @@ def build_markdown(stream, pingpong, py, svg_name):
     lines.append("")
     lines.append(
         "Messages/s of the shmpipe variants divided by socketpair's (> 1: shmpipe is faster); "
-        "`shmpipe_into ÷ memcpy` is shmpipe_into's bytes/s as a fraction of a plain "
-        "single-process memcpy of the same size; the last column compares against "
+        "`shmpipe_into ÷ memcpy` is shmpipe_into's bytes/s as a fraction of a "
+        "single-process memcpy of the same size (then read one byte per cache line, as "
+        "every receiver is); the last column compares against "
         "Python's own Pipe."
     )
     lines.append("")
