@@ -19,6 +19,15 @@ pub trait End {
     fn recv(&mut self, scratch: &mut [u8]) -> usize;
 }
 
+impl<E: End + ?Sized> End for Box<E> {
+    fn send(&mut self, msg: &[u8]) {
+        (**self).send(msg)
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        (**self).recv(scratch)
+    }
+}
+
 /// Two connected ends.
 pub type Pair = (Box<dyn End>, Box<dyn End>);
 
@@ -76,7 +85,7 @@ pub fn socketpair() -> Pair {
 }
 
 /// The peer's side of `count` round trips: each message received is sent back.
-pub fn echo(there: &mut dyn End, buf: &mut [u8], count: u64) {
+pub fn echo<E: End + ?Sized>(there: &mut E, buf: &mut [u8], count: u64) {
     for _ in 0..count {
         let n = there.recv(buf);
         there.send(&buf[..n]);
@@ -85,7 +94,12 @@ pub fn echo(there: &mut dyn End, buf: &mut [u8], count: u64) {
 
 /// The measuring side of `iters` round trips with a peer running [`echo`]: the time
 /// they took.
-pub fn round_trips(here: &mut dyn End, payload: &[u8], scratch: &mut [u8], iters: u64) -> Duration {
+pub fn round_trips<E: End + ?Sized>(
+    here: &mut E,
+    payload: &[u8],
+    scratch: &mut [u8],
+    iters: u64,
+) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         here.send(payload);
