@@ -52,6 +52,12 @@ pub(crate) struct Rx {
     pub partial: RefCell<Option<Partial>>,
     /// The last receive had to wait for its message (see `Endpoint::receive_whole`).
     pub waited: Cell<bool>,
+    /// The reader caught up with a streaming writer and keeps its distance from it,
+    /// until the writer pauses (see `Endpoint::receive_whole`).
+    pub chasing: Cell<bool>,
+    /// How many times this reader looked at `head` while keeping its distance.
+    #[cfg(test)]
+    pub distance_looks: Cell<u64>,
     broken: RefCell<Option<String>>,
 }
 
@@ -201,6 +207,9 @@ impl Endpoint {
             scratch: Scratch::default(),
             partial: RefCell::new(None),
             waited: Cell::new(true),
+            chasing: Cell::new(false),
+            #[cfg(test)]
+            distance_looks: Cell::new(0),
             broken: RefCell::new(None),
         });
         let tx = tx_ring.map(|k| {

@@ -11,8 +11,9 @@ use crate::shm::wire::{Kind, Reassembly};
 use rkyv::util::AlignedVec;
 use std::time::Instant;
 
-/// How many times a blocking receive that finds the ring empty looks again with the
-/// one-pass check before it enters the general wait: about a microsecond.
+/// How many times a blocking receive in a conversation that finds the ring empty looks
+/// again with the one-pass check before it enters the general wait: about a
+/// microsecond.
 const QUICK_SPINS: usize = 64;
 
 /// A reader that has caught up with a streaming writer looks again every this many
@@ -20,6 +21,19 @@ const QUICK_SPINS: usize = 64;
 /// on this machine's CPU (looking every 8 pauses added 210 ns to a round trip). 8, 16
 /// and 32 were measured (DESIGN.md, "Per-message cost").
 const CAUGHT_UP_GAP: usize = 16;
+
+/// How far a reader chasing a streaming writer stays behind it, in bytes published and
+/// not yet read (see `Endpoint::receive_whole`): 32 cache lines.
+const DISTANCE: u64 = 2048;
+
+/// Pauses before a reader keeping its distance first looks whether the writer moved,
+/// when something is there to read already (about 100 ns here).
+const FIRST_LOOK: usize = 4;
+
+/// How many times a reader keeping its distance looks for the writer to get that far
+/// ahead before it takes what there is (or, with nothing there, goes to the general
+/// wait): at most about 1.6 µs here.
+const DISTANCE_LOOKS: usize = 4;
 
 /// The length of the message that starts with `rec`.
 pub(crate) fn message_len(rec: &Record) -> Result<usize> {
@@ -82,9 +96,53 @@ impl Endpoint {
         out: &mut S,
         max: usize,
     ) -> Result<bool> {
-        if rx.partial.borrow().is_some() {
+        if rx.partial.borrow().is_some() || self.keeps_distance(rx) {
             return Ok(false);
         }
+        self.receive_whole_at_once(rx, out, max)
+    }
+
+    /// Whether a reader chasing a streaming writer (see [`Endpoint::receive_whole`]) is
+    /// fewer than [`DISTANCE`] bytes behind it by the cached `head`, and should let it
+    /// get further ahead before reading on.
+    #[inline(always)]
+    fn keeps_distance(&self, rx: &Rx) -> bool {
+        rx.chasing.get() && rx.consumer.ahead() < DISTANCE
+    }
+
+    /// Lets a streaming writer get [`DISTANCE`] bytes ahead: looks at `head` every
+    /// [`CAUGHT_UP_GAP`] pauses (the first time after [`FIRST_LOOK`] if something is
+    /// there already), at most [`DISTANCE_LOOKS`] times. Returns whether the writer got
+    /// that far; `false` also as soon as it did not move between two looks with
+    /// something published (it paused: there is no point in waiting for more).
+    #[cold]
+    #[inline(never)]
+    fn let_writer_get_ahead(&self, rx: &Rx) -> Result<bool> {
+        let mut ahead = rx.guard(rx.consumer.look_ahead())?;
+        for _ in 0..DISTANCE_LOOKS {
+            if ahead >= DISTANCE {
+                return Ok(true);
+            }
+            // Something there already: look soon, so that a reader behind a writer that
+            // paused (one that waits for our answer, say) loses little.
+            let pauses = if ahead > 0 { FIRST_LOOK } else { CAUGHT_UP_GAP };
+            for _ in 0..pauses {
+                std::hint::spin_loop();
+            }
+            let now = rx.guard(rx.consumer.look_ahead())?;
+            #[cfg(test)]
+            rx.distance_looks.set(rx.distance_looks.get() + 1);
+            if now == ahead && now > 0 {
+                return Ok(false);
+            }
+            ahead = now;
+        }
+        Ok(ahead >= DISTANCE)
+    }
+
+    /// [`receive_whole_now`](Endpoint::receive_whole_now) without keeping any distance.
+    #[inline(always)]
+    fn receive_whole_at_once<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
         let Some(rec) = rx.consumer.peek_whole(max) else {
             return Ok(false);
         };
@@ -102,6 +160,26 @@ impl Endpoint {
     /// in a conversation takes the one-pass path too). The wait ends as the general
     /// path's would, with EOF, a timeout or `WouldBlock`. Returns `false`, having
     /// consumed nothing, when the general path must take the message.
+    ///
+    /// How long it looks before the general wait depends on what the reader is doing:
+    ///
+    /// * **In a conversation** (the last receive waited for its message too) the reply
+    ///   is usually a few hundred nanoseconds away: the receive looks for it after every
+    ///   pause for about a microsecond. Measured: the 64 B round trip takes 0.79 of the
+    ///   time it took with the general wait alone (DESIGN.md, "Per-message cost").
+    /// * **Chasing a streaming writer** (the last message was there at once, and now the
+    ///   ring is empty or nearly so) the reader lets the writer get [`DISTANCE`] bytes
+    ///   ahead before it reads on, and keeps that distance while the writer streams. A
+    ///   reader that reads right behind the writer slows it down: the lines at the
+    ///   writer's position are then read by one core while the other writes them (a
+    ///   record shares its lines with its neighbours, and the reader's hardware
+    ///   prefetcher reads ahead of it), and each of the writer's stores to such a line
+    ///   waits for the line to come back from the reader's core. Measured (DESIGN.md):
+    ///   the 64 B stream went between about 20 ns and 40-100 ns a message, the slow
+    ///   phases with the reader catching up every 25 messages or so. The reader stops
+    ///   chasing as soon as the writer pauses, and never waits more than
+    ///   [`DISTANCE_LOOKS`] looks for the distance.
+    /// * A non-blocking receive does not wait at all, and takes whatever is there.
     #[inline]
     pub(crate) fn receive_whole<S: Sink>(
         &self,
@@ -113,37 +191,42 @@ impl Endpoint {
         if self.receive_whole_now(rx, out, max)? {
             return Ok(true);
         }
-        if rx.partial.borrow().is_some() || rx.guard(rx.consumer.has_data())? {
+        if rx.partial.borrow().is_some() {
             return Ok(false);
         }
-        // In a conversation the reply is usually a few hundred nanoseconds away: a
-        // blocking receive looks for it with the one-pass check itself before the
-        // general wait (which spins too, then sleeps). Measured: the 64 B round trip
-        // takes 0.79 of the time it took with the general wait alone (DESIGN.md,
-        // "Per-message cost"). A non-blocking receive does not wait at all.
-        //
-        // A reader that found its last message at once and now finds the ring empty has
-        // caught up with a writer that is streaming. Looking again at once would have
-        // the two sides pass `head` and the record's lines back and forth for every
-        // message; looking every `CAUGHT_UP_GAP` pauses lets a few records gather, which
-        // each side then handles on lines of its own (measured in DESIGN.md). A reader
-        // that waited for its last message too (a conversation) looks after every pause.
-        let caught_up = !rx.waited.replace(true);
-        let gap = if caught_up { CAUGHT_UP_GAP } else { 1 };
+        let streaming = !rx.waited.replace(true) || rx.chasing.get();
         let deadline = deadline();
         if deadline != Deadline::Now {
-            for _ in 0..QUICK_SPINS / gap {
-                for _ in 0..gap {
-                    std::hint::spin_loop();
-                }
-                if self.receive_whole_now(rx, out, max)? {
-                    rx.waited.set(true);
+            if streaming {
+                let far = self.let_writer_get_ahead(rx)?;
+                rx.chasing.set(far);
+                if self.receive_whole_at_once(rx, out, max)? {
+                    // Behind a writer that paused, the next receive that finds the ring
+                    // empty waits as in a conversation.
+                    rx.waited.set(!far);
                     return Ok(true);
+                }
+            } else if !rx.guard(rx.consumer.has_data())? {
+                for _ in 0..QUICK_SPINS {
+                    std::hint::spin_loop();
+                    if self.receive_whole_at_once(rx, out, max)? {
+                        rx.waited.set(true);
+                        return Ok(true);
+                    }
                 }
             }
         }
+        if self.receive_whole_at_once(rx, out, max)? {
+            return Ok(true);
+        }
+        if rx.guard(rx.consumer.has_data())? {
+            // There, but not for the one-pass path: the general path takes it.
+            return Ok(false);
+        }
+        // The writer has paused for longer than the looks above.
+        rx.chasing.set(false);
         self.next_record(rx, deadline)?;
-        let received = self.receive_whole_now(rx, out, max)?;
+        let received = self.receive_whole_at_once(rx, out, max)?;
         rx.waited.set(true);
         Ok(received)
     }
@@ -339,5 +422,82 @@ impl Endpoint {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shm::endpoint::Rx;
+    use crate::transport::Transport;
+    use crate::{Connection, Error};
+
+    fn rx(c: &Connection) -> &Rx {
+        let Ok(Transport::Shm(ep)) = c.transport() else {
+            unreachable!("a pipe end is shared memory")
+        };
+        ep.receiving().unwrap()
+    }
+
+    /// Sending and receiving in turn (one thread, or a peer that waits for our answer)
+    /// never makes the reader keep its distance: each message is there at once, and the
+    /// ring is never found empty right after one.
+    #[test]
+    fn a_reader_in_step_with_its_writer_never_keeps_its_distance() {
+        let (a, b) = crate::pipe(true).unwrap();
+        let mut buf = [0u8; 64];
+        for i in 0..1000u32 {
+            a.send_bytes(&i.to_le_bytes()).unwrap();
+            let n = b.recv_bytes_into(&mut buf).unwrap();
+            assert_eq!(&buf[..n], i.to_le_bytes());
+        }
+        assert!(!rx(&b).chasing.get());
+        assert_eq!(rx(&b).distance_looks.get(), 0);
+    }
+
+    /// A reader chasing a writer that has paused looks once, sees that `head` did not
+    /// move, stops chasing and takes everything there is at once.
+    #[test]
+    fn a_reader_chasing_a_writer_that_paused_looks_once_and_stops_chasing() {
+        let (a, b) = crate::pipe(true).unwrap();
+        for i in 0..5u8 {
+            a.send_bytes(&[i; 64]).unwrap();
+        }
+        rx(&b).chasing.set(true);
+        for i in 0..5u8 {
+            assert_eq!(b.recv_bytes().unwrap(), [i; 64]);
+        }
+        assert!(!rx(&b).chasing.get());
+        assert_eq!(rx(&b).distance_looks.get(), 1);
+    }
+
+    /// A receive that may not wait (non-blocking, or a timeout that has passed) keeps
+    /// no distance: a message that is there is received, never `WouldBlock`.
+    #[test]
+    fn a_receive_that_may_not_wait_keeps_no_distance() {
+        let (a, b) = crate::pipe(true).unwrap();
+        a.send_bytes(b"one").unwrap();
+        a.send_bytes(b"two").unwrap();
+        rx(&b).chasing.set(true);
+        b.set_nonblocking(true).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"one");
+        let mut buf = [0u8; 8];
+        assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"two");
+        assert!(matches!(b.recv_bytes(), Err(Error::WouldBlock)));
+        assert_eq!(rx(&b).distance_looks.get(), 0);
+    }
+
+    /// A reader far enough behind keeps chasing and reads on without looking.
+    #[test]
+    fn a_reader_far_enough_behind_reads_on_without_looking() {
+        let (a, b) = crate::pipe(true).unwrap();
+        let far = super::DISTANCE as usize / 64 + 8;
+        for i in 0..far {
+            a.send_bytes(&[i as u8; 64]).unwrap();
+        }
+        rx(&b).chasing.set(true);
+        assert_eq!(b.recv_bytes().unwrap(), [0u8; 64]);
+        assert!(rx(&b).chasing.get());
+        assert_eq!(rx(&b).distance_looks.get(), 0);
     }
 }

@@ -185,6 +185,18 @@ impl Consumer {
         }
     }
 
+    /// Bytes published ahead of `tail` as far as the cached `head` knows.
+    #[inline(always)]
+    pub fn ahead(&self) -> u64 {
+        self.cached_head.get() - self.tail.get()
+    }
+
+    /// Bytes published ahead of `tail`, `head` loaded (and checked) afresh.
+    pub fn look_ahead(&self) -> Result<u64, Broken> {
+        self.reload_head()?;
+        Ok(self.ahead())
+    }
+
     /// Whether a record is ready (padding is skipped on the way).
     pub fn has_data(&self) -> Result<bool, Broken> {
         Ok(self.peek()?.is_some())
