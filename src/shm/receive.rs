@@ -174,11 +174,11 @@ impl Endpoint {
     ///   writer's position are then read by one core while the other writes them (a
     ///   record shares its lines with its neighbours, and the reader's hardware
     ///   prefetcher reads ahead of it), and each of the writer's stores to such a line
-    ///   waits for the line to come back from the reader's core. Measured (DESIGN.md):
-    ///   the 64 B stream went between about 20 ns and 40-100 ns a message, the slow
-    ///   phases with the reader catching up every 25 messages or so. The reader stops
-    ///   chasing as soon as the writer pauses, and never waits more than
-    ///   [`DISTANCE_LOOKS`] looks for the distance.
+    ///   waits for the line to come back from the reader's core. Measured (DESIGN.md,
+    ///   "Per-message cost"): the 64 B stream went between about 30 ns and 90-110 ns a
+    ///   message, the slow phases with the reader catching up every 25 messages or so.
+    ///   The reader stops chasing as soon as the writer pauses, and never waits more
+    ///   than [`DISTANCE_LOOKS`] looks for the distance.
     /// * A non-blocking receive does not wait at all, and takes whatever is there.
     #[inline]
     pub(crate) fn receive_whole<S: Sink>(
