@@ -26,13 +26,15 @@ const CAUGHT_UP_GAP: usize = 16;
 /// not yet read (see `Endpoint::receive_whole`): 32 cache lines.
 const DISTANCE: u64 = 2048;
 
-/// Pauses before a reader keeping its distance first looks whether the writer moved,
-/// when something is there to read already (about 100 ns here).
+/// Pauses between two looks of a reader keeping its distance, once something is there
+/// to read (about 100 ns here): short, so that a reader behind a writer that paused
+/// loses little.
 const FIRST_LOOK: usize = 4;
 
 /// How many times a reader keeping its distance looks for the writer to get that far
 /// ahead before it takes what there is (or, with nothing there, goes to the general
-/// wait): at most about 1.6 µs here.
+/// wait): at most about 1.6 µs here with the ring empty, 400 ns once something is
+/// there.
 const DISTANCE_LOOKS: usize = 4;
 
 /// The length of the message that starts with `rec`.
@@ -86,9 +88,10 @@ impl Endpoint {
     }
 
     /// The common receive in one pass, before the general path: the next message is a
-    /// whole record, there now, at most `max` bytes long, and nothing is half received.
-    /// Receives it into `out` (replacing what it held) and returns `true`; returns
-    /// `false`, having consumed nothing, in every other case.
+    /// whole record, there now, at most `max` bytes long, nothing is half received, and
+    /// the reader is not keeping its distance from a streaming writer (see
+    /// [`Endpoint::receive_whole`]). Receives it into `out` (replacing what it held) and
+    /// returns `true`; returns `false`, having consumed nothing, in every other case.
     #[inline(always)]
     pub(crate) fn receive_whole_now<S: Sink>(
         &self,
@@ -110,11 +113,12 @@ impl Endpoint {
         rx.chasing.get() && rx.consumer.ahead() < DISTANCE
     }
 
-    /// Lets a streaming writer get [`DISTANCE`] bytes ahead: looks at `head` every
-    /// [`CAUGHT_UP_GAP`] pauses (the first time after [`FIRST_LOOK`] if something is
-    /// there already), at most [`DISTANCE_LOOKS`] times. Returns whether the writer got
-    /// that far; `false` also as soon as it did not move between two looks with
-    /// something published (it paused: there is no point in waiting for more).
+    /// Lets a streaming writer get [`DISTANCE`] bytes ahead: looks at `head` at most
+    /// [`DISTANCE_LOOKS`] times, each after [`CAUGHT_UP_GAP`] pauses while the ring is
+    /// empty and after [`FIRST_LOOK`] pauses once something is there. Returns whether
+    /// the writer got that far; `false` as soon as it did not move between two looks
+    /// with something published (it paused: there is no point in waiting for more),
+    /// and when the looks run out.
     #[cold]
     #[inline(never)]
     fn let_writer_get_ahead(&self, rx: &Rx) -> Result<bool> {
@@ -123,8 +127,6 @@ impl Endpoint {
             if ahead >= DISTANCE {
                 return Ok(true);
             }
-            // Something there already: look soon, so that a reader behind a writer that
-            // paused (one that waits for our answer, say) loses little.
             let pauses = if ahead > 0 { FIRST_LOOK } else { CAUGHT_UP_GAP };
             for _ in 0..pauses {
                 std::hint::spin_loop();
@@ -155,9 +157,10 @@ impl Endpoint {
         Ok(true)
     }
 
-    /// [`receive_whole_now`](Endpoint::receive_whole_now), and if the ring is empty, the
-    /// same again once a record has come within `deadline` (so that a blocking receive
-    /// in a conversation takes the one-pass path too). The wait ends as the general
+    /// [`receive_whole_now`](Endpoint::receive_whole_now), and if that found nothing to
+    /// take, the same again once a record has come (or the writer has got far enough
+    /// ahead) within `deadline`, so that a blocking receive in a conversation or a
+    /// stream takes the one-pass path too. The wait ends as the general
     /// path's would, with EOF, a timeout or `WouldBlock`. Returns `false`, having
     /// consumed nothing, when the general path must take the message.
     ///
@@ -177,8 +180,10 @@ impl Endpoint {
     ///   waits for the line to come back from the reader's core. Measured (DESIGN.md,
     ///   "Per-message cost"): the 64 B stream went between about 30 ns and 90-110 ns a
     ///   message, the slow phases with the reader catching up every 25 messages or so.
-    ///   The reader stops chasing as soon as the writer pauses, and never waits more
-    ///   than [`DISTANCE_LOOKS`] looks for the distance.
+    ///   The reader stops chasing as soon as the writer pauses or the looks run out
+    ///   ([`DISTANCE_LOOKS`]), and takes what there is. A record the one-pass path does
+    ///   not take (a fragment, a message too long for `max`) goes to the general path
+    ///   after those looks, as it did at once before.
     /// * A non-blocking receive does not wait at all, and takes whatever is there.
     #[inline]
     pub(crate) fn receive_whole<S: Sink>(
@@ -201,8 +206,9 @@ impl Endpoint {
                 let far = self.let_writer_get_ahead(rx)?;
                 rx.chasing.set(far);
                 if self.receive_whole_at_once(rx, out, max)? {
-                    // Behind a writer that paused, the next receive that finds the ring
-                    // empty waits as in a conversation.
+                    // Having stopped chasing, the reader counts this message as waited
+                    // for: should the ring be empty at its next receive, that one looks
+                    // as in a conversation.
                     rx.waited.set(!far);
                     return Ok(true);
                 }
@@ -470,8 +476,8 @@ mod tests {
         assert_eq!(rx(&b).distance_looks.get(), 1);
     }
 
-    /// A receive that may not wait (non-blocking, or a timeout that has passed) keeps
-    /// no distance: a message that is there is received, never `WouldBlock`.
+    /// A receive in non-blocking mode keeps no distance: a message that is there is
+    /// received at once, never `WouldBlock`.
     #[test]
     fn a_receive_that_may_not_wait_keeps_no_distance() {
         let (a, b) = crate::pipe(true).unwrap();
@@ -487,9 +493,40 @@ mod tests {
         assert_eq!(rx(&b).distance_looks.get(), 0);
     }
 
-    /// A reader far enough behind keeps chasing and reads on without looking.
+    /// A receive with a timeout may keep its distance for a few looks, but a message
+    /// that is there is received, never `Timeout`, however short the timeout.
     #[test]
-    fn a_reader_far_enough_behind_reads_on_without_looking() {
+    fn a_timed_receive_chasing_a_writer_still_gets_the_message_that_is_there() {
+        let (a, b) = crate::pipe(true).unwrap();
+        a.send_bytes(b"there").unwrap();
+        rx(&b).chasing.set(true);
+        b.set_read_timeout(Some(std::time::Duration::from_nanos(1)))
+            .unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"there");
+        assert!(matches!(b.recv_bytes(), Err(Error::Timeout)));
+    }
+
+    /// The trigger: a message there at once, then an empty ring. The reader chases (its
+    /// looks find nothing), gives up after its looks, stops chasing and waits in the
+    /// general path, here until its timeout.
+    #[test]
+    fn a_reader_that_finds_the_ring_empty_after_a_message_there_at_once_chases() {
+        let (a, b) = crate::pipe(true).unwrap();
+        a.send_bytes(b"one").unwrap();
+        a.send_bytes(b"two").unwrap();
+        b.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+            .unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"one");
+        assert_eq!(b.recv_bytes().unwrap(), b"two");
+        assert_eq!(rx(&b).distance_looks.get(), 0);
+        assert!(matches!(b.recv_bytes(), Err(Error::Timeout)));
+        assert_eq!(rx(&b).distance_looks.get(), super::DISTANCE_LOOKS as u64);
+        assert!(!rx(&b).chasing.get());
+    }
+
+    /// A reader far enough behind keeps chasing and reads on without pausing.
+    #[test]
+    fn a_reader_far_enough_behind_reads_on_without_pausing() {
         let (a, b) = crate::pipe(true).unwrap();
         let far = super::DISTANCE as usize / 64 + 8;
         for i in 0..far {
