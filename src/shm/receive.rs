@@ -206,9 +206,10 @@ impl Endpoint {
                 let far = self.let_writer_get_ahead(rx)?;
                 rx.chasing.set(far);
                 if self.receive_whole_at_once(rx, out, max)? {
-                    // Having stopped chasing, the reader counts this message as waited
-                    // for: should the ring be empty at its next receive, that one looks
-                    // as in a conversation.
+                    // Still chasing, the reader goes on as one whose messages are there
+                    // at once. Having stopped, it counts this message as waited for:
+                    // should the ring be empty at its next receive, that one looks as in
+                    // a conversation.
                     rx.waited.set(!far);
                     return Ok(true);
                 }
