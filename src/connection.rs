@@ -79,6 +79,16 @@ impl Connection {
         }
     }
 
+    /// The shared-memory endpoint beneath an open pipe end, for unit tests of the
+    /// mechanism.
+    #[cfg(test)]
+    pub(crate) fn shm_endpoint(&self) -> &Endpoint {
+        let Ok(Transport::Shm(ep)) = self.transport() else {
+            unreachable!("a pipe end is shared memory")
+        };
+        ep
+    }
+
     /// Whether messages travel through shared memory: true for [`pipe`](crate::pipe)
     /// ends, ends passed to a child, and a [`Client`](crate::Client) connection to a
     /// shmpipe [`Listener`](crate::Listener) on a Unix address; false for TCP and

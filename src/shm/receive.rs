@@ -435,14 +435,10 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use crate::shm::endpoint::Rx;
-    use crate::transport::Transport;
     use crate::{Connection, Error};
 
     fn rx(c: &Connection) -> &Rx {
-        let Ok(Transport::Shm(ep)) = c.transport() else {
-            unreachable!("a pipe end is shared memory")
-        };
-        ep.receiving().unwrap()
+        c.shm_endpoint().receiving().unwrap()
     }
 
     /// Sending and receiving in turn (one thread, or a peer that waits for our answer)
