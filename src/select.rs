@@ -54,15 +54,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
         any |= has_data(i)?;
     }
     if !any {
-        let waiters: Vec<Waiter<'_>> = ends
-            .iter()
-            .map(|(ep, rx)| Waiter {
-                flag: rx.consumer.sleeping_flag(),
-                bell: &ep.bells().data,
-                other: &ep.bells().space,
-                for_records: true,
-            })
-            .collect();
+        let waiters: Vec<Waiter<'_>> = ends.iter().map(|(ep, rx)| ep.data_waiter(rx)).collect();
         let woken = wakeup::wait(&waiters, has_data, timeout.map(deadline_after))?;
         if woken == Woken::TimedOut {
             settle(&ends)?;

@@ -270,17 +270,22 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Option<Instant>) -> Result<Woken> {
+    /// What a reader of this end waits on: its sleeping flag, the data doorbell, and the
+    /// reader's half of the asymmetric fence (`for_records`). The one description of it,
+    /// for `wait_for_data` and `shmpipe::wait`.
+    pub(crate) fn data_waiter<'a>(&'a self, rx: &'a Rx) -> Waiter<'a> {
         let bells = self.bells();
-        let flag = rx.consumer.sleeping_flag();
-        let ready = || rx.consumer.has_data();
-        let waiter = Waiter {
-            flag,
+        Waiter {
+            flag: rx.consumer.sleeping_flag(),
             bell: &bells.data,
             other: &bells.space,
             for_records: true,
-        };
-        let woken = self.wait_one(waiter, ready, deadline)?;
+        }
+    }
+
+    pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Option<Instant>) -> Result<Woken> {
+        let ready = || rx.consumer.has_data();
+        let woken = self.wait_one(self.data_waiter(rx), ready, deadline)?;
         // The wait drained the data doorbell and lowered the flag: a watched `fileno`
         // must be made exact again whatever the caller does next (it may return
         // `Timeout` or `MessageTooLong` without receiving anything).
