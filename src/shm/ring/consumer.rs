@@ -206,6 +206,7 @@ impl Consumer {
     ///
     /// # Panics
     /// If `out` has less spare room than the record's length (a bug in the caller).
+    #[inline(always)]
     pub fn append<S: Sink>(&self, rec: &Record, out: &mut S) {
         let spare = out.spare();
         assert!(spare.len() >= rec.len, "no room reserved for the record");
@@ -321,10 +322,13 @@ fn moved(old: u64, seen: u64) -> Broken {
 /// # Safety
 /// `src..src + len` lies inside a live mapping; `dst..dst + len` is writable memory of
 /// this process that does not overlap it.
+#[inline(always)]
 unsafe fn copy_out(src: *const u8, dst: *mut u8, len: usize) {
     // SAFETY: the caller's contract. The source may be written by the peer during the
-    // copy; we read it once, through a raw pointer, and never form a reference to it.
-    unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+    // copy; we read it through raw pointers only, never forming a reference to it. (A
+    // small copy reads a few bytes twice, where its moves overlap; each byte of the copy
+    // still ends up with one value, and the copy is what every later check reads.)
+    unsafe { super::copy::copy(src, dst, len) };
     // Nothing may be moved across this point, so the compiler cannot replace a later
     // read of our copy with a second read of the ring (which the peer may have changed
     // after we validated the copy).

@@ -56,7 +56,7 @@
 //!
 //! * headers with atomic loads and stores ([`RingRef::read_header`]);
 //! * payloads by copying them into memory of our own ([`Consumer::append`]) or from it ([`Producer::fill`], [`GrantWriter`]), with
-//!   `ptr::copy_nonoverlapping` and a compiler fence after each copy out, so that every
+//!   raw moves ([`copy`], `ptr::copy_nonoverlapping`) and a compiler fence after each copy out, so that every
 //!   later use reads our copy, never the ring again (no double fetch). What the peer
 //!   wrote during the copy can only make the copy's bytes wrong, and the copy is what
 //!   every check afterwards validates.
@@ -66,6 +66,7 @@
 //! record while it is viewed.
 
 mod consumer;
+mod copy;
 mod producer;
 
 pub(crate) use consumer::{Consumer, Record};

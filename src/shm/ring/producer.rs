@@ -256,9 +256,7 @@ impl Producer {
         // SAFETY: the grant covers `capacity` bytes of free ring space, inside the data
         // area; `bytes` is our own memory. A raw copy: the peer may scribble over free
         // space too, which garbles only what it will read.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), grant.payload.add(at), bytes.len())
-        };
+        unsafe { super::copy::copy(bytes.as_ptr(), grant.payload.add(at), bytes.len()) };
     }
 
     /// An rkyv writer that serializes straight into a granted record's payload.
