@@ -331,7 +331,7 @@ impl AsyncConnection {
         let Some(rx) = ep.rx.as_ref() else {
             return true;
         };
-        rx.partial.borrow().is_some() || rx.consumer.has_data().unwrap_or(true)
+        rx.has_partial() || rx.consumer.has_data().unwrap_or(true)
     }
 
     fn lower(conn: &Connection, way: Wait) {

@@ -279,7 +279,9 @@ impl Connection {
         // The common case, inline and in one pass (see `receive_whole_now`); everything
         // else, including every error it does not report itself, out of line.
         if let Some(Transport::Shm(ep)) = &self.inner {
-            let rx = ep.receiving()?;
+            let Some(rx) = &ep.rx else {
+                return self.recv_bytes_into_slowly(buf);
+            };
             let room = buf.len();
             let mut sink = SliceSink::new(buf);
             if ep.receive_whole_now(rx, &mut sink, room)? {

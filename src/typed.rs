@@ -307,7 +307,7 @@ impl Connection {
             ep.after_receive()?;
             return Err(e);
         }
-        rx.lent.set(true);
+        rx.set_lent(true);
         Ok(Archived {
             scratch: &rx.scratch,
             held: Some((ep, rx, first)),
@@ -406,7 +406,7 @@ impl<T: Message> Drop for Archived<'_, T> {
             self.scratch.give_back(std::mem::take(copy));
         }
         if let Some((ep, rx, rec)) = self.held.take() {
-            rx.lent.set(false);
+            rx.set_lent(false);
             // A failure here (the ring broke, or the doorbell could not be rung) is kept
             // by the connection and reported by its next call.
             if let Err(Error::Io(e)) = ep.release(rx, &rec) {

@@ -40,6 +40,61 @@ fn an_impossible_head_breaks_that_direction_only() {
     assert_eq!(b.recv_bytes().unwrap(), b"to b");
 }
 
+/// Regression (the one-pass receive keeps a flag of its own for "nothing unusual"): once
+/// a direction broke, `recv_bytes_into` reports it, even when the ring looks sound again
+/// and a whole message is waiting.
+#[test]
+fn a_broken_direction_stays_broken_for_the_one_pass_receive() {
+    let (a, b) = pipe(true).unwrap();
+    b.send_bytes(b"to a").unwrap();
+    let head = 32; // one record: a 16-byte header and 4 bytes padded to 16
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_HEAD, 1 << 50));
+    let mut buf = [0u8; 64];
+    assert!(matches!(
+        a.recv_bytes_into(&mut buf),
+        Err(Error::Corrupt(_))
+    ));
+    scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_HEAD, head));
+    assert!(
+        matches!(a.recv_bytes_into(&mut buf), Err(Error::Corrupt(_))),
+        "stays broken"
+    );
+}
+
+/// Regression (as above): with a message half received, the next `recv_bytes_into` goes
+/// on with it, and a whole record where its next fragment belongs is a protocol
+/// violation, not a message to deliver.
+#[test]
+fn a_whole_record_inside_a_half_received_message_is_reported() {
+    const WHOLE: u32 = 0x5348_0001;
+    const FIRST: u32 = 0x5348_0002;
+    let (a, _b) = pipe(true).unwrap();
+    // A first fragment of 16 bytes announcing 1000, as the peer's writer would make it.
+    scribble_from_another_process(&a, |r| {
+        r.write_u32(layout::RING0_DATA, FIRST);
+        r.write_u32(layout::RING0_DATA + 4, 16);
+        r.write_u64(layout::RING0_DATA + 8, 1000);
+        r.write_u64(layout::RING0_HEAD, 32);
+    });
+    a.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2000];
+    assert!(matches!(
+        a.recv_bytes_into(&mut buf),
+        Err(Error::WouldBlock)
+    ));
+    // Then a whole message of 4 bytes instead of the next fragment.
+    scribble_from_another_process(&a, |r| {
+        r.write_u32(layout::RING0_DATA + 32, WHOLE);
+        r.write_u32(layout::RING0_DATA + 36, 4);
+        r.write_u64(layout::RING0_DATA + 40, 0);
+        r.write_u64(layout::RING0_HEAD, 64);
+    });
+    assert!(matches!(
+        a.recv_bytes_into(&mut buf),
+        Err(Error::Corrupt(_))
+    ));
+}
+
 #[test]
 fn an_impossible_tail_is_reported_to_the_writer() {
     let (a, b) = Builder::new().capacity(4096).build().unwrap();

@@ -80,18 +80,21 @@ impl Endpoint {
     /// Waits, within `deadline`, for the next message; returns its length (checked by the
     /// caller before anything is consumed) and where it starts.
     pub(crate) fn next_message(&self, rx: &Rx, deadline: Deadline) -> Result<(usize, Next)> {
-        if let Some(p) = &*rx.partial.borrow() {
-            return Ok((p.asm.total, Next::Resumed));
+        if let Some(total) = rx.partial_total() {
+            return Ok((total, Next::Resumed));
         }
         let first = self.next_record(rx, deadline)?;
         Ok((message_len(&first)?, Next::Fresh(first)))
     }
 
-    /// The common receive in one pass, before the general path: the next message is a
-    /// whole record, there now, at most `max` bytes long, nothing is half received, and
-    /// the reader is not keeping its distance from a streaming writer (see
-    /// [`Endpoint::receive_whole`]). Receives it into `out` (replacing what it held) and
-    /// returns `true`; returns `false`, having consumed nothing, in every other case.
+    /// The common receive in one pass, before the general path, for a receiver that has
+    /// checked nothing yet: the next message is a whole record, there now, at most `max`
+    /// bytes long, nothing about the receiving half is out of the ordinary (see
+    /// [`Rx::fast`]), and the reader is not keeping its distance from a streaming writer
+    /// (see [`Endpoint::receive_whole`]). Receives it into `out` (replacing what it
+    /// held) and returns `true`; returns `false`, having consumed nothing, in every
+    /// other case, and the general path takes the message (and reports whatever is
+    /// wrong).
     #[inline(always)]
     pub(crate) fn receive_whole_now<S: Sink>(
         &self,
@@ -99,10 +102,11 @@ impl Endpoint {
         out: &mut S,
         max: usize,
     ) -> Result<bool> {
-        if rx.partial.borrow().is_some() || self.keeps_distance(rx) {
+        if !rx.fast() || self.keeps_distance(rx) {
             return Ok(false);
         }
-        self.receive_whole_at_once(rx, out, max)
+        // No `fileno` was handed out (`fast`), so there is no readiness to settle.
+        self.take_whole(rx, out, max)
     }
 
     /// Whether a reader chasing a streaming writer (see [`Endpoint::receive_whole`]) is
@@ -142,9 +146,22 @@ impl Endpoint {
         Ok(ahead >= DISTANCE)
     }
 
-    /// [`receive_whole_now`](Endpoint::receive_whole_now) without keeping any distance.
+    /// Takes the next message into `out` if it is a whole record, there now, at most
+    /// `max` bytes long (for a receive that may start, nothing half received), and
+    /// settles a watched `fileno`; returns whether it did. Keeps no distance.
     #[inline(always)]
     fn receive_whole_at_once<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
+        if !self.take_whole(rx, out, max)? {
+            return Ok(false);
+        }
+        self.after_receive()?;
+        Ok(true)
+    }
+
+    /// [`receive_whole_at_once`](Endpoint::receive_whole_at_once) without settling a
+    /// watched `fileno`.
+    #[inline(always)]
+    fn take_whole<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
         let Some(rec) = rx.consumer.peek_whole(max) else {
             return Ok(false);
         };
@@ -152,7 +169,6 @@ impl Endpoint {
         out.reserve_exact(rec.len);
         rx.consumer.append(&rec, out);
         self.release(rx, &rec)?;
-        self.after_receive()?;
         rx.waited.set(false);
         Ok(true)
     }
@@ -193,11 +209,11 @@ impl Endpoint {
         max: usize,
         deadline: &mut impl FnMut() -> Deadline,
     ) -> Result<bool> {
-        if self.receive_whole_now(rx, out, max)? {
-            return Ok(true);
-        }
-        if rx.partial.borrow().is_some() {
+        if rx.has_partial() {
             return Ok(false);
+        }
+        if !self.keeps_distance(rx) && self.receive_whole_at_once(rx, out, max)? {
+            return Ok(true);
         }
         let streaming = !rx.waited.replace(true) || rx.chasing.get();
         let deadline = deadline();
@@ -349,7 +365,7 @@ impl Endpoint {
                 // Go on in the kept buffer: no copy back and forth per attempt (a long
                 // message received in many non-blocking steps would cost quadratic
                 // copying); the caller's buffer gets the message once it is whole.
-                let mut p = rx.partial.take().expect("a partial message to resume");
+                let mut p = rx.take_partial().expect("a partial message to resume");
                 let end = self.read_fragments(rx, &mut p.asm, &mut p.data, deadline);
                 return match end {
                     Ok(Read::Done) => {
@@ -360,7 +376,7 @@ impl Endpoint {
                     }
                     Ok(Read::Cancelled) => Ok(Read::Cancelled),
                     Err(e) if e.gave_up() => {
-                        *rx.partial.borrow_mut() = Some(p);
+                        rx.keep_partial(p);
                         Err(e)
                     }
                     Err(e) => Err(e),
@@ -383,7 +399,7 @@ impl Endpoint {
                 // Keep what was taken for the next call (copied once).
                 let mut data = AlignedVec::with_capacity(out.len());
                 data.extend_from_slice(out.as_slice());
-                *rx.partial.borrow_mut() = Some(Partial { data, asm });
+                rx.keep_partial(Partial { data, asm });
                 out.clear();
                 Err(e)
             }

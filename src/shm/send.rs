@@ -72,7 +72,7 @@ impl Endpoint {
     pub(crate) fn send_whole_now(&self, tx: &Tx, buf: Parts<'_>) -> Result<bool> {
         let p = &tx.producer;
         if tx.peer_gone.get()
-            || self.reader_detached() != tx.seen_detached.get()
+            || Self::reader_detached(tx) != tx.seen_detached.get()
             || !p.in_sync()
             || buf.len() > p.ring().max_record_payload()
         {
@@ -81,7 +81,13 @@ impl Endpoint {
         let Some(grant) = p.reserve_cached(buf.len(), 0) else {
             return Ok(false);
         };
-        buf.copy_range(0, buf.len(), |off, bytes| p.fill(&grant, off, bytes));
+        if let [one] = buf.pieces() {
+            // The usual message, in one piece: its copy inline (through `copy_range` the
+            // copy became a call of its own).
+            p.fill(&grant, 0, one);
+        } else {
+            buf.copy_range(0, buf.len(), |off, bytes| p.fill(&grant, off, bytes));
+        }
         match p.commit(grant, Kind::Whole, buf.len(), 0) {
             Ok(false) => Ok(true),
             Ok(true) => self.ring_data().map(|()| true),
@@ -90,9 +96,11 @@ impl Endpoint {
     }
 
     /// The reading end's `detached` counter (see [`crate::shm::liveness`]).
-    fn reader_detached(&self) -> u64 {
+    #[inline(always)]
+    fn reader_detached(tx: &Tx) -> u64 {
         // Relaxed: a hint to go and ask the kernel, which is the authority.
-        self.shared.region.header().detached[1 - self.end]
+        tx.reader_detached
+            .get()
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -171,7 +179,7 @@ impl Endpoint {
         if tx.peer_gone.get() {
             return Err(Error::BrokenPipe);
         }
-        let detached = self.reader_detached();
+        let detached = Self::reader_detached(tx);
         if detached != tx.seen_detached.get() {
             tx.seen_detached.set(detached);
             self.ask_kernel_about_reader(tx)?;
