@@ -181,7 +181,7 @@ mod tests {
 /// `detached` counter cost about 1 ns a message that way, DESIGN.md, "Per-message cost",
 /// fourth round).
 #[derive(Clone, Copy)]
-pub(crate) struct InRegion<T: 'static> {
+pub(crate) struct InRegion<T> {
     ptr: std::ptr::NonNull<T>,
 }
 
