@@ -16,7 +16,7 @@ use crate::shm::wire;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -243,6 +243,13 @@ impl Breakable for Tx {
 }
 
 impl Tx {
+    /// The reading end's `detached` counter now (see [`crate::shm::liveness`]).
+    #[inline(always)]
+    pub fn reader_detached_now(&self) -> u64 {
+        // Relaxed: a hint to go and ask the kernel, which is the authority.
+        self.reader_detached.get().load(Relaxed)
+    }
+
     /// Payload bytes per fragment of a long message: records of a quarter ring, so that
     /// they tile the ring without padding and the reader copies one out while the writer
     /// fills the next.

@@ -72,7 +72,7 @@ impl Endpoint {
     pub(crate) fn send_whole_now(&self, tx: &Tx, buf: Parts<'_>) -> Result<bool> {
         let p = &tx.producer;
         if tx.peer_gone.get()
-            || Self::reader_detached(tx) != tx.seen_detached.get()
+            || tx.reader_detached_now() != tx.seen_detached.get()
             || !p.in_sync()
             || buf.len() > p.ring().max_record_payload()
         {
@@ -93,15 +93,6 @@ impl Endpoint {
             Ok(true) => self.ring_data().map(|()| true),
             Err(why) => Err(tx.break_with(why)),
         }
-    }
-
-    /// The reading end's `detached` counter (see [`crate::shm::liveness`]).
-    #[inline(always)]
-    fn reader_detached(tx: &Tx) -> u64 {
-        // Relaxed: a hint to go and ask the kernel, which is the authority.
-        tx.reader_detached
-            .get()
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends what fits now of `buf`, never waiting, for a sender that waits elsewhere
@@ -179,7 +170,7 @@ impl Endpoint {
         if tx.peer_gone.get() {
             return Err(Error::BrokenPipe);
         }
-        let detached = Self::reader_detached(tx);
+        let detached = tx.reader_detached_now();
         if detached != tx.seen_detached.get() {
             tx.seen_detached.set(detached);
             self.ask_kernel_about_reader(tx)?;

@@ -55,11 +55,12 @@
 //! Instead, ring data is reached only here, through raw pointers:
 //!
 //! * headers with atomic loads and stores ([`RingRef::read_header`]);
-//! * payloads by copying them into memory of our own ([`Consumer::append`]) or from it ([`Producer::fill`], [`GrantWriter`]), with
-//!   raw moves ([`copy`], `ptr::copy_nonoverlapping`) and a compiler fence after each copy out, so that every
-//!   later use reads our copy, never the ring again (no double fetch). What the peer
-//!   wrote during the copy can only make the copy's bytes wrong, and the copy is what
-//!   every check afterwards validates.
+//! * payloads by copying them into memory of our own ([`Consumer::append`]) or from it
+//!   ([`Producer::fill`], [`GrantWriter`]), with raw moves ([`copy`],
+//!   `ptr::copy_nonoverlapping`) and a compiler fence after each copy out, so that
+//!   every later use reads our copy, never the ring again (no double fetch). What the
+//!   peer wrote during the copy can only make the copy's bytes wrong, and the copy is
+//!   what every check afterwards validates.
 //!
 //! The one exception is [`Consumer::payload`], an in-place view for the `unsafe`
 //! `recv_archived_in_place`, whose caller promises that the peer does not write the
