@@ -1,6 +1,6 @@
 //! The reading side of a ring.
 
-use super::{sane, wake_needed, Broken, RingRef, CLAIMED};
+use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED};
 use crate::buffers::Sink;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
@@ -78,8 +78,7 @@ impl Consumer {
                 .into());
         }
         let head = self.ring.ctl().head.load(SeqCst);
-        if shared > head || head - shared > self.ring.capacity as u64 || !shared.is_multiple_of(16)
-        {
+        if distance(shared, head) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
             return Err(format!(
                 "published tail {shared} is impossible with head {head}"
             ));
@@ -94,7 +93,10 @@ impl Consumer {
     fn reload_head(&self) -> Result<(), Broken> {
         let head = self.ring.ctl().head.load(SeqCst);
         let tail = self.tail.get();
-        if head < self.cached_head.get() || head < tail || head - tail > self.ring.capacity as u64 {
+        // `head` may only have moved forward from the cached value, and at most a ring
+        // ahead of `tail`.
+        let ahead = distance(tail, head);
+        if ahead > self.ring.capacity as u64 || ahead < distance(tail, self.cached_head.get()) {
             return Err(impossible_head(head, self.cached_head.get(), tail));
         }
         self.cached_head.set(head);
@@ -112,7 +114,7 @@ impl Consumer {
                 }
             }
             let tail = self.tail.get();
-            let avail = (self.cached_head.get() - tail) as usize;
+            let avail = distance(tail, self.cached_head.get()) as usize;
             let pos = tail as usize & self.ring.mask();
             let to_end = self.ring.capacity - pos;
             if avail < wire::HEADER {
@@ -124,7 +126,7 @@ impl Consumer {
             if rec.kind == Kind::Padding {
                 // Each padding record moves us to the start of the ring and `avail` is
                 // finite, so this loop ends even on a ring full of padding.
-                self.tail.set(tail + rec.size as u64);
+                self.tail.set(tail.wrapping_add(rec.size as u64));
                 continue;
             }
             return Ok(Some(self.record(pos, rec)));
@@ -148,7 +150,7 @@ impl Consumer {
         if tail == self.cached_head.get() {
             self.reload_head().ok()?;
         }
-        let avail = (self.cached_head.get() - tail) as usize;
+        let avail = distance(tail, self.cached_head.get()) as usize;
         let pos = tail as usize & self.ring.mask();
         if avail < wire::HEADER {
             return None;
@@ -188,7 +190,7 @@ impl Consumer {
     /// Bytes published ahead of `tail` as far as the cached `head` knows.
     #[inline(always)]
     pub fn ahead(&self) -> u64 {
-        self.cached_head.get() - self.tail.get()
+        distance(self.tail.get(), self.cached_head.get())
     }
 
     /// Bytes published ahead of `tail`, `head` loaded (and checked) afresh.
@@ -266,7 +268,7 @@ impl Consumer {
     /// asleep waiting for space and must be woken.
     #[inline]
     pub fn release(&self, rec: &Record) -> Result<bool, Broken> {
-        let new_tail = self.tail.get() + rec.size as u64;
+        let new_tail = self.tail.get().wrapping_add(rec.size as u64);
         let old = self.published.get();
         if old & CLAIMED != 0 && self.claimed_in.get() != Some(fork_epoch::current()) {
             return Err(held_by_parent());

@@ -1,7 +1,8 @@
 //! The single-producer single-consumer ring protocol over one ring of the region.
 //!
-//! `head` and `tail` are byte counters that only grow; a position in the ring is the
-//! counter modulo the (power of two) capacity. The producer owns `head`, the consumer
+//! `head` and `tail` are byte counters that only grow (modulo 2^64: all arithmetic on
+//! them wraps, see [`distance`]); a position in the ring is the counter modulo the
+//! (power of two) capacity. The producer owns `head`, the consumer
 //! owns `tail`. Each side keeps its own index in process memory and treats the copy in
 //! the region as a publication for the other side, never as the truth: the other
 //! process may scribble anything there, and every value read from it is checked before
@@ -178,13 +179,23 @@ pub(super) fn load_tail(ctl: &RingControl) -> u64 {
     ctl.tail.load(SeqCst) & !CLAIMED
 }
 
-/// Whether `head` and `tail` read from the region can be a ring's state: aligned, in
-/// order, at most `capacity` apart.
+/// Whether `head` and `tail` read from the region can be a ring's state: aligned, and
+/// `head` at most `capacity` ahead of `tail`.
 pub(super) fn sane(head: u64, tail: u64, capacity: usize) -> bool {
-    head.is_multiple_of(16)
-        && tail.is_multiple_of(16)
-        && tail <= head
-        && head - tail <= capacity as u64
+    head.is_multiple_of(16) && tail.is_multiple_of(16) && distance(tail, head) <= capacity as u64
+}
+
+/// How far counter `to` is ahead of counter `from`.
+///
+/// The counters are the peer's to publish, so every computation on them wraps: a peer
+/// that publishes values near `u64::MAX` (where honest counters never get) must get an
+/// error from the checks, never an overflow panic (with overflow checks on) or a wrong
+/// answer. Counters are compared only through this distance, which is exact for two
+/// honest counters at most a ring apart however they wrap, and an impossible distance
+/// (more than a ring) for a lie.
+#[inline(always)]
+pub(super) fn distance(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from)
 }
 
 /// After a publish: if the other side announced that it sleeps, take its flag down and
@@ -462,6 +473,32 @@ mod tests {
         p.fill(&g, 0, b"wrapped");
         p.commit(g, Kind::Whole, 7, 0).unwrap();
         assert_eq!(recv(&c).unwrap(), b"wrapped");
+    }
+
+    /// Counters published near `u64::MAX` (a peer's lie, or a ring that really ran that
+    /// far) wrap: no overflow panic where overflow checks are on (this test's profile),
+    /// and messages cross the wrap intact.
+    #[test]
+    fn counters_near_the_end_of_u64_wrap_without_overflow() {
+        let t = test_ring(4096);
+        let start = (u64::MAX & !15) - 2048;
+        t._ctl.head.store(start, SeqCst);
+        t._ctl.tail.store(start, SeqCst);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        p.resync().unwrap();
+        c.resync().unwrap();
+        for i in 0..200u32 {
+            let msg = vec![i as u8; (i as usize * 13) % 700];
+            assert!(send(&p, &msg));
+            assert!(p.has_room_for_message(10_000, 1000).is_ok());
+            assert_eq!(recv(&c).unwrap(), msg);
+        }
+        assert!(p.written() < start, "the counter wrapped");
+        // A lie near the end is an error, not a panic.
+        t._ctl.head.store(u64::MAX & !15, SeqCst);
+        assert!(c.peek().is_err());
+        t._ctl.tail.store(7, SeqCst);
+        assert!(p.reserve(16, 0).is_err() || p.resync().is_err());
     }
 
     #[test]

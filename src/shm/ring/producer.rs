@@ -1,6 +1,6 @@
 //! The writing side of a ring.
 
-use super::{load_tail, sane, wake_needed, Broken, RingRef};
+use super::{distance, load_tail, sane, wake_needed, Broken, RingRef};
 
 /// Free space a writer keeps while a fragmented message is in progress: room for the
 /// `CANCEL` record that abandons it, so that a send whose deadline passes can always take
@@ -84,8 +84,7 @@ impl Producer {
             return Ok(());
         }
         let tail = load_tail(self.ring.ctl());
-        if shared < tail || shared - tail > self.ring.capacity as u64 || !shared.is_multiple_of(16)
-        {
+        if distance(tail, shared) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
             return Err(format!(
                 "published head {shared} is impossible with tail {tail}"
             ));
@@ -96,7 +95,8 @@ impl Producer {
     }
 
     fn free(&self) -> usize {
-        self.ring.capacity - (self.head.get() - self.cached_tail.get()) as usize
+        // At most `capacity`: every value of `head` and `cached_tail` was checked so.
+        self.ring.capacity - distance(self.cached_tail.get(), self.head.get()) as usize
     }
 
     /// Reloads the consumer's `tail` and checks it: it may only have moved forward, and
@@ -104,7 +104,12 @@ impl Producer {
     fn reload_tail(&self) -> Result<(), Broken> {
         let tail = load_tail(self.ring.ctl());
         let head = self.head.get();
-        if tail < self.cached_tail.get() || tail > head || !tail.is_multiple_of(16) {
+        // `tail` may only have moved forward from the cached value, and not past `head`.
+        let (cached, tail_moved) = (
+            self.cached_tail.get(),
+            distance(self.cached_tail.get(), tail),
+        );
+        if tail_moved > distance(cached, head) || !tail.is_multiple_of(16) {
             return Err(impossible_tail(tail, self.cached_tail.get(), head));
         }
         self.cached_tail.set(tail);
@@ -142,23 +147,26 @@ impl Producer {
     /// all of a message or nothing.
     pub fn has_room_for_message(&self, total: usize, frag: usize) -> Result<bool, Broken> {
         let need = |this: &Producer| {
-            let mut pos = this.head.get() as usize;
+            // Bytes from `head`, counted only while they can fit: a message needing more
+            // than the ring stops the count (and its overflow) early.
+            let start = this.head.get() as usize;
+            let mut used = 0usize;
             let mut left = total;
             loop {
                 let len = left.min(frag);
                 let size = wire::record_size(len);
-                let to_end = this.ring.capacity - (pos & this.ring.mask());
+                let to_end = this.ring.capacity - (start.wrapping_add(used) & this.ring.mask());
                 if size > to_end {
-                    pos += to_end; // padding
+                    used += to_end; // padding
                 }
-                pos += size;
+                used += size;
                 left -= len;
-                if left == 0 {
+                if left == 0 || used > this.ring.capacity {
                     break;
                 }
             }
             let fragmented = total > frag;
-            pos - this.head.get() as usize + if fragmented { CANCEL_ROOM } else { 0 }
+            used + if fragmented { CANCEL_ROOM } else { 0 }
         };
         if need(self) <= self.free() {
             return Ok(true);
@@ -191,7 +199,7 @@ impl Producer {
         }
         let head = self.head.get();
         let start = if padded {
-            head + (self.ring.capacity - (head as usize & self.ring.mask())) as u64
+            head.wrapping_add((self.ring.capacity - (head as usize & self.ring.mask())) as u64)
         } else {
             head
         };
@@ -227,7 +235,7 @@ impl Producer {
         let (start, padded, room) = if free <= to_end || to_end >= free - to_end {
             (head, false, free.min(to_end))
         } else {
-            (head + to_end as u64, true, free - to_end)
+            (head.wrapping_add(to_end as u64), true, free - to_end)
         };
         let capacity = (room.saturating_sub(wire::HEADER) / wire::ALIGN * wire::ALIGN)
             .min(self.ring.max_record_payload());
@@ -281,7 +289,7 @@ impl Producer {
         }
         self.ring
             .write_header(grant.start as usize & self.ring.mask(), kind, len, aux);
-        let new_head = grant.start + wire::record_size(len) as u64;
+        let new_head = grant.start.wrapping_add(wire::record_size(len) as u64);
         self.publish(head, new_head)?;
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
     }
