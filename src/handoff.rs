@@ -12,6 +12,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::endpoint::{Endpoint, Shared};
+use crate::shm::layout::Layout;
 use crate::shm::region::Region;
 use crate::transport::Transport;
 use std::collections::HashSet;
@@ -185,9 +186,10 @@ impl Connection {
 
     /// In a child started by a parent that called
     /// [`pass_to_child`](Connection::pass_to_child) with the same `key`, takes up the end
-    /// the parent passed, and removes the variable (so that the child's own children do
-    /// not inherit numbers that mean nothing to them). Each key can be taken once per
-    /// process.
+    /// the parent passed. Each key can be taken once per process. The variable is left
+    /// in the environment (changing it while other threads run is unsound); the child's
+    /// own children inherit it, but what it names is closed on their `exec`, and their
+    /// `from_parent` refuses it.
     ///
     /// Nothing is taken over until every descriptor the variable names has been checked:
     /// open, not close-on-exec (a descriptor the parent passed never is; one that this
@@ -218,7 +220,10 @@ impl Connection {
             .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe end")))?;
         check_fds(&fds)?;
         claimed.insert(key.to_string());
-        std::env::remove_var(key);
+        // The variable stays: changing the environment while another thread may read it
+        // is undefined behaviour (a Python host has threads). A child of ours that
+        // inherits it finds numbers that are closed, other files, or close-on-exec, and
+        // `check_fds` refuses them all (see DESIGN.md, "Trust").
         // SAFETY: each descriptor is open, is the file the parent named, and was left
         // open across exec for this process (it is not close-on-exec, which every
         // descriptor Rust's standard library and shmpipe open is); the claim above makes
@@ -249,30 +254,41 @@ pub(crate) fn env_value(conn: &Connection) -> Result<(String, [RawFd; 3])> {
 /// Makes `end` of a pipe from descriptors received from another process (over a socket,
 /// or duplicated by Python's `multiprocessing`), checking what it can: the memfd holds a
 /// region sealed against resizing whose size matches its header, the doorbells are
-/// connected Unix stream sockets. Closes them all if anything is wrong.
+/// connected Unix stream sockets. If anything is wrong they are all disposed of on the
+/// closer thread (closing what another process made can block: see [`crate::sys`]).
 pub(crate) fn take_end(
     end: usize,
     memfd: OwnedFd,
     data: OwnedFd,
     space: OwnedFd,
 ) -> Result<Connection> {
+    // The header is read once, here: the layout checked is the layout mapped.
+    let layout = match check_end(end, &memfd, &data, &space) {
+        Ok(layout) => layout,
+        Err(e) => {
+            crate::sys::dispose([memfd, data, space]);
+            return Err(e);
+        }
+    };
+    let region = Region::map(memfd, layout)?;
+    let (data, space) = (Doorbell::adopt(data), Doorbell::adopt(space));
+    let shared = Arc::new(Shared { region });
+    Ok(Connection::new(Endpoint::new(shared, end, data, space)))
+}
+
+fn check_end(end: usize, memfd: &OwnedFd, data: &OwnedFd, space: &OwnedFd) -> Result<Layout> {
     if end > 1 {
         return Err(Error::Invalid(format!("there is no end {end}")));
     }
     let layout = Region::check(memfd.as_fd())?;
-    for (fd, what) in [(&data, "data"), (&space, "space")] {
+    for (fd, what) in [(data, "data"), (space, "space")] {
         Doorbell::check(fd.as_fd())
             .map_err(|why| Error::Invalid(format!("the {what} doorbell {why}")))?;
     }
-    for fd in [&memfd, &data, &space] {
+    for fd in [memfd, data, space] {
         rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
     }
-    let region = Region::map(memfd, layout)?;
-    let (data, space) = (Doorbell::from_fd(data), Doorbell::from_fd(space));
-    data.refuse_passed_descriptors();
-    space.refuse_passed_descriptors();
-    let shared = Arc::new(Shared { region });
-    Ok(Connection::new(Endpoint::new(shared, end, data, space)))
+    Ok(layout)
 }
 
 fn check_fds(fds: &Fds) -> Result<()> {

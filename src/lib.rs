@@ -75,6 +75,7 @@ mod net;
 mod select;
 mod shm;
 mod socket;
+mod sys;
 mod timeouts;
 mod transport;
 mod typed;

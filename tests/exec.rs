@@ -25,6 +25,14 @@ fn child_role() {
     let Ok(role) = std::env::var("SHMPIPE_TEST_ROLE") else {
         return;
     };
+    if role == "stale" {
+        // A grandchild: it inherited the variable, not the descriptors (closed on exec
+        // in its parent, which took them up), so the variable is refused.
+        match Connection::from_parent(KEY) {
+            Err(Error::Invalid(_)) => return,
+            other => panic!("{other:?}"),
+        }
+    }
     let conn = Connection::from_parent(KEY).unwrap();
     match role.as_str() {
         "echo" => loop {
@@ -35,12 +43,14 @@ fn child_role() {
             }
         },
         "claim-twice" => {
-            // The variable is gone, so the child's own children do not inherit it.
-            assert!(std::env::var(KEY).is_err());
+            // The variable stays (library code must not change the environment while
+            // other threads may read it), but the key is taken.
+            assert!(std::env::var(KEY).is_ok());
             assert!(matches!(
                 Connection::from_parent(KEY),
                 Err(Error::Invalid(_))
             ));
+            assert!(child("stale").status().unwrap().success());
             conn.send_bytes(b"checked").unwrap();
         }
         "write-then-exit" => conn.send_bytes(b"from the child").unwrap(),

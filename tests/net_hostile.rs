@@ -3,6 +3,8 @@
 //! listener; a listener that offers the wrong descriptors fails the client's connect
 //! and leaves none of them open.
 
+mod common;
+
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use shmpipe::{Client, Error, Listener};
 use std::io::{Read, Write};
@@ -257,4 +259,173 @@ fn an_answer_announcing_an_impossible_length_is_refused() {
         assert!(matches!(got, Err(Error::Invalid(_))), "{got:?}");
         t.join().unwrap();
     }
+}
+
+/// A TCP socket whose close blocks: an hour of `SO_LINGER` and unsent data its peer never
+/// reads. Returns it and its peer; dropping the peer (which resets the connection) lets
+/// a close that is waiting finish.
+fn lingering_socket() -> (OwnedFd, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (peer, _) = l.accept().unwrap();
+    s.set_nonblocking(true).unwrap();
+    let chunk = [0u8; 1 << 16];
+    while s.write(&chunk).is_ok() {}
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 3600,
+    };
+    // SAFETY: setsockopt with a `linger` struct and its size, on a socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    (OwnedFd::from(s), peer)
+}
+
+/// Sends `bytes` with `fd` attached over `via`.
+fn send_with_fd(
+    via: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: BorrowedFd<'_>,
+) -> rustix::io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    rustix::net::sendmsg(
+        via,
+        &[std::io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+}
+
+/// A client that attaches a socket whose close blocks to its first handshake frame, and
+/// lets go of its own copy, cannot stall the listener: the listener's sockets refuse
+/// passed descriptors (the kernel fails the client's `sendmsg`), and where they cannot,
+/// what arrives is closed on another thread. The honest client that comes next is
+/// served. (Before, the listener's `recv` had the kernel close the socket in the
+/// listener's thread, which waited out the linger: an hour here.)
+#[test]
+fn a_client_passing_a_lingering_socket_cannot_stall_the_listener() {
+    let (l, addr) = listener("linger");
+    let (lingering, peer) = lingering_socket();
+    let hostile = raw_connect(&addr);
+    let sent = send_with_fd(
+        hostile.as_fd(),
+        b"\0\0\0\x0fshmpipe/1 hello",
+        lingering.as_fd(),
+    );
+    assert!(
+        matches!(sent, Ok(_) | Err(rustix::io::Errno::PERM)),
+        "{sent:?}"
+    );
+    // Let go of our copy if the listener holds one now (its close must not block it);
+    // if the kernel refused it, ours is the last, and closing it would block us.
+    let kept = if sent.is_ok() {
+        drop(lingering);
+        None
+    } else {
+        Some(lingering)
+    };
+    let honest = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            // The timeout is a watchdog: a stalled listener fails the test, not hangs it.
+            let c = Client::builder()
+                .timeout(Duration::from_secs(60))
+                .connect(addr.as_str())?;
+            c.send_bytes(b"served")
+        })
+    };
+    let conn = loop {
+        // The hostile client's connection fails (it never finishes the handshake).
+        if let Ok(c) = l.accept() {
+            break c;
+        }
+    };
+    assert_eq!(conn.recv_bytes().unwrap(), b"served");
+    honest.join().unwrap().unwrap();
+    // The peer first: its reset lets a lingering close finish at once.
+    drop((hostile, peer));
+    drop(kept);
+}
+
+/// A fake listener that hands the client doorbells in which it queued a socket whose
+/// close blocks (having turned `SO_PASSRIGHTS` back on for that), and on which it turned
+/// on `SO_PASSPIDFD`: the client's connect, its non-blocking receives and 300 messages
+/// neither block on that close nor collect a pidfd per wake-up. Runs in a child, whose
+/// descriptors nothing else touches, so that they can be counted.
+#[test]
+fn doorbells_handed_over_with_queued_descriptors_or_pidfds_cannot_stall_or_leak() {
+    const SO_PASSRIGHTS: libc::c_int = 83;
+    const SO_PASSPIDFD: libc::c_int = 76;
+    let set = |fd: BorrowedFd<'_>, option, on: libc::c_int| {
+        // SAFETY: setsockopt with an int and its size on a socket we hold.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_SOCKET,
+                option,
+                (&on as *const libc::c_int).cast(),
+                4,
+            )
+        }
+    };
+    let (ours, theirs) = shmpipe::pipe(true).unwrap();
+    let (end, [memfd, data, space]) = shmpipe::__interop::end_and_fds(&theirs).unwrap();
+    let (_, [_, our_data, _]) = shmpipe::__interop::end_and_fds(&ours).unwrap();
+    // SAFETY (each borrow): the descriptors are open while `ours`/`theirs` are.
+    let b = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
+    let (lingering, peer) = lingering_socket();
+    for fd in [data, space] {
+        set(b(fd), SO_PASSRIGHTS, 1);
+        set(b(fd), SO_PASSPIDFD, 1);
+    }
+    // Queued in the half the client will take, behind a wake-up byte.
+    send_with_fd(b(our_data), b"x", lingering.as_fd()).unwrap();
+    drop(lingering);
+    let fds: Vec<OwnedFd> = [memfd, data, space]
+        .into_iter()
+        .map(|fd| b(fd).try_clone_to_owned().unwrap())
+        .collect();
+    assert_eq!(end, 1);
+    // `theirs` stays open here, idle, as the listener's copy of the end it hands over
+    // would until the client took it (closing a `Connection` end marks it detached).
+    let (addr, fake) = fake_listener("pidfd", b"shmpipe/1 offer", fds);
+    let child = common::fork(move || {
+        let count = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let conn = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect(addr.as_str())
+            .unwrap();
+        conn.set_nonblocking(true).unwrap();
+        let got = conn.recv_bytes();
+        assert!(matches!(got, Err(Error::WouldBlock)), "{got:?}");
+        conn.set_nonblocking(false).unwrap();
+        conn.send_bytes(b"ready").unwrap();
+        let before = count();
+        for i in 0..300u32 {
+            // Each one wakes us: we sleep on the data doorbell waiting for it.
+            assert_eq!(conn.recv_bytes().unwrap(), i.to_le_bytes());
+            conn.send_bytes(b"next").unwrap();
+        }
+        assert_eq!(count(), before, "descriptors collected");
+        0
+    });
+    assert_eq!(ours.recv_bytes().unwrap(), b"ready");
+    for i in 0..300u32 {
+        ours.send_bytes(&i.to_le_bytes()).unwrap();
+        assert_eq!(ours.recv_bytes().unwrap(), b"next");
+    }
+    child.join();
+    fake.join().unwrap();
+    drop((theirs, peer));
 }

@@ -58,7 +58,13 @@ pub(crate) fn as_listener(fd: OwnedFd, terms: &Terms, deadline: Deadline) -> Res
 
 /// The client's side, on a connected socket.
 pub(crate) fn as_client(fd: OwnedFd, terms: &Terms, deadline: Deadline) -> Result<Connection> {
-    let chan = SocketEnd::new(fd, DEFAULT_MAX_MESSAGE);
+    // Only a client that may be handed a pipe's descriptors accepts passed descriptors,
+    // and only until it has them (see `crate::sys`).
+    let chan = if terms.wants_shared_memory() {
+        SocketEnd::for_descriptors(fd, DEFAULT_MAX_MESSAGE)
+    } else {
+        SocketEnd::new(fd, DEFAULT_MAX_MESSAGE)
+    };
     let mut peer_is_shmpipe = true;
     if let Some(key) = &terms.authkey {
         peer_is_shmpipe = auth::answer(&chan, key, deadline)?;
@@ -67,5 +73,7 @@ pub(crate) fn as_client(fd: OwnedFd, terms: &Terms, deadline: Deadline) -> Resul
     if terms.wants_shared_memory() && peer_is_shmpipe {
         return upgrade::take(&chan, DEFAULT_MAX_MESSAGE, deadline);
     }
+    // Staying on the socket (a Python listener): no descriptors from here on.
+    crate::sys::refuse_ancillary(chan.fd());
     Ok(Connection::over_socket(chan))
 }

@@ -12,13 +12,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
+/// A new stream socket that refuses passed descriptors and credentials from the start
+/// (see [`crate::sys::refuse_ancillary`]): before `connect`, so that no peer can queue
+/// any, and before `listen`, which passes the options on to every connection it
+/// accepts, even one queued before `accept`.
 fn stream_socket(family: AddressFamily) -> Result<OwnedFd> {
-    Ok(rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    crate::sys::refuse_ancillary(fd.as_fd());
+    Ok(fd)
 }
 
 fn family_of(a: &SocketAddr) -> AddressFamily {
@@ -113,8 +114,7 @@ pub(crate) fn listen(address: &Address, mode: u32, backlog: u32) -> Result<Bound
                 }
                 other => other?,
             }
-            rustix::fs::chmod(path.as_path(), mode)?;
-            let st = rustix::fs::lstat(path.as_path())?;
+            let st = chmod_socket_file(path, mode)?;
             rustix::net::listen(&fd, backlog)?;
             Ok(Bound {
                 fd,
@@ -128,6 +128,31 @@ pub(crate) fn listen(address: &Address, mode: u32, backlog: u32) -> Result<Bound
             })
         }
     }
+}
+
+/// Gives the socket file `bind` just made at `path` the mode asked for (`bind` took the
+/// umask off it), without following a symbolic link: anyone who can write to the
+/// directory can replace the file between `bind` and here, and a `chmod` by path would
+/// change the mode of whatever a link they put there points to. The file is opened
+/// `O_PATH | O_NOFOLLOW`, must be a socket, and is changed through `/proc/self/fd`, which
+/// names that very inode. Returns its status, for removing it on close.
+fn chmod_socket_file(path: &Path, mode: Mode) -> Result<rustix::fs::Stat> {
+    use rustix::fs::{OFlags, CWD};
+    let file = rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&file)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
+        return Err(Error::Invalid(format!(
+            "{} was replaced by something other than our socket while binding",
+            path.display()
+        )));
+    }
+    rustix::fs::chmod(format!("/proc/self/fd/{}", file.as_raw_fd()), mode)?;
+    Ok(st)
 }
 
 /// Whether `path` is a socket file that nobody accepts on (left by a crashed listener).

@@ -19,19 +19,15 @@ use crate::connection::Connection;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::net::auth::recv_small;
-use crate::shm::region::Region;
 use crate::socket::framing::{self, MAX_HEADER};
 use crate::socket::poll;
 use crate::socket::stream::SocketEnd;
 use rustix::event::PollFlags;
 use rustix::io::Errno;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
-use std::io::{IoSlice, IoSliceMut};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// The client asks for shared memory.
 pub(crate) const HELLO: &[u8] = b"shmpipe/1 hello";
@@ -96,6 +92,7 @@ pub(crate) fn take(chan: &SocketEnd, max_message: usize, deadline: Deadline) -> 
     chan.send(HELLO, deadline)?;
     let (frame, fds) = recv_with_fds(chan, deadline)?;
     if frame != OFFER {
+        crate::sys::dispose(fds);
         return Err(Error::Invalid(
             "the listener did not offer shared memory (is it a shmpipe listener without \
              python_wire?)"
@@ -108,30 +105,46 @@ pub(crate) fn take(chan: &SocketEnd, max_message: usize, deadline: Deadline) -> 
     Ok(conn)
 }
 
-/// Checks the descriptors of an offer and makes them end 1 of the pipe. Closes them all
-/// if anything is wrong.
+/// Checks the descriptors of an offer and makes them end 1 of the pipe. Every
+/// descriptor is disposed of (see [`crate::sys::dispose`]) if anything is wrong.
 fn adopt(fds: Vec<OwnedFd>) -> Result<Connection> {
-    let Ok::<[OwnedFd; 3], _>([memfd, data, space]) = fds.try_into() else {
-        return Err(Error::Invalid(
-            "the listener passed the wrong number of descriptors".into(),
-        ));
+    let [memfd, data, space] = match <[OwnedFd; 3]>::try_from(fds) {
+        Ok(three) => three,
+        Err(fds) => {
+            crate::sys::dispose(fds);
+            return Err(Error::Invalid(
+                "the listener passed the wrong number of descriptors".into(),
+            ));
+        }
     };
-    if Region::check(memfd.as_fd())?.rings != 2 {
+    let conn = crate::handoff::take_end(1, memfd, data, space)?;
+    // Judged by the one check `take_end` made of the region's header, not by a second
+    // look: the listener can rewrite the header between two looks.
+    if !(conn.readable() && conn.writable()) {
         return Err(Error::Invalid(
             "the listener offered a one-way region".into(),
         ));
     }
-    crate::handoff::take_end(1, memfd, data, space)
+    Ok(conn)
 }
 
-/// Receives one small frame and every descriptor passed with any part of it (at most a
-/// handful: more are closed by the kernel, which then truncates the control data).
+/// Receives one small frame and every descriptor passed with any part of it. On any
+/// error, what was passed is disposed of.
 fn recv_with_fds(chan: &SocketEnd, deadline: Deadline) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-    let mut got = Vec::new();
     let mut fds = Vec::new();
+    match recv_frame(chan, deadline, &mut fds) {
+        Ok(frame) => Ok((frame, fds)),
+        Err(e) => {
+            crate::sys::dispose(fds);
+            Err(e)
+        }
+    }
+}
+
+fn recv_frame(chan: &SocketEnd, deadline: Deadline, fds: &mut Vec<OwnedFd>) -> Result<Vec<u8>> {
+    let mut got = Vec::new();
     let mut truncated = false;
-    let mut buf = [0u8; 64];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut buf = [MaybeUninit::uninit(); 64];
     loop {
         // The frame's length, once its header is in.
         let want = match framing::decode(&got)? {
@@ -153,30 +166,18 @@ fn recv_with_fds(chan: &SocketEnd, deadline: Deadline) -> Result<(Vec<u8>, Vec<O
                             "the listener passed too many descriptors".into(),
                         ));
                     }
-                    return Ok((got[head..].to_vec(), fds));
+                    return Ok(got[head..].to_vec());
                 }
                 total as usize
             }
         };
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let r = rustix::net::recvmsg(
-            chan.fd(),
-            &mut [IoSliceMut::new(&mut buf[..want - got.len()])],
-            &mut control,
-            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-        );
-        for msg in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(passed) = msg {
-                fds.extend(passed);
+        match crate::sys::recv_keeping_fds(chan.fd(), &mut buf[..want - got.len()], fds) {
+            Ok((0, _)) => return Err(Error::Eof),
+            Ok((n, cut)) => {
+                truncated |= cut;
+                // SAFETY: recvmsg initialised the first `n` bytes.
+                got.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() }));
             }
-        }
-        match r {
-            Ok(r) if r.bytes == 0 => return Err(Error::Eof),
-            Ok(r) => {
-                truncated |= r.flags.contains(rustix::net::ReturnFlags::CTRUNC);
-                got.extend_from_slice(&buf[..r.bytes]);
-            }
-            Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
                 if poll::wait(chan.fd(), PollFlags::IN, deadline.instant())?.is_empty() {
                     return Err(Error::Timeout);

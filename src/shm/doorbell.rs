@@ -21,22 +21,18 @@
 //! * **Nothing the peer sends can keep itself alive.** A process can pass descriptors
 //!   over a Unix socket (`SCM_RIGHTS`), and a descriptor in flight keeps its file open:
 //!   a peer that sent its own half into our queue and exited would never hang up. Our
-//!   halves refuse passed descriptors (`SO_PASSRIGHTS` off, Linux 6.16+: the peer's
-//!   `sendmsg` fails with `EPERM`). Where the kernel does not know the option, or a
-//!   parent that created our half could turn it back on, [`Doorbell::drain`] reads with
-//!   room for passed descriptors and closes every one it receives, so the hang-up comes
-//!   as soon as we look. (Closing a passed descriptor can itself wait, for a TCP socket
-//!   with a long `SO_LINGER`, say: one more reason to refuse them where we can.)
+//!   halves refuse passed descriptors and credentials (`SO_PASSRIGHTS` off, Linux
+//!   6.16+: the peer's `sendmsg` fails with `EPERM`; see [`crate::sys`]). Where the
+//!   kernel does not know the option, or the other process created our half and queued
+//!   descriptors before we turned it off, [`Doorbell::drain`] receives them and hands
+//!   them to the closer thread, so the hang-up comes as soon as we look and a close that
+//!   blocks (a TCP socket with a long `SO_LINGER`) holds up nobody.
 
 use crate::error::Result;
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketFlags,
-    SocketType,
-};
-use std::io::IoSliceMut;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// How many reads one [`Doorbell::drain`] makes at most: a peer that keeps sending cannot
 /// keep us draining forever; what is left makes the next sleep return early, no more.
@@ -44,8 +40,18 @@ const DRAIN_ROUNDS: usize = 16;
 
 /// One half of a socketpair; see the module documentation.
 pub(crate) struct Doorbell {
-    sock: OwnedFd,
+    sock: ManuallyDrop<OwnedFd>,
+    /// Nothing can be queued in our half that closing it would close in our thread: it
+    /// refuses passed descriptors, and whatever was queued before it did has been
+    /// drained. Otherwise it is closed on the closer thread (see [`crate::sys`]).
+    clean: bool,
 }
+
+/// How many reads [`Doorbell::adopt`] makes at most to drain what the other process
+/// queued before our half refused descriptors. What was queued then is bounded by the
+/// sender's socket buffer (a few hundred messages at the default limits); a half still
+/// not empty after this many large reads is closed on the closer thread.
+const ADOPT_DRAIN_ROUNDS: usize = 64;
 
 /// What [`Doorbell::drain`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,29 +73,37 @@ impl Doorbell {
             SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
             None,
         )?;
-        let (a, b) = (Doorbell { sock: a }, Doorbell { sock: b });
-        a.refuse_passed_descriptors();
-        b.refuse_passed_descriptors();
-        Ok((a, b))
+        // Nothing can have been queued yet: each half is clean if it refuses.
+        let half = |sock: OwnedFd| Doorbell {
+            clean: crate::sys::refuse_ancillary(sock.as_fd()),
+            sock: ManuallyDrop::new(sock),
+        };
+        Ok((half(a), half(b)))
     }
 
-    /// Turns `SO_PASSRIGHTS` off on our half, so that nobody can pass descriptors into
-    /// our queue. Best effort: kernels before 6.16 do not know the option, and then
-    /// [`Doorbell::drain`] closes what comes.
-    pub fn refuse_passed_descriptors(&self) {
-        /// `SO_PASSRIGHTS` (Linux 6.16); not in libc 0.2 yet.
-        const SO_PASSRIGHTS: libc::c_int = 83;
-        let off: libc::c_int = 0;
-        // SAFETY: setsockopt on a socket we hold, with a pointer to an int and its size;
-        // it reads the value and changes only this socket's option.
-        unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_PASSRIGHTS,
-                (&off as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+    /// Takes up a half made by another process (checked by the caller with
+    /// [`Doorbell::check`]): turns off every option that lets the other side attach
+    /// descriptors or credentials to what it receives (it may have turned them on
+    /// before handing the half over), then drains what it queued before, handing any
+    /// descriptors to the closer thread. Draining only swallows wake-ups, which are
+    /// hints: every wait looks at the ring before it sleeps.
+    pub fn adopt(sock: OwnedFd) -> Doorbell {
+        let refused = crate::sys::refuse_ancillary(sock.as_fd());
+        let mut bytes = vec![MaybeUninit::uninit(); 64 << 10];
+        let mut drained = false;
+        for _ in 0..ADOPT_DRAIN_ROUNDS {
+            match crate::sys::recv(sock.as_fd(), &mut bytes) {
+                Ok(n) if n > 0 => continue,
+                // Empty, hung up already (the next wait reports that), or failing.
+                Ok(_) | Err(_) => {
+                    drained = true;
+                    break;
+                }
+            }
+        }
+        Doorbell {
+            clean: refused && drained,
+            sock: ManuallyDrop::new(sock),
         }
     }
 
@@ -106,9 +120,14 @@ impl Doorbell {
         Ok(())
     }
 
-    /// Wraps a socket received from another process (checked by the caller).
-    pub fn from_fd(sock: OwnedFd) -> Doorbell {
-        Doorbell { sock }
+    /// Wraps a socket as it is, without refusing or draining anything: for tests of
+    /// what a half without the options does.
+    #[cfg(test)]
+    fn as_is(sock: OwnedFd) -> Doorbell {
+        Doorbell {
+            sock: ManuallyDrop::new(sock),
+            clean: false,
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -122,7 +141,7 @@ impl Doorbell {
     /// next liveness check reports it.
     pub fn ring(&self) -> Result<()> {
         loop {
-            match rustix::net::send(&self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            match rustix::net::send(&*self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(_) | Err(Errno::AGAIN | Errno::PIPE | Errno::CONNRESET) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -133,32 +152,30 @@ impl Doorbell {
     /// Empties the queue, closing any descriptor the other side passed along with its
     /// bytes (see the module documentation). Never blocks.
     pub fn drain(&self) -> Result<Drained> {
-        let mut bytes = [0u8; 256];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+        let mut bytes = [MaybeUninit::uninit(); 256];
         for _ in 0..DRAIN_ROUNDS {
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let got = rustix::net::recvmsg(
-                &self.sock,
-                &mut [IoSliceMut::new(&mut bytes)],
-                &mut control,
-                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-            );
-            // Close whatever came along. Descriptors that did not fit the buffer were
-            // closed by the kernel (it sets MSG_CTRUNC and drops them).
-            for msg in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(fds) = msg {
-                    fds.for_each(drop);
-                }
-            }
-            match got {
-                Ok(r) if r.bytes == 0 => return Ok(Drained::HungUp),
-                Ok(_) | Err(Errno::INTR) => continue,
+            // Whatever came along with the bytes is closed on the closer thread.
+            match crate::sys::recv(self.sock.as_fd(), &mut bytes) {
+                Ok(0) => return Ok(Drained::HungUp),
+                Ok(_) => continue,
                 Err(Errno::AGAIN) => return Ok(Drained::Empty),
                 Err(Errno::CONNRESET) => return Ok(Drained::HungUp),
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(Drained::More)
+    }
+}
+
+impl Drop for Doorbell {
+    fn drop(&mut self) {
+        // SAFETY: `sock` is taken once, here, and never used again.
+        let sock = unsafe { ManuallyDrop::take(&mut self.sock) };
+        if self.clean {
+            drop(sock);
+        } else {
+            crate::sys::dispose([sock]);
+        }
     }
 }
 
@@ -208,12 +225,20 @@ mod tests {
             None,
         )
         .unwrap();
-        let (x, y) = (Doorbell::from_fd(x), Doorbell::from_fd(y));
+        let (x, y) = (Doorbell::as_is(x), Doorbell::as_is(y));
         let (r, w) = rustix::pipe::pipe().unwrap();
         send_fd(x.fd(), r.as_fd()).unwrap();
         drop(r); // the copy in flight is now the pipe's only read end
         assert_eq!(y.drain().unwrap(), Drained::Empty);
-        // The drain closed it: writing finds no reader.
+        // The drain handed it to the closer thread: once that has closed it, writing
+        // finds no reader (a pipe's write end polls POLLERR then).
+        let mut fds = [rustix::event::PollFd::new(
+            &w,
+            rustix::event::PollFlags::OUT,
+        )];
+        while !fds[0].revents().contains(rustix::event::PollFlags::ERR) {
+            rustix::event::poll(&mut fds, None).unwrap();
+        }
         assert_eq!(rustix::io::write(&w, b"x"), Err(Errno::PIPE));
         drop(b);
     }

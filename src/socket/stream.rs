@@ -26,9 +26,10 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use rustix::event::PollFlags;
 use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::SendFlags;
 use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,11 @@ impl Outgoing {
 
 /// One end of a socket connection.
 pub(crate) struct SocketEnd {
-    fd: OwnedFd,
+    fd: ManuallyDrop<OwnedFd>,
+    /// The socket refuses passed descriptors (or cannot carry any): closing it closes
+    /// nothing the peer queued. Otherwise it is closed on the closer thread (see
+    /// `crate::sys`).
+    clean: bool,
     incoming: RefCell<Incoming>,
     outgoing: RefCell<Outgoing>,
     /// The longest message a receive that allocates will take.
@@ -92,10 +97,24 @@ fn gave_up(deadline: Deadline) -> Error {
 }
 
 impl SocketEnd {
-    /// Wraps a connected stream socket.
+    /// Wraps a connected stream socket, which from now on refuses passed descriptors
+    /// (see `crate::sys`).
     pub fn new(fd: OwnedFd, max_message: usize) -> SocketEnd {
+        let clean = crate::sys::refuse_ancillary(fd.as_fd());
+        SocketEnd::wrap(fd, max_message, clean)
+    }
+
+    /// Wraps a client's socket that is to receive the descriptors of a shared-memory
+    /// pipe: it accepts passed descriptors, and is closed on the closer thread.
+    pub fn for_descriptors(fd: OwnedFd, max_message: usize) -> SocketEnd {
+        crate::sys::accept_rights(fd.as_fd());
+        SocketEnd::wrap(fd, max_message, false)
+    }
+
+    fn wrap(fd: OwnedFd, max_message: usize, clean: bool) -> SocketEnd {
         SocketEnd {
-            fd,
+            clean,
+            fd: ManuallyDrop::new(fd),
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
             max_message: Cell::new(max_message),
@@ -212,7 +231,7 @@ impl SocketEnd {
     fn send_some(&self, parts: &[IoSlice<'_>]) -> std::result::Result<usize, Errno> {
         loop {
             match rustix::net::sendmsg(
-                &self.fd,
+                &*self.fd,
                 parts,
                 &mut Default::default(),
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
@@ -291,13 +310,12 @@ impl SocketEnd {
     /// Reads into `buf` what is there, up to its length, without waiting. `Ok(None)`: nothing
     /// yet. `Ok(Some(0))`: end of file.
     fn read_some(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<Option<usize>> {
-        loop {
-            match rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT) {
-                Ok(((filled, _), _)) => return Ok(Some(filled.len())),
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
+        // Never a plain `recv`: a descriptor the peer attached would be closed by the
+        // kernel in this thread, which can block (see `crate::sys`).
+        match crate::sys::recv(self.fd.as_fd(), buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::AGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -331,9 +349,11 @@ impl SocketEnd {
             };
             let have = inc.have;
             let spare = &mut inc.head[have..need];
-            let got = match rustix::net::recv(&self.fd, spare, RecvFlags::DONTWAIT) {
-                Ok((n, _)) => Some(n),
-                Err(Errno::INTR) => continue,
+            // SAFETY: a `[u8]` viewed as `[MaybeUninit<u8>]`, only ever written with bytes.
+            let spare: &mut [std::mem::MaybeUninit<u8>] =
+                unsafe { &mut *(spare as *mut [u8] as *mut _) };
+            let got = match crate::sys::recv(self.fd.as_fd(), spare) {
+                Ok(n) => Some(n),
                 Err(Errno::AGAIN) => None,
                 Err(Errno::CONNRESET) if have == 0 => Some(0),
                 Err(e) => return Err(e.into()),
@@ -453,6 +473,18 @@ impl SocketEnd {
         if !self.outgoing.borrow().pending().is_empty() {
             let at = crate::deadline::deadline_after(linger);
             let _ = self.push_out(Deadline::At(at));
+        }
+    }
+}
+
+impl Drop for SocketEnd {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is taken once, here, and never used again.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
+        if self.clean {
+            drop(fd);
+        } else {
+            crate::sys::dispose([fd]);
         }
     }
 }
