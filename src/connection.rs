@@ -242,7 +242,7 @@ impl Connection {
                 if ep.receive_whole(rx, out, max, &mut deadline)? {
                     return Ok(());
                 }
-                ep.receive(rx, out, deadline(), |len, _| within(len, max))
+                ep.receive(rx, out, max, deadline())
             }
             Transport::Socket(s) => {
                 let deadline = self.limits.read_deadline();
@@ -315,23 +315,18 @@ impl Connection {
         if ep.receive_whole(rx, &mut sink, room, &mut deadline)? {
             return Ok(sink.len());
         }
-        let deadline = deadline();
-        loop {
-            let (len, next) = ep.next_message(rx, deadline)?;
+        ep.receive_loop(rx, deadline(), |len, next, budget| {
             if len > buf.len() {
                 within(len, rx.max_message.get())?;
                 let mut whole = Vec::new();
-                if ep.read_message(rx, next, &mut whole, deadline)? == Read::Done {
+                if ep.read_message(rx, next, &mut whole, budget)? == Read::Done {
                     return Err(Error::BufferTooShort(whole));
                 }
-            } else {
-                let mut sink = SliceSink::new(&mut buf[..len]);
-                if ep.read_message(rx, next, &mut sink, deadline)? == Read::Done {
-                    return Ok(len);
-                }
+                return Ok(None);
             }
-            // The writer cancelled that message: go on to the next.
-        }
+            let mut sink = SliceSink::new(&mut buf[..len]);
+            Ok((ep.read_message(rx, next, &mut sink, budget)? == Read::Done).then_some(len))
+        })
     }
 
     /// Whether a message (or EOF) is waiting: `Some(d)` waits up to `d`, `None` waits
@@ -357,13 +352,20 @@ impl Connection {
         };
         let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;
-        let woken = if rx.guard(rx.consumer.has_data())? {
-            Woken::Ready(0)
-        } else {
-            ep.wait_for_data(rx, deadline)?
+        let ready = loop {
+            // A message the writer cancelled is nothing to receive.
+            ep.skip_cancelled(rx)?;
+            if rx.guard(rx.consumer.has_data())? {
+                break true;
+            }
+            match ep.wait_for_data(rx, deadline)? {
+                Woken::Ready(_) => continue,
+                Woken::PeerGone(_) => break true,
+                Woken::TimedOut => break false,
+            }
         };
         ep.settle_watch()?;
-        Ok(woken != Woken::TimedOut)
+        Ok(ready)
     }
 
     /// A descriptor that polls readable (with `poll(2)`, `select(2)` or epoll) exactly

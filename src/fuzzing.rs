@@ -117,6 +117,103 @@ fn write_record(conn: &Connection, input: &mut Input<'_>) {
     }
 }
 
+/// Publishes from `conn`'s writing side, as a hostile writer would, a message that is
+/// never delivered: a first fragment announcing `announced` bytes, `middles` empty
+/// middle fragments, then a cancel record. Waits (spinning) for room, and wakes a
+/// sleeping reader. `false` if the end cannot write (closed, broken, reader gone).
+pub fn write_cancelled_message(conn: &Connection, announced: u64, middles: usize) -> bool {
+    let Some(ep) = shm(conn) else {
+        return false;
+    };
+    let Ok(tx) = ep.sending() else {
+        return false;
+    };
+    let records = std::iter::once((Kind::First, 16, announced))
+        .chain(std::iter::repeat_n((Kind::Middle, 0, 16), middles))
+        .chain(std::iter::once((Kind::Cancel, 0, 0)));
+    for (kind, len, aux) in records {
+        let grant = loop {
+            match tx.producer.reserve(len, 0) {
+                Ok(Some(grant)) => break grant,
+                Ok(None) => {
+                    if ep.peer_gone().unwrap_or(true) {
+                        return false;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(_) => return false,
+            }
+        };
+        tx.producer.fill(&grant, 0, &[0x5a; 16][..len]);
+        match tx.producer.commit(grant, kind, len, aux) {
+            Ok(true) => {
+                let _ = ep.ring_data();
+            }
+            Ok(false) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Plays `data` as [`region_ops`] does, but the peer floods the reader with messages it
+/// cancels (first fragments announcing any length, empty middle fragments, cancels)
+/// between whole ones, from another thread, while the reader receives with a deadline
+/// or in non-blocking mode: every receive must return within its budget, whatever the
+/// flood, and the whole messages among the cancelled ones must arrive in order.
+pub fn cancel_flood(data: &[u8]) {
+    let mut input = Input(data);
+    let (a, b) = Builder::new()
+        .capacity(layout::MIN_CAPACITY)
+        .build()
+        .expect("pipe");
+    let rounds = usize::from(input.u8() % 8) + 1;
+    let plan: Vec<(u64, usize, bool)> = (0..rounds * 8)
+        // Announcing more than the first fragment holds, and no more than the reader's
+        // limit (a longer message stays in the pipe: `MessageTooLong`).
+        .map(|_| {
+            let announced = 17 + input.u64() % (1 << 30);
+            (announced, usize::from(input.u8() % 8), input.u8() % 4 == 0)
+        })
+        .collect();
+    let wholes = plan.iter().filter(|p| p.2).count();
+    let writer = std::thread::spawn(move || {
+        for (i, (announced, middles, whole)) in plan.into_iter().enumerate() {
+            if whole {
+                if b.send_bytes(&(i as u64).to_le_bytes()).is_err() {
+                    return;
+                }
+            } else if !write_cancelled_message(&b, announced, middles) {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut last = None;
+    while got.len() < wholes {
+        let how = input.u8();
+        match how % 3 {
+            0 => a.set_nonblocking(true).expect("open"),
+            _ => {
+                a.set_nonblocking(false).expect("open");
+                a.set_read_timeout(Some(Duration::from_micros(1 + u64::from(how) * 50)))
+                    .expect("open");
+            }
+        }
+        match a.recv_bytes() {
+            Ok(m) => {
+                let i = u64::from_le_bytes(m.as_slice().try_into().expect("8 bytes"));
+                assert!(last.is_none_or(|l| l < i), "out of order");
+                last = Some(i);
+                got.push(i);
+            }
+            Err(Error::WouldBlock | Error::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    writer.join().expect("writer");
+}
+
 /// Receives on `conn` with the method `how` picks. `Ok(true)` if a message came.
 fn receive(conn: &Connection, how: u8, size: usize) -> Result<bool> {
     match how % 5 {

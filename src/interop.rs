@@ -40,18 +40,28 @@ pub fn from_fds(end: usize, memfd: OwnedFd, data: OwnedFd, space: OwnedFd) -> Re
 }
 
 /// Waits (within the connection's read timeout) for the next message and returns its
-/// length without consuming it, so that a caller can allocate exactly that much and
-/// receive into it with `recv_bytes_into`. The message that call gets may still be
-/// another, longer one (the writer can cancel a long message part-way): it then reports
-/// `BufferTooShort` with the whole of it.
+/// length without consuming it, and whether all of it is in memory already (a message
+/// in one record of the ring), so that a caller can allocate exactly that much and
+/// receive into it with `recv_bytes_into` without waiting. A length the peer only
+/// announced (a message in fragments, or on a socket) is not one to allocate by: receive
+/// such a message with `recv_bytes`, whose buffer grows as the bytes arrive. The message
+/// `recv_bytes_into` gets may still be another, longer one (the writer can cancel a long
+/// message part-way): it then reports `BufferTooShort` with the whole of it.
 ///
 /// # Errors
 /// As `recv_bytes`.
-pub fn next_len(conn: &Connection) -> Result<usize> {
+pub fn next_len(conn: &Connection) -> Result<(usize, bool)> {
     let deadline = conn.limits.read_deadline();
     match conn.transport()? {
-        Transport::Shm(ep) => Ok(ep.next_message(ep.receiving()?, deadline)?.0),
-        Transport::Socket(s) => s.next_len(deadline),
+        Transport::Shm(ep) => {
+            let rx = ep.receiving()?;
+            let budget = crate::shm::receive::Budget::begin(rx, deadline)?;
+            let (len, next) = ep.next_message(rx, &budget)?;
+            let whole = matches!(next, crate::shm::receive::Next::Fresh(rec)
+                if rec.kind == crate::shm::wire::Kind::Whole);
+            Ok((len, whole))
+        }
+        Transport::Socket(s) => Ok((s.next_len(deadline)?, false)),
     }
 }
 

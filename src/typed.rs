@@ -264,35 +264,46 @@ impl Connection {
             Transport::Shm(ep) => ep,
         };
         let rx = ep.receiving()?;
-        let first = loop {
-            let (len, next) = ep.next_message(rx, deadline)?;
+        // A whole record is held in place; anything else is reassembled into a copy.
+        enum Got {
+            InPlace(crate::shm::ring::Record),
+            Copy(AlignedVec),
+        }
+        let got = ep.receive_loop(rx, deadline, |len, next, budget| {
             within(len, rx.max_message.get())?;
             let next = match next {
-                Next::Fresh(first) if first.kind == Kind::Whole => break first,
+                Next::Fresh(first) if first.kind == Kind::Whole => {
+                    return Ok(Some(Got::InPlace(first)))
+                }
                 next => next,
             };
             let mut copy = rx.scratch.take();
-            match ep.read_message(rx, next, &mut copy, deadline) {
-                Ok(Read::Done) => {}
+            match ep.read_message(rx, next, &mut copy, budget) {
+                Ok(Read::Done) => Ok(Some(Got::Copy(copy))),
                 Ok(Read::Cancelled) => {
                     rx.scratch.give_back(copy);
-                    continue;
+                    Ok(None)
                 }
                 Err(e) => {
                     rx.scratch.give_back(copy);
-                    return Err(e);
+                    Err(e)
                 }
             }
-            if let Err(e) = validate::<T>(&copy) {
-                rx.scratch.give_back(copy);
-                return Err(e);
+        })?;
+        let first = match got {
+            Got::InPlace(first) => first,
+            Got::Copy(copy) => {
+                if let Err(e) = validate::<T>(&copy) {
+                    rx.scratch.give_back(copy);
+                    return Err(e);
+                }
+                return Ok(Archived {
+                    scratch: &rx.scratch,
+                    held: None,
+                    bytes: Bytes::Copy(copy),
+                    _t: PhantomData,
+                });
             }
-            return Ok(Archived {
-                scratch: &rx.scratch,
-                held: None,
-                bytes: Bytes::Copy(copy),
-                _t: PhantomData,
-            });
         };
         // Held in place for as long as the caller likes: claim it, so that not even a
         // second process misusing this end can release it under us.

@@ -294,3 +294,28 @@ fn timeouts_are_set_per_end_and_checked() {
     assert!(matches!(a.set_read_timeout(None), Err(Error::Closed)));
     assert!(!a.is_nonblocking());
 }
+
+/// A message whose send timed out part-way was cancelled by its writer: nothing to
+/// receive, so `poll` does not report it (before, it said true and the receive that
+/// followed timed out), and the messages after it are reported and received as usual.
+#[test]
+fn poll_does_not_report_a_cancelled_message() {
+    let (r, w) = Builder::new().capacity(RING).duplex(false).build().unwrap();
+    fork(|| {
+        w.set_write_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        // Nobody reads yet: it fills the ring, times out and is cancelled.
+        match w.send_bytes(&[7; 3 * RING]) {
+            Err(Error::Timeout) => 0,
+            _ => 1,
+        }
+    })
+    .join();
+    assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!r.poll(Some(Duration::from_millis(1))).unwrap());
+    r.set_nonblocking(true).unwrap();
+    assert!(matches!(r.recv_bytes(), Err(Error::WouldBlock)));
+    w.send_bytes(b"next").unwrap();
+    assert!(r.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(r.recv_bytes().unwrap(), b"next");
+}

@@ -31,6 +31,16 @@ fn random_racing_writes_never_break_the_reader() {
     }
 }
 
+/// A writer flooding the reader with cancelled messages: every receive returns within
+/// its deadline or at once in non-blocking mode, and the whole messages arrive in order.
+#[test]
+fn random_cancel_floods_never_hold_a_receive() {
+    let mut rng = Rng(0x5EED_0004);
+    for _ in 0..300 {
+        __fuzz::cancel_flood(&random_input(&mut rng));
+    }
+}
+
 #[test]
 fn random_headers_never_break_attach() {
     let mut rng = Rng(0x5EED_0002);

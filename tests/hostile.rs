@@ -302,3 +302,71 @@ fn an_announced_length_past_the_limit_is_refused_before_any_allocation() {
     drop(a);
     drop(sender.join().unwrap());
 }
+
+/// How a receive may wait in [`a_flood_of_cancelled_messages_does_not_outlast_a_deadline`].
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Timeout,
+    NonBlocking,
+}
+
+/// A writer that keeps publishing messages it then cancels (a first fragment, empty
+/// middle fragments or none, a cancel) does not keep a receive past its deadline, nor a
+/// non-blocking receive at all: each skipped record counts against the call. The flood
+/// goes on until the receive has returned (or, on a reader that looked at the deadline
+/// only with the ring empty, until its bound, and then the receive got the message sent
+/// after it instead of an error).
+#[test]
+fn a_flood_of_cancelled_messages_does_not_outlast_a_deadline() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (mode, middles) in [
+        (Mode::Timeout, 0),
+        (Mode::NonBlocking, 0),
+        (Mode::Timeout, 3),
+        (Mode::NonBlocking, 3),
+    ] {
+        let (r, w) = pipe(false).unwrap();
+        let (flooding, stop) = (common::SharedWord::new(), common::SharedWord::new());
+        let child = fork(|| {
+            for n in 0..20_000_000u64 {
+                if stop.get().load(SeqCst) != 0 {
+                    break;
+                }
+                if !shmpipe::__fuzz::write_cancelled_message(&w, 1 << 20, middles) {
+                    return 1;
+                }
+                if n == 1000 {
+                    flooding.get().store(1, SeqCst);
+                }
+            }
+            w.send_bytes(b"after the flood").unwrap();
+            0
+        });
+        drop(w);
+        while flooding.get().load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        match mode {
+            Mode::Timeout => r.set_read_timeout(Some(Duration::from_millis(50))).unwrap(),
+            Mode::NonBlocking => r.set_nonblocking(true).unwrap(),
+        }
+        let got = r.recv_bytes();
+        let mut buf = [0u8; 64];
+        let got_into = r.recv_bytes_into(&mut buf);
+        stop.get().store(1, SeqCst);
+        let spent = |e: Option<&Error>| match mode {
+            Mode::Timeout => matches!(e, Some(Error::Timeout)),
+            Mode::NonBlocking => matches!(e, Some(Error::WouldBlock)),
+        };
+        assert!(spent(got.as_ref().err()), "{mode:?} {middles}: {got:?}");
+        assert!(
+            spent(got_into.as_ref().err()),
+            "{mode:?} {middles}: {got_into:?}"
+        );
+        // Nothing real was lost: the message after the flood arrives.
+        r.set_nonblocking(false).unwrap();
+        r.set_read_timeout(None).unwrap();
+        assert_eq!(r.recv_bytes().unwrap(), b"after the flood");
+        child.join();
+    }
+}

@@ -76,14 +76,71 @@ pub(crate) struct Partial {
     pub asm: Reassembly,
 }
 
+/// How far one receive call may go, however many records it consumes on the way
+/// (cancelled messages, empty fragments): a writer that keeps publishing such records
+/// must not keep a call past its deadline, nor a non-blocking call at all.
+///
+/// * `Now`: the call takes only what was published when it began; a record beyond that
+///   is for the next call ([`Error::WouldBlock`], nothing lost: a half-read message is
+///   kept, a skipped one was cancelled).
+/// * `At`: once the call has consumed a record, each further record first checks the
+///   clock (a system-call-free read of the vDSO clock; records after the first are
+///   fragments or cancelled messages, not the common case).
+/// * `Never`: no limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    deadline: Deadline,
+    /// The reader's position when the call began.
+    start: u64,
+    /// For `Now`: the writer's position when the call began.
+    until: u64,
+}
+
+impl Budget {
+    /// The budget of a call starting now.
+    pub(crate) fn begin(rx: &Rx, deadline: Deadline) -> Result<Budget> {
+        let start = rx.consumer.position();
+        let until = match deadline {
+            Deadline::Now => start.wrapping_add(rx.guard(rx.consumer.look_ahead())?),
+            _ => start,
+        };
+        Ok(Budget {
+            deadline,
+            start,
+            until,
+        })
+    }
+
+    /// Whether the call may take the record at the reader's position `at`.
+    fn allows(&self, at: u64) -> bool {
+        match self.deadline {
+            Deadline::Never => true,
+            // Before `until`: within the bytes published when the call began.
+            Deadline::Now => {
+                let left = self.until.wrapping_sub(at);
+                left != 0 && left <= self.until.wrapping_sub(self.start)
+            }
+            Deadline::At(when) => at == self.start || Instant::now() < when,
+        }
+    }
+
+    /// What a call that may not take the next record returns.
+    fn spent(&self) -> Error {
+        match self.deadline {
+            Deadline::Now => Error::WouldBlock,
+            _ => Error::Timeout,
+        }
+    }
+}
+
 impl Endpoint {
-    /// Waits, within `deadline`, for the next message; returns its length (checked by the
+    /// Waits, within `budget`, for the next message; returns its length (checked by the
     /// caller before anything is consumed) and where it starts.
-    pub(crate) fn next_message(&self, rx: &Rx, deadline: Deadline) -> Result<(usize, Next)> {
+    pub(crate) fn next_message(&self, rx: &Rx, budget: &Budget) -> Result<(usize, Next)> {
         if let Some(total) = rx.partial_total() {
             return Ok((total, Next::Resumed));
         }
-        let first = self.next_record(rx, deadline)?;
+        let first = self.next_record(rx, budget)?;
         Ok((message_len(&first)?, Next::Fresh(first)))
     }
 
@@ -248,28 +305,32 @@ impl Endpoint {
         }
         // The writer has paused for longer than the looks above.
         rx.chasing.set(false);
-        self.next_record(rx, deadline)?;
+        self.next_record(rx, &Budget::begin(rx, deadline)?)?;
         let received = self.receive_whole_at_once(rx, out, max)?;
         rx.waited.set(true);
         Ok(received)
     }
 
-    /// Waits, within `deadline`, for the next record; EOF once the peer is gone and the
-    /// ring is empty. EOF wins over the deadline.
-    pub(crate) fn next_record(&self, rx: &Rx, deadline: Deadline) -> Result<Record> {
+    /// Waits, within `budget`, for the next record; EOF once the peer is gone and the
+    /// ring is empty. EOF wins over the deadline; a record that is there wins over it
+    /// too, unless the call has consumed records already (see [`Budget`]).
+    pub(crate) fn next_record(&self, rx: &Rx, budget: &Budget) -> Result<Record> {
         rx.guard(rx.consumer.resync())?;
         loop {
             if let Some(rec) = rx.guard(rx.consumer.peek())? {
+                if !budget.allows(rx.consumer.position()) {
+                    return Err(budget.spent());
+                }
                 return Ok(rec);
             }
-            let gone = match deadline {
+            let gone = match budget.deadline {
                 Deadline::Now => {
                     if !self.peer_gone()? {
                         return Err(Error::WouldBlock);
                     }
                     true
                 }
-                _ => match self.wait_for_data(rx, deadline.instant())? {
+                deadline => match self.wait_for_data(rx, deadline.instant())? {
                     Woken::Ready(_) => false,
                     Woken::PeerGone(_) => true,
                     Woken::TimedOut => return Err(Error::Timeout),
@@ -277,13 +338,36 @@ impl Endpoint {
             };
             if gone {
                 // The peer's last publish happened before its descriptors were closed,
-                // so one more look sees everything it sent.
+                // so one more look sees everything it sent. (A non-blocking call takes
+                // it too: the writer is gone, nothing more can come.)
                 return match rx.guard(rx.consumer.peek())? {
                     Some(rec) => Ok(rec),
                     None => Err(Error::Eof),
                 };
             }
         }
+    }
+
+    /// Consumes, delivering nothing, the messages at the front of the ring that the
+    /// writer cancelled and whose every record is published (see
+    /// [`Consumer::cancelled_next`](crate::shm::ring::Consumer::cancelled_next)), so that
+    /// `poll` does not report as ready what every receive would skip. Only what was
+    /// published when it began: a writer streaming cancelled messages cannot keep it.
+    pub(crate) fn skip_cancelled(&self, rx: &Rx) -> Result<()> {
+        let budget = Budget::begin(rx, Deadline::Now)?;
+        while budget.allows(rx.consumer.position())
+            && rx.guard(rx.consumer.cancelled_next(rx.has_partial()))?
+        {
+            // What an earlier receive took of it goes too.
+            rx.take_partial();
+            while let Some(rec) = rx.guard(rx.consumer.peek())? {
+                self.release(rx, &rec)?;
+                if rec.kind == Kind::Cancel {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What a reader of this end waits on: its sleeping flag, the data doorbell, and the
@@ -345,7 +429,7 @@ impl Endpoint {
         rx: &Rx,
         next: Next,
         out: &mut S,
-        deadline: Deadline,
+        budget: &Budget,
     ) -> Result<Read> {
         out.clear();
         let (first, mut asm) = match next {
@@ -366,7 +450,7 @@ impl Endpoint {
                 // message received in many non-blocking steps would cost quadratic
                 // copying); the caller's buffer gets the message once it is whole.
                 let mut p = rx.take_partial().expect("a partial message to resume");
-                let end = self.read_fragments(rx, &mut p.asm, &mut p.data, deadline);
+                let end = self.read_fragments(rx, &mut p.asm, &mut p.data, budget);
                 return match end {
                     Ok(Read::Done) => {
                         out.reserve_exact(p.data.len());
@@ -386,7 +470,7 @@ impl Endpoint {
         grow_for(out, asm.total, first.len);
         rx.consumer.append(&first, out);
         self.release(rx, &first)?;
-        match self.read_fragments(rx, &mut asm, out, deadline) {
+        match self.read_fragments(rx, &mut asm, out, budget) {
             Ok(Read::Done) => {
                 self.after_receive()?;
                 Ok(Read::Done)
@@ -409,16 +493,16 @@ impl Endpoint {
     }
 
     /// Reads the fragments after the first into `out` until the last (or a `CANCEL`),
-    /// within `deadline`.
+    /// within `budget`.
     fn read_fragments<S: Sink>(
         &self,
         rx: &Rx,
         asm: &mut Reassembly,
         out: &mut S,
-        deadline: Deadline,
+        budget: &Budget,
     ) -> Result<Read> {
         loop {
-            let rec = self.next_record(rx, deadline)?;
+            let rec = self.next_record(rx, budget)?;
             if rec.kind == Kind::Cancel {
                 self.release(rx, &rec)?;
                 return Ok(Read::Cancelled);
@@ -433,23 +517,39 @@ impl Endpoint {
         }
     }
 
-    /// Receives the next whole message into `out`: waits for it within `deadline`,
-    /// lets `check` refuse it by its length (leaving it in the pipe), and skips messages
-    /// the writer cancelled.
+    /// The receive loop, the one place that goes from message to message: waits for the
+    /// next message within `deadline` and hands it to `take` (with its length, checked
+    /// there before anything is consumed), which returns `Some` when the call is done
+    /// and `None` when the writer had cancelled the message; the loop then goes on to
+    /// the next, within the call's [`Budget`].
+    pub(crate) fn receive_loop<T>(
+        &self,
+        rx: &Rx,
+        deadline: Deadline,
+        mut take: impl FnMut(usize, Next, &Budget) -> Result<Option<T>>,
+    ) -> Result<T> {
+        let budget = Budget::begin(rx, deadline)?;
+        loop {
+            let (len, next) = self.next_message(rx, &budget)?;
+            if let Some(done) = take(len, next, &budget)? {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Receives the next whole message into `out`, refusing one longer than `max`
+    /// (it stays in the pipe), skipping messages the writer cancelled.
     pub(crate) fn receive<S: Sink>(
         &self,
         rx: &Rx,
         out: &mut S,
+        max: usize,
         deadline: Deadline,
-        mut check: impl FnMut(usize, &Next) -> Result<()>,
     ) -> Result<()> {
-        loop {
-            let (len, next) = self.next_message(rx, deadline)?;
-            check(len, &next)?;
-            if self.read_message(rx, next, out, deadline)? == Read::Done {
-                return Ok(());
-            }
-        }
+        self.receive_loop(rx, deadline, |len, next, budget| {
+            crate::buffers::within(len, max)?;
+            Ok((self.read_message(rx, next, out, budget)? == Read::Done).then_some(()))
+        })
     }
 }
 

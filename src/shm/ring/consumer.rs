@@ -187,6 +187,12 @@ impl Consumer {
         }
     }
 
+    /// Our read counter: where the next record starts (padding skipped so far included).
+    #[inline(always)]
+    pub fn position(&self) -> u64 {
+        self.tail.get()
+    }
+
     /// Bytes published ahead of `tail` as far as the cached `head` knows.
     #[inline(always)]
     pub fn ahead(&self) -> u64 {
@@ -197,6 +203,34 @@ impl Consumer {
     pub fn look_ahead(&self) -> Result<u64, Broken> {
         self.reload_head()?;
         Ok(self.ahead())
+    }
+
+    /// Whether the records published from `tail` on are all of the rest of a message
+    /// that the writer cancelled: its fragments (a `FIRST`, unless the message was
+    /// `resumed` after a receive took its first fragments, then `MIDDLE`s) and the
+    /// `CANCEL` that ends it. Reads headers only and consumes nothing; anything else (a
+    /// whole message, a message still arriving, records out of order) is `false`, for a
+    /// receive to take or report. Looks at most a ring's worth of records.
+    pub fn cancelled_next(&self, resumed: bool) -> Result<bool, Broken> {
+        self.reload_head()?;
+        let mut at = self.tail.get();
+        let mut first = !resumed;
+        loop {
+            let avail = distance(at, self.cached_head.get()) as usize;
+            if avail < wire::HEADER {
+                return Ok(false);
+            }
+            let pos = at as usize & self.ring.mask();
+            let rec = wire::check(self.ring.read_header(pos), avail, self.ring.capacity - pos)?;
+            match rec.kind {
+                Kind::Padding => {}
+                Kind::Cancel => return Ok(!first),
+                Kind::First if first => first = false,
+                Kind::Middle if !first => {}
+                _ => return Ok(false),
+            }
+            at = at.wrapping_add(rec.size as u64);
+        }
     }
 
     /// Whether a record is ready (padding is skipped on the way).
