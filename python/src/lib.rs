@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shmpipe::{Connection, Error};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,12 +60,22 @@ fn blocking<T: Send>(py: Python<'_>, f: impl Fn() -> Result<T, Error> + Sync) ->
 
 /// One end of a pipe.
 ///
-/// The connection sits behind a mutex that is only ever taken without the GIL (inside
-/// `blocking`), so that a thread waiting for it never holds the GIL another thread
-/// needs.
+/// The connection sits behind a mutex that is only ever waited for without the GIL
+/// (inside `blocking`; with the GIL held it is only tried), so that a thread waiting for
+/// it (another thread's send may hold it while the ring is full) never holds the GIL
+/// every other thread needs.
 #[pyclass(module = "shmpipe._shmpipe", frozen)]
 struct RawConnection {
     conn: Mutex<Option<Connection>>,
+    /// Whether the end can receive and send: fixed when it is made, so asking takes no
+    /// lock.
+    directions: (bool, bool),
+    /// The descriptor `fileno` returned, once it has (it stays the same for the
+    /// connection's life): later calls take no lock. -1 before the first.
+    fileno: AtomicI32,
+    /// Cleared by `close`, before it waits for the lock: `fileno` of a closed end fails
+    /// without waiting.
+    open: AtomicBool,
     /// A duplicate of the region's memfd for this end alone, made when the end is first
     /// pickled: both ends of a pipe made in this process share one memfd descriptor, and
     /// `multiprocessing` refuses the same number twice in one child's `pass_fds`.
@@ -74,6 +85,9 @@ struct RawConnection {
 impl RawConnection {
     fn new(conn: Connection) -> RawConnection {
         RawConnection {
+            directions: (conn.readable(), conn.writable()),
+            fileno: AtomicI32::new(-1),
+            open: AtomicBool::new(true),
             conn: Mutex::new(Some(conn)),
             memfd: Mutex::new(None),
         }
@@ -111,56 +125,78 @@ impl RawConnection {
 
     /// `recv_bytes`, into a new `bytes` object, or a `bytearray` for a message of at
     /// least `FAST_PATH_MAX` bytes when `writable_if_long`.
+    ///
+    /// Memory is allocated for a message only once its bytes are there: exactly its
+    /// length for a message that is whole in the ring, and for one that is still
+    /// arriving (in fragments, or on a socket) a buffer that grows with the bytes, copied
+    /// into the Python object at the end. A length the peer merely announced is never
+    /// allocated, nor prefaulted.
     fn recv_into_new<'py>(
         &self,
         py: Python<'py>,
         maxlength: Option<usize>,
         writable_if_long: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // A message already waiting: measured and received without letting go of the
-        // GIL (which costs more than copying a small message), under one lock.
+        // A short message already whole in the ring: measured and received without
+        // letting go of the GIL (which costs more than copying a small message), under
+        // one lock.
         let fast = self.try_now(|c| {
-            let len = shmpipe::__interop::next_len(c)?;
-            if len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
+            let (len, whole) = shmpipe::__interop::next_len(c)?;
+            if !whole || len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
                 return Err(Error::WouldBlock); // the general path below
             }
-            let mut other = None;
-            let bytes = PyBytes::new_with(py, len, |buf| {
-                match c.recv_bytes_into(buf) {
-                    Ok(n) if n == len => {}
-                    Ok(n) => other = Some(buf[..n].to_vec()),
-                    Err(Error::BufferTooShort(whole)) => other = Some(whole),
-                    Err(e) => return Err(to_py(e)),
-                }
+            let mut got = Ok(0);
+            let obj = unfilled(py, len, false, |buf| {
+                // SAFETY: `buf` is the new object's storage, `len` bytes, ours alone.
+                let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+                got = c.recv_bytes_into(dst);
                 Ok(())
             });
-            Ok((bytes, other))
+            match got {
+                Ok(n) if n == len => Ok(Some(obj.map_err(|_| Error::WouldBlock)?)),
+                // Another message than the one measured (the writer cancelled that one):
+                // the general path takes it.
+                Ok(_) | Err(Error::WouldBlock) => Err(Error::WouldBlock),
+                Err(Error::BufferTooShort(whole)) => Ok(Some(PyBytes::new(py, &whole).into_any())),
+                Err(e) => Err(e),
+            }
         });
         if let Some(done) = fast {
-            let (bytes, other) = done.map_err(to_py)?;
-            return Ok(match other {
-                Some(m) => PyBytes::new(py, &m).into_any(),
-                None => bytes?.into_any(),
-            });
+            if let Some(obj) = done.map_err(to_py)? {
+                return Ok(obj);
+            }
         }
         self.wait_readable(py, None)?;
-        let len = self.with(py, |c| {
-            let len = shmpipe::__interop::next_len(c)?;
+        let (len, whole) = self.with(py, |c| {
+            let (len, whole) = shmpipe::__interop::next_len(c)?;
             let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
             if len > max {
                 return Err(Error::MessageTooLong { len, max });
             }
-            Ok(len)
+            Ok((len, whole))
         })?;
+        let writable = writable_if_long && len > FAST_PATH_MAX;
+        if !whole {
+            // Still arriving: into a buffer that grows as the bytes do.
+            let max = maxlength.unwrap_or(usize::MAX);
+            let bytes = self.with(py, move |c| {
+                let max = max.min(c.max_message_size().unwrap_or(usize::MAX));
+                c.recv_bytes_max(max)
+            })?;
+            return Ok(if writable_if_long && bytes.len() > FAST_PATH_MAX {
+                pyo3::types::PyByteArray::new(py, &bytes).into_any()
+            } else {
+                PyBytes::new(py, &bytes).into_any()
+            });
+        }
         let mut other: Option<Vec<u8>> = None;
         let mut got = 0;
-        let writable = writable_if_long && len > FAST_PATH_MAX;
         let bytes = unfilled(py, len, writable, |buf| {
             let raw = Raw(buf, len);
             let r = self.with(py, move |c| {
                 let raw = raw;
-                // SAFETY: `buf`, the new `bytes` object's storage, is ours alone until
-                // `new_with` returns; nothing else can see the object yet.
+                // SAFETY: `buf`, the new object's storage, is ours alone until
+                // `unfilled` returns; nothing else can see the object yet.
                 let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
                 match c.recv_bytes_into(dst) {
                     Ok(n) => Ok((n, None)),
@@ -421,16 +457,22 @@ impl RawConnection {
     }
 
     /// A descriptor that polls readable exactly when `poll()` would be true.
-    fn fileno(&self) -> PyResult<RawFd> {
-        self.lock()
-            .as_ref()
-            .ok_or(Error::Closed)
-            .and_then(|c| c.fileno())
-            .map_err(to_py)
+    fn fileno(&self, py: Python<'_>) -> PyResult<RawFd> {
+        if !self.open.load(Relaxed) {
+            return Err(to_py(Error::Closed));
+        }
+        let known = self.fileno.load(Relaxed);
+        if known >= 0 {
+            return Ok(known);
+        }
+        let fd = self.with(py, |c| c.fileno())?;
+        self.fileno.store(fd, Relaxed);
+        Ok(fd)
     }
 
     /// Closes this end (in this process).
     fn close(&self, py: Python<'_>) {
+        self.open.store(false, Relaxed);
         py.detach(|| {
             drop(self.lock().take());
             drop(self.memfd.lock().unwrap_or_else(|p| p.into_inner()).take());
@@ -438,35 +480,33 @@ impl RawConnection {
     }
 
     /// Whether this end can receive and send.
-    fn directions(&self) -> PyResult<(bool, bool)> {
-        let g = self.lock();
-        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
-        Ok((c.readable(), c.writable()))
+    fn directions(&self) -> (bool, bool) {
+        self.directions
     }
 
     /// `(end, (memfd, data, space))`: for pickling, which duplicates the descriptors.
-    fn parts(&self) -> PyResult<(usize, (RawFd, RawFd, RawFd))> {
-        let g = self.lock();
-        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
-        let (end, [m, d, s]) = shmpipe::__interop::end_and_fds(c).map_err(to_py)?;
-        let mut own = self.memfd.lock().unwrap_or_else(|p| p.into_inner());
-        if own.is_none() {
-            // SAFETY: `m` is the region's memfd, open while the connection (locked
-            // above) is.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(m) };
-            *own = Some(borrowed.try_clone_to_owned()?);
-        }
-        let m = own.as_ref().map(|fd| fd.as_raw_fd()).expect("just set");
-        Ok((end, (m, d, s)))
+    fn parts(&self, py: Python<'_>) -> PyResult<(usize, (RawFd, RawFd, RawFd))> {
+        self.with(py, |c| {
+            let (end, [m, d, s]) = shmpipe::__interop::end_and_fds(c)?;
+            let mut own = self.memfd.lock().unwrap_or_else(|p| p.into_inner());
+            if own.is_none() {
+                // SAFETY: `m` is the region's memfd, open while the connection (locked
+                // by `with`) is.
+                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(m) };
+                *own = Some(borrowed.try_clone_to_owned()?);
+            }
+            let m = own.as_ref().map(|fd| fd.as_raw_fd()).expect("just set");
+            Ok((end, (m, d, s)))
+        })
     }
 
     /// `(value, (fds...))` to hand this end to a child process started with
     /// `subprocess` (environment value and `pass_fds`), for `from_parent` there.
-    fn handoff(&self) -> PyResult<(String, (RawFd, RawFd, RawFd))> {
-        let g = self.lock();
-        let c = g.as_ref().ok_or_else(|| to_py(Error::Closed))?;
-        let (value, [m, d, s]) = shmpipe::__interop::handoff_value(c).map_err(to_py)?;
-        Ok((value, (m, d, s)))
+    fn handoff(&self, py: Python<'_>) -> PyResult<(String, (RawFd, RawFd, RawFd))> {
+        self.with(py, |c| {
+            let (value, [m, d, s]) = shmpipe::__interop::handoff_value(c)?;
+            Ok((value, (m, d, s)))
+        })
     }
 }
 

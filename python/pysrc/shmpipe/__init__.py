@@ -277,6 +277,10 @@ def _unframe_oob(buf):
     count = int.from_bytes(m[at : at + 4], "little")
     plen = int.from_bytes(m[at + 4 : at + 12], "little")
     at += 12
+    # The count is the peer's word: each length it announces takes 8 bytes of the
+    # message, so a count the message cannot hold is refused before any list is built.
+    if count > (len(m) - at) // 8:
+        raise pickle.UnpicklingError("malformed shmpipe message")
     lens = [int.from_bytes(m[at + 8 * i : at + 8 * i + 8], "little") for i in range(count)]
     at += 8 * count
     data = m[at : at + plen]
