@@ -183,11 +183,12 @@ impl RawConnection {
                 let max = max.min(c.max_message_size().unwrap_or(usize::MAX));
                 c.recv_bytes_max(max)
             })?;
-            return Ok(if writable_if_long && bytes.len() > FAST_PATH_MAX {
-                pyo3::types::PyByteArray::new(py, &bytes).into_any()
+            return if writable_if_long && bytes.len() > FAST_PATH_MAX {
+                // For unpickling: the buffer itself, writable, without a copy.
+                Ok(Bound::new(py, Received::new(bytes))?.into_any())
             } else {
-                PyBytes::new(py, &bytes).into_any()
-            });
+                Ok(PyBytes::new(py, &bytes).into_any())
+            };
         }
         let mut other: Option<Vec<u8>> = None;
         let mut got = 0;
@@ -246,6 +247,80 @@ impl RawConnection {
         f: impl Fn(&Connection) -> Result<T, Error> + Sync,
     ) -> PyResult<T> {
         blocking(py, || f(self.lock().as_ref().ok_or(Error::Closed)?))
+    }
+}
+
+/// A long message that was still arriving when its receive began, in the buffer that
+/// grew with its bytes (see `recv_into_new`), handed to Python as it is: a writable
+/// object with the buffer protocol, for `recv`'s unpickling (out-of-band buffers, NumPy
+/// arrays, become views of it, as they are of the `bytearray` a whole message is
+/// received into).
+#[pyclass(module = "shmpipe._shmpipe", frozen)]
+struct Received {
+    ptr: *mut u8,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: `Received` owns its buffer (a leaked `Vec`, given back in `Drop`); the pointer
+// is never shared except through the buffer protocol, whose writers are Python code, and
+// concurrent writes there are that code's race, as with a `bytearray`.
+unsafe impl Send for Received {}
+// SAFETY: as above; `&Received` gives no access to the bytes but through exports.
+unsafe impl Sync for Received {}
+
+impl Received {
+    fn new(bytes: Vec<u8>) -> Received {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        Received {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        // SAFETY: the parts of the `Vec` that `new` leaked, given back once. Python keeps
+        // this object alive while any export of its buffer exists.
+        drop(unsafe { Vec::from_raw_parts(self.ptr, self.len, self.cap) });
+    }
+}
+
+#[pymethods]
+impl Received {
+    /// The buffer protocol: the message's bytes, writable, one dimension of bytes.
+    ///
+    /// # Safety
+    /// Called by CPython with a `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let len = pyo3::ffi::Py_ssize_t::try_from(this.len)
+            .map_err(|_| PyValueError::new_err("message too long for a buffer"))?;
+        // SAFETY: `view` is CPython's to fill; the buffer (`len` bytes at `ptr`) lives as
+        // long as `slf`, which the view holds a reference to.
+        let r = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.ptr.cast(), len, 0, flags)
+        };
+        if r != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    /// Nothing to release: the buffer lives as long as the object.
+    ///
+    /// # Safety
+    /// Called by CPython.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.len
     }
 }
 
@@ -550,6 +625,7 @@ fn from_parent(key: &str) -> PyResult<RawConnection> {
 fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     shmpipe::__interop::set_interruptible(true);
     m.add_class::<RawConnection>()?;
+    m.add_class::<Received>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
     m.add_function(wrap_pyfunction!(from_fds, m)?)?;
     m.add_function(wrap_pyfunction!(from_parent, m)?)?;

@@ -181,7 +181,13 @@ class Connection:
         self._check_closed()
         self._check_readable()
         buf = self._raw.recv_message()
-        if buf.startswith(_OOB_MAGIC):
+        if type(buf) is bytes or type(buf) is bytearray:
+            oob = buf.startswith(_OOB_MAGIC)
+        else:
+            # A long message received as it arrived: a buffer object, read as is.
+            buf = memoryview(buf)
+            oob = buf[: len(_OOB_MAGIC)] == _OOB_MAGIC
+        if oob:
             data, buffers = _unframe_oob(buf)
             return _ForkingPickler.loads(data, buffers=buffers)
         return _ForkingPickler.loads(buf)
