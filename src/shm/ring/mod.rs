@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn counters_near_the_end_of_u64_wrap_without_overflow() {
         let t = test_ring(4096);
-        let start = (u64::MAX & !15) - 2048;
+        let start = !15u64 - 2048;
         t._ctl.head.store(start, SeqCst);
         t._ctl.tail.store(start, SeqCst);
         let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
@@ -495,7 +495,7 @@ mod tests {
         }
         assert!(p.written() < start, "the counter wrapped");
         // A lie near the end is an error, not a panic.
-        t._ctl.head.store(u64::MAX & !15, SeqCst);
+        t._ctl.head.store(!15u64, SeqCst);
         assert!(c.peek().is_err());
         t._ctl.tail.store(7, SeqCst);
         assert!(p.reserve(16, 0).is_err() || p.resync().is_err());
