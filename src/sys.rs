@@ -21,8 +21,8 @@
 //! client wrote, doorbells created by the other process) and for older kernels.
 
 use rustix::io::Errno;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicPtr, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::mpsc;
 
@@ -56,24 +56,10 @@ struct Control([MaybeUninit<u8>; CONTROL]);
 /// the receive functions deal with what comes. A listening socket passes all of them on
 /// to the sockets it accepts, even to a connection queued before `accept`.
 pub(crate) fn refuse_ancillary(fd: BorrowedFd<'_>) -> bool {
-    let set_off = |option| {
-        let off: libc::c_int = 0;
-        // SAFETY: setsockopt on a descriptor we borrow, with a pointer to an int and its
-        // size; it reads the value and changes only that socket's option.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&off as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
-    };
     for option in [libc::SO_PASSCRED, SO_PASSPIDFD, libc::SO_PASSSEC] {
-        set_off(option);
+        set_option(fd, option, 0);
     }
-    set_off(SO_PASSRIGHTS)
+    set_option(fd, SO_PASSRIGHTS, 0)
         || rustix::net::sockopt::socket_domain(fd)
             .is_ok_and(|d| d != rustix::net::AddressFamily::UNIX)
 }
@@ -83,16 +69,57 @@ pub(crate) fn refuse_ancillary(fd: BorrowedFd<'_>) -> bool {
 /// with [`recv_keeping_fds`]. The socket is not clean any more: close it through
 /// [`dispose`].
 pub(crate) fn accept_rights(fd: BorrowedFd<'_>) {
-    let on: libc::c_int = 1;
-    // SAFETY: as in `refuse_ancillary`.
+    set_option(fd, SO_PASSRIGHTS, 1);
+}
+
+/// Sets a `SOL_SOCKET` option of type int; whether the kernel took it.
+fn set_option(fd: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: setsockopt on a descriptor we borrow, with a pointer to an int and its
+    // size; it reads the value and changes only that socket's option.
     unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            SO_PASSRIGHTS,
-            (&on as *const libc::c_int).cast(),
+            option,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        ) == 0
+    }
+}
+
+/// A socket the other process can send to, closed where closing cannot hold us up:
+/// here if it is `clean` (it refuses passed descriptors, and nothing was queued in it
+/// before it did), on the closer thread otherwise, since closing a socket closes the
+/// descriptors queued in it.
+pub(crate) struct PeerSocket {
+    fd: ManuallyDrop<OwnedFd>,
+    clean: bool,
+}
+
+impl PeerSocket {
+    pub(crate) fn new(fd: OwnedFd, clean: bool) -> PeerSocket {
+        PeerSocket {
+            fd: ManuallyDrop::new(fd),
+            clean,
+        }
+    }
+}
+
+impl AsFd for PeerSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for PeerSocket {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is taken once, here, and never used again.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
+        if self.clean {
+            drop(fd);
+        } else {
+            dispose([fd]);
+        }
     }
 }
 

@@ -29,9 +29,10 @@
 //!   blocks (a TCP socket with a long `SO_LINGER`) holds up nobody.
 
 use crate::error::Result;
+use crate::sys::PeerSocket;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// How many reads one [`Doorbell::drain`] makes at most: a peer that keeps sending cannot
@@ -40,11 +41,9 @@ const DRAIN_ROUNDS: usize = 16;
 
 /// One half of a socketpair; see the module documentation.
 pub(crate) struct Doorbell {
-    sock: ManuallyDrop<OwnedFd>,
-    /// Nothing can be queued in our half that closing it would close in our thread: it
-    /// refuses passed descriptors, and whatever was queued before it did has been
-    /// drained. Otherwise it is closed on the closer thread (see [`crate::sys`]).
-    clean: bool,
+    /// Clean (closed here) when it refuses passed descriptors and whatever was queued
+    /// before it did has been drained; see [`crate::sys::PeerSocket`].
+    sock: PeerSocket,
 }
 
 /// How many reads [`Doorbell::adopt`] makes at most to drain what the other process
@@ -74,9 +73,11 @@ impl Doorbell {
             None,
         )?;
         // Nothing can have been queued yet: each half is clean if it refuses.
-        let half = |sock: OwnedFd| Doorbell {
-            clean: crate::sys::refuse_ancillary(sock.as_fd()),
-            sock: ManuallyDrop::new(sock),
+        let half = |sock: OwnedFd| {
+            let clean = crate::sys::refuse_ancillary(sock.as_fd());
+            Doorbell {
+                sock: PeerSocket::new(sock, clean),
+            }
         };
         Ok((half(a), half(b)))
     }
@@ -102,8 +103,7 @@ impl Doorbell {
             }
         }
         Doorbell {
-            clean: refused && drained,
-            sock: ManuallyDrop::new(sock),
+            sock: PeerSocket::new(sock, refused && drained),
         }
     }
 
@@ -125,8 +125,7 @@ impl Doorbell {
     #[cfg(test)]
     fn as_is(sock: OwnedFd) -> Doorbell {
         Doorbell {
-            sock: ManuallyDrop::new(sock),
-            clean: false,
+            sock: PeerSocket::new(sock, false),
         }
     }
 
@@ -141,7 +140,7 @@ impl Doorbell {
     /// next liveness check reports it.
     pub fn ring(&self) -> Result<()> {
         loop {
-            match rustix::net::send(&*self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            match rustix::net::send(&self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(_) | Err(Errno::AGAIN | Errno::PIPE | Errno::CONNRESET) => return Ok(()),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -164,18 +163,6 @@ impl Doorbell {
             }
         }
         Ok(Drained::More)
-    }
-}
-
-impl Drop for Doorbell {
-    fn drop(&mut self) {
-        // SAFETY: `sock` is taken once, here, and never used again.
-        let sock = unsafe { ManuallyDrop::take(&mut self.sock) };
-        if self.clean {
-            drop(sock);
-        } else {
-            crate::sys::dispose([sock]);
-        }
     }
 }
 

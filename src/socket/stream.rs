@@ -24,12 +24,12 @@ use super::poll;
 use crate::buffers::{grow_for, Parts, Scratch, Sink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::sys::PeerSocket;
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::SendFlags;
 use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
-use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -69,11 +69,9 @@ impl Outgoing {
 
 /// One end of a socket connection.
 pub(crate) struct SocketEnd {
-    fd: ManuallyDrop<OwnedFd>,
-    /// The socket refuses passed descriptors (or cannot carry any): closing it closes
-    /// nothing the peer queued. Otherwise it is closed on the closer thread (see
-    /// `crate::sys`).
-    clean: bool,
+    /// Clean (closed here) when it refuses passed descriptors or cannot carry any; see
+    /// `crate::sys::PeerSocket`.
+    fd: PeerSocket,
     incoming: RefCell<Incoming>,
     outgoing: RefCell<Outgoing>,
     /// The longest message a receive that allocates will take.
@@ -113,8 +111,7 @@ impl SocketEnd {
 
     fn wrap(fd: OwnedFd, max_message: usize, clean: bool) -> SocketEnd {
         SocketEnd {
-            clean,
-            fd: ManuallyDrop::new(fd),
+            fd: PeerSocket::new(fd, clean),
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
             max_message: Cell::new(max_message),
@@ -127,7 +124,7 @@ impl SocketEnd {
 
     /// The socket, for `fileno` and event loops.
     pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.as_fd().as_raw_fd()
     }
 
     /// The socket.
@@ -231,7 +228,7 @@ impl SocketEnd {
     fn send_some(&self, parts: &[IoSlice<'_>]) -> std::result::Result<usize, Errno> {
         loop {
             match rustix::net::sendmsg(
-                &*self.fd,
+                &self.fd,
                 parts,
                 &mut Default::default(),
                 SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
@@ -473,18 +470,6 @@ impl SocketEnd {
         if !self.outgoing.borrow().pending().is_empty() {
             let at = crate::deadline::deadline_after(linger);
             let _ = self.push_out(Deadline::At(at));
-        }
-    }
-}
-
-impl Drop for SocketEnd {
-    fn drop(&mut self) {
-        // SAFETY: `fd` is taken once, here, and never used again.
-        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
-        if self.clean {
-            drop(fd);
-        } else {
-            crate::sys::dispose([fd]);
         }
     }
 }
