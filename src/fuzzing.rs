@@ -172,7 +172,7 @@ pub fn cancel_flood(data: &[u8]) {
         // Announcing more than the first fragment holds, and no more than the reader's
         // limit (a longer message stays in the pipe: `MessageTooLong`).
         .map(|_| {
-            let announced = 17 + input.u64() % (1 << 30);
+            let announced = 17 + input.u64() % ((1 << 30) - 17);
             (announced, usize::from(input.u8() % 8), input.u8() % 4 == 0)
         })
         .collect();

@@ -335,24 +335,20 @@ fn a_client_passing_a_lingering_socket_cannot_stall_the_listener() {
     } else {
         Some(lingering)
     };
-    let honest = {
-        let addr = addr.clone();
-        std::thread::spawn(move || {
-            // The timeout is a watchdog: a stalled listener fails the test, not hangs it.
-            let c = Client::builder()
-                .timeout(Duration::from_secs(60))
-                .connect(addr.as_str())?;
-            c.send_bytes(b"served")
-        })
-    };
-    let conn = loop {
+    // The listener, in a thread of its own: stalled, it would never return.
+    let acceptor = std::thread::spawn(move || loop {
         // The hostile client's connection fails (it never finishes the handshake).
         if let Ok(c) = l.accept() {
-            break c;
+            return c.recv_bytes();
         }
-    };
-    assert_eq!(conn.recv_bytes().unwrap(), b"served");
-    honest.join().unwrap().unwrap();
+    });
+    // The timeout is a watchdog: a stalled listener fails the test, not hangs it.
+    let honest = Client::builder()
+        .timeout(Duration::from_secs(60))
+        .connect(addr.as_str())
+        .and_then(|c| c.send_bytes(b"served"));
+    assert!(honest.is_ok(), "{honest:?}");
+    assert_eq!(acceptor.join().unwrap().unwrap(), b"served");
     // The peer first: its reset lets a lingering close finish at once.
     drop((hostile, peer));
     drop(kept);
@@ -420,6 +416,8 @@ fn doorbells_handed_over_with_queued_descriptors_or_pidfds_cannot_stall_or_leak(
         assert_eq!(count(), before, "descriptors collected");
         0
     });
+    // A watchdog: a client stuck in a close would never say it is ready.
+    ours.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     assert_eq!(ours.recv_bytes().unwrap(), b"ready");
     for i in 0..300u32 {
         ours.send_bytes(&i.to_le_bytes()).unwrap();
