@@ -5,9 +5,15 @@
 //! * `pingpong/64`: a 64-byte message sent and echoed back, time per round trip.
 //! * `typed/tick`: a 32-byte struct, typed `send` + `recv` beside `send_bytes` +
 //!   `recv_bytes_into` of the same archived bytes.
+//! * `pingpong/64/shmpipe_polling`: the round trip with both sides busy-polling
+//!   (`poll(Some(ZERO))`, then `recv_bytes_into`), against the blocking one.
+//! * `empty/poll0`, `empty/nonblocking`: one look at an empty ring that does not wait
+//!   (`poll(Some(ZERO))`, a non-blocking `recv_bytes_into`), the writer alive in
+//!   another process.
 //!
 //! The limits: a bare shared-memory ring (`benches/common/bare_ring.rs`: one release
-//! store per message, no sleeping, no EOF, no checks), one cache line bounced between the
+//! store per message, its reader's index published once per sixteenth of the ring or
+//! when it runs dry, no sleeping, no EOF, no checks), one cache line bounced between the
 //! two processes, and `memcpy` on one core. A Unix socketpair (Python's framing) for
 //! scale. Two processes (fork) in every case; receivers read one byte per cache line,
 //! and so does the `memcpy` row after its copy.
@@ -34,7 +40,7 @@ mod shared_word;
 
 use bare_ring::BareRing;
 use criterion::{BenchmarkId, Criterion};
-use ends::{socketpair, touch, End, ShmInto};
+use ends::{socketpair, touch, End, ShmInto, ShmPolling};
 use peer::Peer;
 use shared_word::SharedWord;
 use std::cell::RefCell;
@@ -105,7 +111,7 @@ fn shmpipe_pair() -> (ShmInto, ShmInto) {
 
 /// Two bare rings, one per direction; each side uses the copy it inherits.
 fn bare_pair() -> (Duplex, Duplex) {
-    let (to_there, to_here) = (BareRing::new(), BareRing::new());
+    let (to_there, to_here) = (BareRing::new().batched(), BareRing::new().batched());
     let pair = |tx: &BareRing, rx: &BareRing| Duplex(tx.clone_handle(), rx.clone_handle());
     (pair(&to_there, &to_here), pair(&to_here, &to_there))
 }
@@ -205,6 +211,10 @@ impl Bench<'_> {
     fn pingpong(&mut self, kind: &str) {
         match kind {
             "shmpipe" => self.pingpong_with(kind, shmpipe_pair()),
+            "shmpipe_polling" => {
+                let (a, b) = shmpipe_pair();
+                self.pingpong_with(kind, (ShmPolling(a.0), ShmPolling(b.0)))
+            }
             "bare_ring" => self.pingpong_with(kind, bare_pair()),
             _ => self.pingpong_with(kind, socketpair()),
         }
@@ -222,6 +232,30 @@ impl Bench<'_> {
             peer.go(iters);
             ends::round_trips(&mut here, &payload, &mut scratch, iters)
         });
+    }
+
+    /// One look at an empty ring that does not wait, the writer alive (idle) in another
+    /// process: what each turn of a busy-polling loop costs.
+    fn empty(&mut self, nonblocking: bool) {
+        let (here, there) = shmpipe::pipe(true).unwrap();
+        // The peer inherits a copy of `there` and keeps it open: the writer is alive.
+        let mut peer = peer(|_| {});
+        here.set_nonblocking(nonblocking).unwrap();
+        let mut scratch = [0u8; 64];
+        let row = if nonblocking { "nonblocking" } else { "poll0" };
+        self.row(&format!("empty/{row}"), |iters| {
+            peer.go(0);
+            let start = Instant::now();
+            for _ in 0..iters {
+                if nonblocking {
+                    black_box(here.recv_bytes_into(&mut scratch).is_err());
+                } else {
+                    black_box(here.poll(Some(Duration::ZERO)).unwrap());
+                }
+            }
+            start.elapsed()
+        });
+        drop(there);
     }
 
     /// The floor of any round trip: one cache line bounced between the processes.
@@ -283,10 +317,11 @@ impl Bench<'_> {
 }
 
 /// Rows whose ratio to a limit the summary reports: (row, limit).
-const AGAINST: [(&str, &str); 8] = [
+const AGAINST: [(&str, &str); 9] = [
     ("stream/64/shmpipe", "stream/64/bare_ring"),
     ("stream/64/socketpair", "stream/64/bare_ring"),
     ("pingpong/64/shmpipe", "pingpong/64/bare_ring"),
+    ("pingpong/64/shmpipe_polling", "pingpong/64/shmpipe"),
     ("pingpong/64/bare_ring", "pingpong/64/cacheline"),
     ("pingpong/64/socketpair", "pingpong/64/bare_ring"),
     ("stream/1048576/shmpipe", "stream/1048576/memcpy"),
@@ -351,9 +386,11 @@ fn main() {
             b.stream(kind, 64);
         }
         b.cacheline();
-        for kind in ["bare_ring", "shmpipe", "socketpair"] {
+        for kind in ["bare_ring", "shmpipe", "shmpipe_polling", "socketpair"] {
             b.pingpong(kind);
         }
+        b.empty(false);
+        b.empty(true);
         b.memcpy(1 << 20);
         for kind in ["bare_ring", "shmpipe", "socketpair"] {
             b.stream(kind, 1 << 20);

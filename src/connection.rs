@@ -345,18 +345,30 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(deadline_after);
         let ep = match self.transport()? {
             Transport::Shm(ep) => ep,
-            Transport::Socket(s) => return s.poll(deadline),
+            Transport::Socket(s) => return s.poll(timeout.map(deadline_after)),
+        };
+        // The clock is read only by a poll that may wait (a zero timeout never does).
+        let deadline = match timeout {
+            Some(Duration::ZERO) => None,
+            t => t.map(deadline_after),
         };
         let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;
         let ready = loop {
             // A message the writer cancelled is nothing to receive.
-            ep.skip_cancelled(rx)?;
             if rx.guard(rx.consumer.has_data())? {
-                break true;
+                ep.skip_cancelled(rx)?;
+                if rx.guard(rx.consumer.has_data())? {
+                    break true;
+                }
+            }
+            if timeout == Some(Duration::ZERO) {
+                // A look that does not wait: memory only, but for a rate-limited
+                // question to the kernel about the peer (see `shm::liveness`). No
+                // sleeping flag, no fence that would interrupt the other process.
+                break ep.peer_gone_lately()?;
             }
             match ep.wait_for_data(rx, deadline)? {
                 Woken::Ready(_) => continue,

@@ -211,6 +211,8 @@ pub fn cancel_flood(data: &[u8]) {
             Err(e) => panic!("{e}"),
         }
     }
+    // The writer may still be flooding, into a full ring: our going away stops it.
+    drop(a);
     writer.join().expect("writer");
 }
 

@@ -417,7 +417,8 @@ fn doorbells_handed_over_with_queued_descriptors_or_pidfds_cannot_stall_or_leak(
         0
     });
     // A watchdog: a client stuck in a close would never say it is ready.
-    ours.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     assert_eq!(ours.recv_bytes().unwrap(), b"ready");
     for i in 0..300u32 {
         ours.send_bytes(&i.to_le_bytes()).unwrap();

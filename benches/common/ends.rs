@@ -45,6 +45,25 @@ impl End for ShmInto {
     }
 }
 
+/// shmpipe as a busy-polling program uses it: `poll(Some(ZERO))` until a message is
+/// there, then `recv_bytes_into`.
+#[allow(dead_code)] // the `limits` bench only
+pub struct ShmPolling(pub shmpipe::Connection);
+
+impl End for ShmPolling {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.send_bytes(msg).unwrap();
+    }
+    fn recv(&mut self, scratch: &mut [u8]) -> usize {
+        while !self.0.poll(Some(Duration::ZERO)).unwrap() {
+            std::hint::spin_loop();
+        }
+        let n = self.0.recv_bytes_into(scratch).unwrap();
+        touch(&scratch[..n]);
+        n
+    }
+}
+
 /// Length-prefixed framing over a byte stream, as Python's `Connection` does it: one
 /// `writev` per message, a buffered reader.
 pub struct Framed<R: Read, W: Write> {

@@ -518,6 +518,26 @@ impl RawConnection {
     /// as long as it takes).
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        if timeout.is_some_and(|t| t <= 0.0) {
+            // A look that does not wait (a busy-polling loop): with the GIL held, which
+            // costs less than letting go of it; memory only in the library but for a
+            // rate-limited question to the kernel. A connection another thread holds
+            // takes the general path.
+            let look = || {
+                let guard = match self.conn.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return None,
+                };
+                Some(match guard.as_ref() {
+                    Some(c) => c.poll(Some(Duration::ZERO)),
+                    None => Err(Error::Closed),
+                })
+            };
+            if let Some(r) = look() {
+                return r.map_err(to_py);
+            }
+        }
         let deadline = match timeout {
             None => None,
             Some(t) if t.is_nan() => return Err(PyValueError::new_err("timeout is NaN")),

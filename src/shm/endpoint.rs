@@ -272,6 +272,8 @@ pub(crate) struct Endpoint {
     /// Driven by an `AsyncConnection`, which alone drains the doorbells (so that no task
     /// eats another's wake-up); liveness checks then only look.
     pub async_driven: Cell<bool>,
+    /// When a reader that does not wait last asked the kernel about the peer.
+    lookout: liveness::Lookout,
 }
 
 /// The descriptor `fileno` returns, and what keeps it readable exactly when a receive
@@ -329,6 +331,7 @@ impl Endpoint {
             tx,
             watch: OnceCell::new(),
             async_driven: Cell::new(false),
+            lookout: liveness::Lookout::default(),
         }
     }
 
@@ -401,6 +404,22 @@ impl Endpoint {
             self.settle_watch()?;
         }
         Ok(look.gone)
+    }
+
+    /// [`peer_gone`](Endpoint::peer_gone) for a look that does not wait and found the
+    /// ring empty: asks the kernel only when due (see [`liveness::LOOK_GAP`]), and in
+    /// between says what the peer's `detached` counter shows (nothing gone).
+    pub fn peer_gone_lately(&self) -> Result<bool> {
+        if self.lookout.gone() {
+            return Ok(true);
+        }
+        let detached = self.shared.region.header().detached[1 - self.end].load(SeqCst);
+        if !self.lookout.due(detached, Instant::now()) {
+            return Ok(false);
+        }
+        let gone = self.peer_gone()?;
+        self.lookout.answered(gone);
+        Ok(gone)
     }
 
     /// The descriptor for `fileno`: an epoll set that is readable when a message waits

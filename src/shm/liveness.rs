@@ -24,6 +24,60 @@
 use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
 use rustix::event::{PollFd, PollFlags, Timespec};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long a reader that looks without waiting (a non-blocking receive, `poll` with a
+/// zero timeout) goes between two questions to the kernel while it finds the ring empty.
+/// A busy-polling loop looks every few tens of nanoseconds; a system call per look costs
+/// ten times the look, and would be most of a busy-polling round trip. In between, the
+/// peer's `detached` counter (shared memory, bumped by every graceful close of a copy of
+/// its end) stands in: a close is seen at the next look, a death by SIGKILL (which bumps
+/// nothing) within this long of looking. Short enough that a program that looks once
+/// after learning of a death (a `waitpid`, say) asks the kernel.
+pub(crate) const LOOK_GAP: Duration = Duration::from_micros(20);
+
+/// The rate limit of [`LOOK_GAP`]: when a reader that does not wait last asked the
+/// kernel, and the peer's `detached` counter then.
+#[derive(Debug, Default)]
+pub(crate) struct Lookout {
+    asked_at: Cell<Option<Instant>>,
+    detached: Cell<u64>,
+    /// The kernel said the peer is gone: it stays gone, and no look asks again.
+    gone: Cell<bool>,
+}
+
+impl Lookout {
+    /// Whether a look that found the ring empty at `now` must ask the kernel, given the
+    /// peer's `detached` counter as it is now: it moved, or [`LOOK_GAP`] has passed.
+    /// Records the ask if so.
+    pub fn due(&self, detached: u64, now: Instant) -> bool {
+        if self.gone.get() {
+            return false;
+        }
+        let due = detached != self.detached.get()
+            || self
+                .asked_at
+                .get()
+                .is_none_or(|at| now.saturating_duration_since(at) >= LOOK_GAP);
+        if due {
+            self.asked_at.set(Some(now));
+            self.detached.set(detached);
+        }
+        due
+    }
+
+    /// The answer the kernel gave to an ask [`due`](Lookout::due) called for; a peer
+    /// gone is gone for good (every copy of its end is closed, and none can come back).
+    pub fn answered(&self, gone: bool) {
+        self.gone.set(self.gone.get() | gone);
+    }
+
+    /// Whether the kernel has said that the peer is gone.
+    pub fn gone(&self) -> bool {
+        self.gone.get()
+    }
+}
 
 /// Whether a poll result says the other side hung up.
 pub(crate) fn hung_up(revents: PollFlags) -> bool {
@@ -97,6 +151,20 @@ fn poll_now(fds: &mut [PollFd<'_>]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lookout_asks_first_then_after_the_gap_or_when_the_counter_moves() {
+        let l = Lookout::default();
+        let t0 = Instant::now();
+        assert!(l.due(0, t0), "the first look asks");
+        assert!(!l.due(0, t0 + LOOK_GAP / 2));
+        assert!(l.due(1, t0 + LOOK_GAP / 2), "a graceful close: at once");
+        assert!(!l.due(1, t0 + LOOK_GAP));
+        assert!(
+            l.due(1, t0 + LOOK_GAP / 2 + LOOK_GAP),
+            "the gap since the last ask"
+        );
+    }
 
     #[test]
     fn hang_up_is_seen_only_after_the_last_copy_closes() {

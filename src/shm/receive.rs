@@ -324,8 +324,10 @@ impl Endpoint {
                 return Ok(rec);
             }
             let gone = match budget.deadline {
+                // A look that does not wait: memory only, but for a rate-limited
+                // question to the kernel about the peer (see `shm::liveness`).
                 Deadline::Now => {
-                    if !self.peer_gone()? {
+                    if !self.peer_gone_lately()? {
                         return Err(Error::WouldBlock);
                     }
                     true

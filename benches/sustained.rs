@@ -1,0 +1,244 @@
+//! Streams as users run them (issue 23), rounds interleaved, two processes (fork):
+//!
+//! * `sustained`: 64-byte messages, `SHMPIPE_SUSTAINED_MESSAGES` of them (default 20 M):
+//!   long enough for a ring whose reader is the slower side to fill and stay full;
+//! * `first200k`: the first 200,000 messages of the same stream only;
+//! * `slow_reader`: 5 M messages, the reader doing about 25 ns of work on each (a
+//!   calibrated loop), so that the ring runs full.
+//!
+//! Contenders: the bare ring (`benches/common/bare_ring.rs`, batched publication of its
+//! reader's index: the fastest variant when a ring runs full), shmpipe (`send_bytes` /
+//! `recv_bytes_into`, default capacity), and a Unix socket with 64 KiB buffered writes
+//! and reads and a 4-byte length prefix (what a user might write instead). Every reader
+//! checks an 8-byte sequence number in each message.
+//!
+//! Each of `SHMPIPE_BENCH_ROUNDS` rounds (default 5) runs every contender on every
+//! workload once. The table gives per row the best and median ns per message over the
+//! rounds, and the ratio of rates to the bare ring's computed within each round (median
+//! of rounds). The bare ring's own `sustained` / `first200k` ratio is printed too: a
+//! yardstick that fell into a slow mode shows there (it should be near 1).
+//!
+//! `cargo bench --bench sustained` (about a minute per round on 2 cores).
+
+#[path = "common/bare_ring.rs"]
+mod bare_ring;
+#[path = "common/peer.rs"]
+mod peer;
+
+use bare_ring::BareRing;
+use peer::Peer;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+const SIZE: usize = 64;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Keeps this process on one CPU (the parent on 0, the peer on 1).
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// About 25 ns of work that the compiler cannot remove: `rounds` dependent multiplies.
+fn work(seed: u64, rounds: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..rounds {
+        x = black_box(x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
+    }
+    x
+}
+
+/// How many rounds of [`work`] take about 25 ns here.
+fn calibrate() -> u64 {
+    let n = 2_000_000u64;
+    let start = Instant::now();
+    black_box(work(1, n));
+    let per_round = start.elapsed().as_secs_f64() * 1e9 / n as f64;
+    ((25.0 / per_round).round() as u64).max(1)
+}
+
+/// One side of a stream.
+trait Tx {
+    fn send(&mut self, msg: &[u8]);
+    fn flush(&mut self) {}
+}
+trait Rx {
+    /// Receives one message into `buf`, returns its length.
+    fn recv(&mut self, buf: &mut [u8]) -> usize;
+}
+
+impl Tx for BareRing {
+    fn send(&mut self, msg: &[u8]) {
+        BareRing::send(self, msg)
+    }
+}
+impl Rx for BareRing {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        BareRing::recv(self, buf)
+    }
+}
+
+impl Tx for shmpipe::Connection {
+    fn send(&mut self, msg: &[u8]) {
+        self.send_bytes(msg).unwrap();
+    }
+}
+impl Rx for shmpipe::Connection {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.recv_bytes_into(buf).unwrap()
+    }
+}
+
+struct SocketTx(BufWriter<UnixStream>);
+struct SocketRx(BufReader<UnixStream>);
+
+impl Tx for SocketTx {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.write_all(&(msg.len() as u32).to_le_bytes()).unwrap();
+        self.0.write_all(msg).unwrap();
+    }
+    fn flush(&mut self) {
+        self.0.flush().unwrap();
+    }
+}
+impl Rx for SocketRx {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let mut len = [0u8; 4];
+        self.0.read_exact(&mut len).unwrap();
+        let n = u32::from_le_bytes(len) as usize;
+        self.0.read_exact(&mut buf[..n]).unwrap();
+        n
+    }
+}
+
+/// Streams `count` messages from a forked writer to this process's reader (`work_rounds`
+/// of work per message), returns the reader's ns per message.
+fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> f64 {
+    let mut peer = Peer::spawn(move |n| {
+        pin(1);
+        let mut msg = [0x5Au8; SIZE];
+        for i in 0..n {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            tx.send(&msg);
+        }
+        tx.flush();
+    });
+    let mut buf = [0u8; SIZE];
+    peer.go(count);
+    let start = Instant::now();
+    let mut acc = 0;
+    for i in 0..count {
+        let n = rx.recv(&mut buf);
+        assert_eq!(n, SIZE);
+        assert_eq!(
+            u64::from_le_bytes(buf[..8].try_into().unwrap()),
+            i,
+            "out of order"
+        );
+        if work_rounds > 0 {
+            acc ^= work(i, work_rounds);
+        }
+    }
+    let took = start.elapsed();
+    black_box(acc);
+    drop(peer);
+    took.as_secs_f64() * 1e9 / count as f64
+}
+
+fn run(kind: &str, count: u64, work_rounds: u64) -> f64 {
+    match kind {
+        "bare_ring" => {
+            let ring = BareRing::new().batched();
+            let (tx, rx) = (ring.clone_handle(), ring.clone_handle());
+            stream(tx, rx, count, work_rounds)
+        }
+        "shmpipe" => {
+            let (rx, tx) = shmpipe::pipe(false).unwrap();
+            stream(tx, rx, count, work_rounds)
+        }
+        _ => {
+            let (a, b) = UnixStream::pair().unwrap();
+            let tx = SocketTx(BufWriter::with_capacity(64 << 10, a));
+            let rx = SocketRx(BufReader::with_capacity(64 << 10, b));
+            stream(tx, rx, count, work_rounds)
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    pin(0);
+    let rounds = env("SHMPIPE_BENCH_ROUNDS", 5) as usize;
+    let sustained = env("SHMPIPE_SUSTAINED_MESSAGES", 20_000_000);
+    let work_rounds = calibrate();
+    let workloads = [
+        ("sustained", sustained, 0),
+        ("first200k", 200_000, 0),
+        ("slow_reader", 5_000_000, work_rounds),
+    ];
+    let kinds = ["bare_ring", "shmpipe", "socket_buffered"];
+    // (workload, kind) -> ns per message, one per round.
+    let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for round in 0..rounds {
+        for (name, count, w) in workloads {
+            for kind in kinds {
+                let t = run(kind, count, w);
+                eprintln!("round {} {name:12} {kind:16} {t:7.2} ns", round + 1);
+                ns.entry((name, kind)).or_default().push(t);
+            }
+        }
+    }
+    println!("\nwork per message in slow_reader: {work_rounds} rounds (about 25 ns)");
+    println!(
+        "| workload | contender | best ns | median ns | rate ÷ bare ring (median of rounds) |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for (name, _, _) in workloads {
+        for kind in kinds {
+            let mine = &ns[&(name, kind)];
+            let bare = &ns[&(name, "bare_ring")];
+            let mut ratios: Vec<f64> = bare.iter().zip(mine).map(|(b, m)| b / m).collect();
+            let best = mine.iter().cloned().fold(f64::INFINITY, f64::min);
+            println!(
+                "| {name} | {kind} | {best:.1} | {:.1} | {:.2} |",
+                median(&mut mine.clone()),
+                median(&mut ratios)
+            );
+        }
+    }
+    let mut fast: Vec<f64> = ns[&("sustained", "bare_ring")]
+        .iter()
+        .zip(&ns[&("first200k", "bare_ring")])
+        .map(|(s, f)| s / f)
+        .collect();
+    println!(
+        "\nbare ring in its fast mode: sustained ÷ first200k time, median of rounds {:.2} \
+         (near 1: it did not fall into the full-ring mode)",
+        median(&mut fast)
+    );
+}
