@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint};
 use crate::shm::receive::Read;
 use crate::shm::wakeup::Woken;
+use crate::shm::wire::Kind;
 use crate::socket::stream::{SocketEnd, CLOSE_LINGER};
 use crate::transport::Transport;
 use std::os::fd::RawFd;
@@ -357,8 +358,12 @@ impl Connection {
         let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;
         let ready = loop {
-            // A message the writer cancelled is nothing to receive.
-            if rx.guard(rx.consumer.has_data())? {
+            if let Some(rec) = rx.guard(rx.consumer.peek())? {
+                // The common case at once; anything else may start a message the writer
+                // cancelled, which is nothing to receive.
+                if rec.kind == Kind::Whole && !rx.has_partial() {
+                    break true;
+                }
                 ep.skip_cancelled(rx)?;
                 if rx.guard(rx.consumer.has_data())? {
                     break true;
