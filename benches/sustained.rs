@@ -15,8 +15,8 @@
 //! Each of `SHMPIPE_BENCH_ROUNDS` rounds (default 5) runs every contender on every
 //! workload once. The table gives per row the best and median ns per message over the
 //! rounds, and the ratio of rates to the bare ring's computed within each round (median
-//! of rounds). The bare ring's own `sustained` / `first200k` ratio is printed too: a
-//! yardstick that fell into a slow mode shows there (it should be near 1).
+//! of rounds). The bare ring's reader samples how full it finds the ring during the
+//! sustained stream: a yardstick that fell into the full-ring mode would show it there.
 //!
 //! `cargo bench --bench sustained` (about a minute per round on 2 cores).
 
@@ -78,6 +78,10 @@ trait Tx {
 trait Rx {
     /// Receives one message into `buf`, returns its length.
     fn recv(&mut self, buf: &mut [u8]) -> usize;
+    /// For the bare ring: the fraction of the ring published and not yet read.
+    fn backlog(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl Tx for BareRing {
@@ -88,6 +92,9 @@ impl Tx for BareRing {
 impl Rx for BareRing {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
         BareRing::recv(self, buf)
+    }
+    fn backlog(&self) -> Option<f64> {
+        Some(BareRing::backlog(self))
     }
 }
 
@@ -125,8 +132,9 @@ impl Rx for SocketRx {
 }
 
 /// Streams `count` messages from a forked writer to this process's reader (`work_rounds`
-/// of work per message), returns the reader's ns per message.
-fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> f64 {
+/// of work per message), returns the reader's ns per message and, for the bare ring, the
+/// mean backlog it saw (sampled every 4096 messages).
+fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
     let mut peer = Peer::spawn(move |n| {
         pin(1);
         let mut msg = [0x5Au8; SIZE];
@@ -140,7 +148,14 @@ fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> f
     peer.go(count);
     let start = Instant::now();
     let mut acc = 0;
+    let (mut backlog, mut samples) = (0.0, 0u64);
     for i in 0..count {
+        if i % 4096 == 4095 {
+            if let Some(b) = rx.backlog() {
+                backlog += b;
+                samples += 1;
+            }
+        }
         let n = rx.recv(&mut buf);
         assert_eq!(n, SIZE);
         assert_eq!(
@@ -155,10 +170,11 @@ fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> f
     let took = start.elapsed();
     black_box(acc);
     drop(peer);
-    took.as_secs_f64() * 1e9 / count as f64
+    let backlog = (samples > 0).then(|| backlog / samples as f64);
+    (took.as_secs_f64() * 1e9 / count as f64, backlog)
 }
 
-fn run(kind: &str, count: u64, work_rounds: u64) -> f64 {
+fn run(kind: &str, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
     match kind {
         "bare_ring" => {
             let ring = BareRing::new().batched();
@@ -204,12 +220,16 @@ fn main() {
     let kinds = ["bare_ring", "shmpipe", "socket_buffered"];
     // (workload, kind) -> ns per message, one per round.
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let mut fill = Vec::new();
     for round in 0..rounds {
         for (name, count, w) in workloads {
             for kind in kinds {
-                let t = run(kind, count, w);
+                let (t, backlog) = run(kind, count, w);
                 eprintln!("round {} {name:12} {kind:16} {t:7.2} ns", round + 1);
                 ns.entry((name, kind)).or_default().push(t);
+                if let (Some(b), "sustained") = (backlog, name) {
+                    fill.push(b);
+                }
             }
         }
     }
@@ -231,14 +251,12 @@ fn main() {
             );
         }
     }
-    let mut fast: Vec<f64> = ns[&("sustained", "bare_ring")]
-        .iter()
-        .zip(&ns[&("first200k", "bare_ring")])
-        .map(|(s, f)| s / f)
-        .collect();
     println!(
-        "\nbare ring in its fast mode: sustained ÷ first200k time, median of rounds {:.2} \
-         (near 1: it did not fall into the full-ring mode)",
-        median(&mut fast)
+        "\nbare ring, sustained: the reader saw {} of the ring published and unread on \
+         average, per round (near 0: its fast mode; near 1: the full-ring mode)",
+        fill.iter()
+            .map(|f| format!("{:.1}%", f * 100.0))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }

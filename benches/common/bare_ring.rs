@@ -95,6 +95,13 @@ impl BareRing {
         unsafe { self.base.add(256 + (pos as usize & (self.cap - 1))) }
     }
 
+    /// What fraction of the ring the reader last saw published and not yet read: near 0
+    /// while the reader keeps up (the ring's fast mode), near 1 once the ring runs full.
+    #[allow(dead_code)] // the `sustained` bench only
+    pub fn backlog(&self) -> f64 {
+        (self.cached - self.mine) as f64 / self.cap as f64
+    }
+
     /// Sends one message (the producer's side).
     pub fn send(&mut self, msg: &[u8]) {
         let need = 8 + msg.len().next_multiple_of(8) as u64;

@@ -262,3 +262,42 @@ pub(crate) fn accept(listening: BorrowedFd<'_>) -> Result<OwnedFd> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Whoever can write to the directory can swap the socket file for a symbolic link
+    /// between `bind` and the `chmod` that follows; the `chmod` must not follow it (a
+    /// `chmod` by path would make the link's target as open as the socket was asked to
+    /// be), and must not touch anything but a socket.
+    #[test]
+    fn the_mode_is_set_on_the_socket_file_only_never_through_a_link() {
+        let dir = std::env::temp_dir().join(format!("shmpipe-chmod-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, b"secret").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.join("sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let open = Mode::from_raw_mode(0o777);
+        assert!(chmod_socket_file(&link, open).is_err());
+        assert!(chmod_socket_file(&target, open).is_err(), "not a socket");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A real socket file gets its mode.
+        let sock = dir.join("real");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        chmod_socket_file(&sock, Mode::from_raw_mode(0o640)).unwrap();
+        let mode = std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640);
+        drop(l);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
