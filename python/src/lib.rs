@@ -145,20 +145,28 @@ impl RawConnection {
             if !whole || len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
                 return Err(Error::WouldBlock); // the general path below
             }
-            let mut got = Ok(0);
+            let mut got = None;
             let obj = unfilled(py, len, false, |buf| {
                 // SAFETY: `buf` is the new object's storage, `len` bytes, ours alone.
                 let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-                got = c.recv_bytes_into(dst);
+                got = Some(c.recv_bytes_into(dst));
                 Ok(())
             });
-            match got {
-                Ok(n) if n == len => Ok(Some(obj.map_err(|_| Error::WouldBlock)?)),
-                // Another message than the one measured (the writer cancelled that one):
-                // the general path takes it.
-                Ok(_) | Err(Error::WouldBlock) => Err(Error::WouldBlock),
-                Err(Error::BufferTooShort(whole)) => Ok(Some(PyBytes::new(py, &whole).into_any())),
-                Err(e) => Err(e),
+            match (got, obj) {
+                (Some(Ok(n)), Ok(obj)) if n == len => Ok(Some(obj)),
+                // Another, shorter message than the one measured (another process
+                // reading this end took that one): it is received, here it is.
+                (Some(Ok(n)), Ok(obj)) => {
+                    // SAFETY: the receive wrote the first `n` bytes of the object.
+                    let head = unsafe { std::slice::from_raw_parts(data_of(&obj, false), n) };
+                    Ok(Some(PyBytes::new(py, head).into_any()))
+                }
+                (Some(Err(Error::BufferTooShort(whole))), _) => {
+                    Ok(Some(PyBytes::new(py, &whole).into_any()))
+                }
+                (Some(Err(e)), _) => Err(e),
+                // No object (out of memory): nothing was received; the general path.
+                (None, _) | (Some(Ok(_)), Err(_)) => Err(Error::WouldBlock),
             }
         });
         if let Some(done) = fast {
