@@ -18,8 +18,10 @@
 //! once per ring's worth of data).
 //!
 //! A peer that is alive may still have sent bytes, or passed descriptors (its own halves,
-//! to keep them open after it exits), into our queues. So a look at liveness drains a
-//! queue that shows data, which closes any such descriptor, and looks again.
+//! to keep them open after it exits), into our queues (only where the kernel cannot
+//! refuse them: see [`crate::sys`]). So a look at liveness drains a queue that shows
+//! data, which hands any such descriptor to the closer thread, and looks again; the
+//! hang-up it was hiding comes once that thread has closed it, and wakes a sleeper.
 
 use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
