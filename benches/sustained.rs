@@ -4,7 +4,11 @@
 //!   long enough for a ring whose reader is the slower side to fill and stay full;
 //! * `first200k`: the first 200,000 messages of the same stream only;
 //! * `slow_reader`: 5 M messages, the reader doing about 25 ns of work on each (a
-//!   calibrated loop), so that the ring runs full.
+//!   calibrated loop), so that the ring runs full;
+//! * `stream_1m`: 2,000 messages of 1 MiB.
+//!
+//! `SHMPIPE_BENCH_RING` sets the ring size of every contender that has one (a power of
+//! two, default 4 MiB, shmpipe's default), for a sweep of capacities.
 //!
 //! Contenders: the bare ring (`benches/common/bare_ring.rs`, batched publication of its
 //! reader's index: the fastest variant when a ring runs full), shmpipe (`send_bytes` /
@@ -33,7 +37,6 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-const SIZE: usize = 64;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -134,17 +137,23 @@ impl Rx for SocketRx {
 /// Streams `count` messages from a forked writer to this process's reader (`work_rounds`
 /// of work per message), returns the reader's ns per message and, for the bare ring, the
 /// mean backlog it saw (sampled every 4096 messages).
-fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
+fn stream<T: Tx, R: Rx>(
+    mut tx: T,
+    mut rx: R,
+    size: usize,
+    count: u64,
+    work_rounds: u64,
+) -> (f64, Option<f64>) {
     let mut peer = Peer::spawn(move |n| {
         pin(1);
-        let mut msg = [0x5Au8; SIZE];
+        let mut msg = vec![0x5Au8; size];
         for i in 0..n {
             msg[..8].copy_from_slice(&i.to_le_bytes());
             tx.send(&msg);
         }
         tx.flush();
     });
-    let mut buf = [0u8; SIZE];
+    let mut buf = vec![0u8; size];
     peer.go(count);
     let start = Instant::now();
     let mut acc = 0;
@@ -157,7 +166,7 @@ fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> (
             }
         }
         let n = rx.recv(&mut buf);
-        assert_eq!(n, SIZE);
+        assert_eq!(n, size);
         assert_eq!(
             u64::from_le_bytes(buf[..8].try_into().unwrap()),
             i,
@@ -174,28 +183,32 @@ fn stream<T: Tx, R: Rx>(mut tx: T, mut rx: R, count: u64, work_rounds: u64) -> (
     (took.as_secs_f64() * 1e9 / count as f64, backlog)
 }
 
-fn run(kind: &str, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
+fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
     match kind {
         "bare_ring" => {
             let ring = BareRing::new().batched();
             let (tx, rx) = (ring.clone_handle(), ring.clone_handle());
-            stream(tx, rx, count, work_rounds)
+            stream(tx, rx, size, count, work_rounds)
         }
         "shmpipe" => {
-            let (rx, tx) = shmpipe::pipe(false).unwrap();
-            stream(tx, rx, count, work_rounds)
+            let (rx, tx) = shmpipe::Builder::new()
+                .duplex(false)
+                .capacity(bare_ring::ring_size())
+                .build()
+                .unwrap();
+            stream(tx, rx, size, count, work_rounds)
         }
         _ => {
             let (a, b) = UnixStream::pair().unwrap();
             let tx = SocketTx(BufWriter::with_capacity(64 << 10, a));
             let rx = SocketRx(BufReader::with_capacity(64 << 10, b));
-            stream(tx, rx, count, work_rounds)
+            stream(tx, rx, size, count, work_rounds)
         }
     }
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {
         v[n / 2]
@@ -204,27 +217,59 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// What a pipe costs to have: microseconds to make (and drop) one, beside a socketpair,
+/// and the descriptors one duplex pipe holds in the process that made both ends.
+fn cost_of_a_pipe() {
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let n = 2_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(shmpipe::pipe(true).unwrap());
+    }
+    let pipe_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(UnixStream::pair().unwrap());
+    }
+    let pair_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let before = open_fds();
+    let (a, b) = shmpipe::pipe(true).unwrap();
+    let fds = open_fds() - before;
+    drop((a, b));
+    println!(
+        "cost of a pipe: pipe(true) made and dropped in {pipe_us:.1} µs (a socketpair: \
+         {pair_us:.1} µs); both ends of a duplex pipe hold {fds} descriptors"
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     pin(0);
+    cost_of_a_pipe();
     let rounds = env("SHMPIPE_BENCH_ROUNDS", 5) as usize;
     let sustained = env("SHMPIPE_SUSTAINED_MESSAGES", 20_000_000);
     let work_rounds = calibrate();
     let workloads = [
-        ("sustained", sustained, 0),
-        ("first200k", 200_000, 0),
-        ("slow_reader", 5_000_000, work_rounds),
+        ("sustained", 64, sustained, 0),
+        ("first200k", 64, 200_000, 0),
+        ("slow_reader", 64, 5_000_000, work_rounds),
+        ("stream_1m", 1 << 20, 2_000, 0),
     ];
     let kinds = ["bare_ring", "shmpipe", "socket_buffered"];
     // (workload, kind) -> ns per message, one per round.
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut fill = Vec::new();
     for round in 0..rounds {
-        for (name, count, w) in workloads {
+        for (name, size, count, w) in workloads {
             for kind in kinds {
-                let (t, backlog) = run(kind, count, w);
+                // The bare ring does not fragment: a message must fit in it.
+                if kind == "bare_ring" && size + 16 > bare_ring::ring_size() {
+                    ns.entry((name, kind)).or_default().push(f64::NAN);
+                    continue;
+                }
+                let (t, backlog) = run(kind, size, count, w);
                 eprintln!("round {} {name:12} {kind:16} {t:7.2} ns", round + 1);
                 ns.entry((name, kind)).or_default().push(t);
                 if let (Some(b), "sustained") = (backlog, name) {
@@ -238,16 +283,25 @@ fn main() {
         "| workload | contender | best ns | median ns | rate ÷ bare ring (median of rounds) |"
     );
     println!("|---|---|---:|---:|---:|");
-    for (name, _, _) in workloads {
+    for (name, ..) in workloads {
         for kind in kinds {
             let mine = &ns[&(name, kind)];
             let bare = &ns[&(name, "bare_ring")];
             let mut ratios: Vec<f64> = bare.iter().zip(mine).map(|(b, m)| b / m).collect();
             let best = mine.iter().cloned().fold(f64::INFINITY, f64::min);
+            if best.is_nan() || best.is_infinite() {
+                println!("| {name} | {kind} | - | - | - |");
+                continue;
+            }
+            let ratio = median(&mut ratios);
+            let ratio = if ratio.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{ratio:.2}")
+            };
             println!(
-                "| {name} | {kind} | {best:.1} | {:.1} | {:.2} |",
+                "| {name} | {kind} | {best:.1} | {:.1} | {ratio} |",
                 median(&mut mine.clone()),
-                median(&mut ratios)
             );
         }
     }
