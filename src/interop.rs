@@ -65,6 +65,29 @@ pub fn next_len(conn: &Connection) -> Result<(usize, bool)> {
     }
 }
 
+/// Receives the next message if it is whole in the ring now and at most `max` bytes
+/// long, into the memory `alloc` gives for its length (exactly that many bytes), in one
+/// pass: for the Python binding, which allocates the `bytes` object only once it knows
+/// the length. `Ok(None)`, having consumed nothing, when that is not the case (nothing
+/// there, a fragment, a longer message, a socket connection, anything out of the
+/// ordinary): the caller then takes the general path. Never waits.
+///
+/// # Errors
+/// As `recv_bytes` for what the one-pass path reports (a broken ring).
+pub fn recv_whole_now<'b>(
+    conn: &Connection,
+    max: usize,
+    alloc: &mut dyn FnMut(usize) -> Option<&'b mut [u8]>,
+) -> Result<Option<usize>> {
+    match conn.transport()? {
+        Transport::Shm(ep) => match &ep.rx {
+            Some(rx) => ep.take_whole_with(rx, max, alloc),
+            None => Ok(None),
+        },
+        Transport::Socket(_) => Ok(None),
+    }
+}
+
 /// Makes waits in this process end with `ErrorKind::Interrupted` when a signal
 /// interrupts them, having consumed or sent nothing (see the deadline module), so that
 /// the Python bindings can run Python's signal handlers and retry.

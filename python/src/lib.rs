@@ -137,40 +137,11 @@ impl RawConnection {
         maxlength: Option<usize>,
         writable_if_long: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // A short message already whole in the ring: measured and received without
-        // letting go of the GIL (which costs more than copying a small message), under
-        // one lock.
-        let fast = self.try_now(|c| {
-            let (len, whole) = shmpipe::__interop::next_len(c)?;
-            if !whole || len > FAST_PATH_MAX || maxlength.is_some_and(|m| len > m) {
-                return Err(Error::WouldBlock); // the general path below
-            }
-            let mut got = None;
-            let obj = unfilled(py, len, false, |buf| {
-                // SAFETY: `buf` is the new object's storage, `len` bytes, ours alone.
-                let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-                got = Some(c.recv_bytes_into(dst));
-                Ok(())
-            });
-            match (got, obj) {
-                (Some(Ok(n)), Ok(obj)) if n == len => Ok(Some(obj)),
-                // Another, shorter message than the one measured (another process
-                // reading this end took that one): it is received, here it is.
-                (Some(Ok(n)), Ok(obj)) => {
-                    // SAFETY: the receive wrote the first `n` bytes of the object.
-                    let head = unsafe { std::slice::from_raw_parts(data_of(&obj, false), n) };
-                    Ok(Some(PyBytes::new(py, head).into_any()))
-                }
-                (Some(Err(Error::BufferTooShort(whole))), _) => {
-                    Ok(Some(PyBytes::new(py, &whole).into_any()))
-                }
-                (Some(Err(e)), _) => Err(e),
-                // No object (out of memory): nothing was received; the general path.
-                (None, _) | (Some(Ok(_)), Err(_)) => Err(Error::WouldBlock),
-            }
-        });
-        if let Some(done) = fast {
-            if let Some(obj) = done.map_err(to_py)? {
+        // A short message already whole in the ring: received without letting go of the
+        // GIL (which costs more than copying a small message), in one pass, straight
+        // into a `bytes` object allocated once its length is known.
+        if let Some(done) = self.recv_whole_now(py, maxlength.unwrap_or(FAST_PATH_MAX)) {
+            if let Some(obj) = done? {
                 return Ok(obj);
             }
         }
@@ -227,6 +198,48 @@ impl RawConnection {
             }
             None => Ok(bytes),
         }
+    }
+
+    /// The receive of a short message that is whole in the ring now, with the GIL held
+    /// and without waiting for anything, the connection's lock included: `None` if
+    /// another thread holds the connection; `Some(Ok(None))` if there is no such message
+    /// (nothing consumed); else the `bytes` object.
+    fn recv_whole_now<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+    ) -> Option<PyResult<Option<Bound<'py, PyAny>>>> {
+        let guard = match self.conn.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let c = guard.as_ref()?;
+        let mut obj = None;
+        let mut failed = None;
+        let max = max
+            .min(FAST_PATH_MAX)
+            .min(c.max_message_size().unwrap_or(usize::MAX));
+        let got = shmpipe::__interop::recv_whole_now(c, max, &mut |len| {
+            match new_uninit(py, len, false) {
+                Ok((o, data)) => {
+                    obj = Some(o);
+                    // SAFETY: the new object's storage, `len` bytes, ours alone until the
+                    // object is returned.
+                    Some(unsafe { std::slice::from_raw_parts_mut(data, len) })
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        });
+        Some(match (got, obj, failed) {
+            (Ok(Some(_)), Some(obj), _) => Ok(Some(obj)),
+            (Err(e), ..) => Err(to_py(e)),
+            (Ok(_), _, Some(e)) => Err(e),
+            (Ok(_), ..) => Ok(None),
+        })
     }
 
     /// Waits, with the GIL released, until a message (or EOF) is there or `deadline`
@@ -354,6 +367,29 @@ fn data_of(obj: &Bound<'_, PyAny>, bytearray: bool) -> *mut u8 {
     }
 }
 
+/// A new `bytes` (or, with `bytearray`, `bytearray`) object of `len` bytes, not yet
+/// written, and its storage: the caller fills every byte before anyone else sees it.
+fn new_uninit(
+    py: Python<'_>,
+    len: usize,
+    bytearray: bool,
+) -> PyResult<(Bound<'_, PyAny>, *mut u8)> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("message too long for a bytes object"))?;
+    // SAFETY: a null source asks CPython for an uninitialised object of `size` bytes,
+    // which we own (a new reference).
+    let obj = unsafe {
+        let obj = if bytearray {
+            pyo3::ffi::PyByteArray_FromStringAndSize(std::ptr::null(), size)
+        } else {
+            pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size)
+        };
+        Bound::from_owned_ptr_or_err(py, obj)?
+    };
+    let data = data_of(&obj, bytearray);
+    Ok((obj, data))
+}
+
 /// A new `bytes` (or, with `bytearray`, `bytearray`) object of `len` bytes that `fill`
 /// writes (through the pointer) before anyone else can see it. Unlike
 /// `PyBytes::new_with`, it does not zero the memory first: for a large message that is a
@@ -364,20 +400,7 @@ fn unfilled<'py>(
     bytearray: bool,
     fill: impl FnOnce(*mut u8) -> PyResult<()>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let size = pyo3::ffi::Py_ssize_t::try_from(len)
-        .map_err(|_| PyValueError::new_err("message too long for a bytes object"))?;
-    // SAFETY: a null source asks CPython for an uninitialised object of `size` bytes,
-    // which we own (a new reference); its storage is `size` bytes, written by `fill`
-    // before the object is returned to Python.
-    let obj = unsafe {
-        let obj = if bytearray {
-            pyo3::ffi::PyByteArray_FromStringAndSize(std::ptr::null(), size)
-        } else {
-            pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size)
-        };
-        Bound::from_owned_ptr_or_err(py, obj)?
-    };
-    let data = data_of(&obj, bytearray);
+    let (obj, data) = new_uninit(py, len, bytearray)?;
     prefault(data, len);
     fill(data)?;
     Ok(obj)

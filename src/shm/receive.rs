@@ -230,6 +230,34 @@ impl Endpoint {
         Ok(true)
     }
 
+    /// The one-pass receive of [`receive_whole_now`](Endpoint::receive_whole_now) into
+    /// memory that `alloc` provides once the length is known (exactly that many bytes),
+    /// for the Python binding, which allocates the `bytes` object only then. `Ok(None)`,
+    /// having consumed nothing, where the one-pass path does not apply or `alloc` gives
+    /// nothing. Never waits.
+    pub(crate) fn take_whole_with<'b>(
+        &self,
+        rx: &Rx,
+        max: usize,
+        alloc: &mut dyn FnMut(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<Option<usize>> {
+        if !rx.fast() {
+            return Ok(None);
+        }
+        let Some(rec) = rx.consumer.peek_whole(max) else {
+            return Ok(None);
+        };
+        let Some(buf) = alloc(rec.len) else {
+            return Ok(None);
+        };
+        let mut out = crate::buffers::SliceSink::new(buf);
+        out.reserve_exact(rec.len);
+        rx.consumer.append(&rec, &mut out);
+        self.release(rx, &rec)?;
+        rx.waited.set(false);
+        Ok(Some(rec.len))
+    }
+
     /// [`receive_whole_now`](Endpoint::receive_whole_now), and if that found nothing to
     /// take, the same again once a record has come (or the writer has got far enough
     /// ahead) within `deadline`, so that a blocking receive in a conversation or a
