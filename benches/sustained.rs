@@ -37,7 +37,6 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

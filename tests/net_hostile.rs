@@ -432,7 +432,10 @@ fn doorbells_handed_over_with_queued_descriptors_or_pidfds_cannot_stall_or_leak(
         // At most as many: the closer thread may close the queued socket meanwhile
         // (a leak was one more descriptor per wake-up).
         let after = count();
-        assert!(after <= before, "descriptors collected: {before} -> {after}");
+        assert!(
+            after <= before,
+            "descriptors collected: {before} -> {after}"
+        );
         0
     });
     // A watchdog: a client stuck in a close would never say it is ready.
