@@ -76,6 +76,7 @@ fn replay(root: &Path) -> usize {
         ("region_ops", __fuzz::region_ops_racing),
         ("region_ops_racing", __fuzz::region_ops_racing),
         ("attach", __fuzz::attach),
+        ("cancel_flood", __fuzz::cancel_flood),
     ] {
         let Ok(dir) = std::fs::read_dir(root.join(target)) else {
             continue;
