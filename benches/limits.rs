@@ -1,5 +1,5 @@
 //! shmpipe against what the machine allows, rounds interleaved so that every row sees the
-//! same noise (issue 14):
+//! same noise:
 //!
 //! * `stream/64`, `stream/1048576`: one-way streaming, time per message received.
 //! * `pingpong/64`: a 64-byte message sent and echoed back, time per round trip.

@@ -17,8 +17,17 @@ use std::time::Duration;
 ///
 /// Messages are byte strings (or, with [`send`](Connection::send), rkyv archives) that
 /// arrive whole, in order, exactly once. An end can be used from one thread at a time
-/// (`Connection` is `Send` but not `Sync`); it is inherited by `fork` and can be handed
-/// to an exec'd child with [`pass_to_child`](Connection::pass_to_child).
+/// (`Connection` is `Send` but not `Sync`: to share one between threads, put it behind a
+/// `Mutex`, and note that a receive blocked there holds the lock); it is inherited by
+/// `fork` and can be handed to an exec'd child with
+/// [`pass_to_child`](Connection::pass_to_child).
+///
+/// ```compile_fail
+/// // Not `Sync`: one end is one side of each ring.
+/// fn shared<T: Sync>(_: &T) {}
+/// let (a, _b) = shmpipe::pipe(true).unwrap();
+/// shared(&a);
+/// ```
 ///
 /// ```
 /// let (left, right) = shmpipe::pipe(true)?;
@@ -521,6 +530,7 @@ impl Connection {
 
 // `Connection` must be `Send` (an end can move to another thread) and must not be `Sync`
 // (one end is one ring side: two threads on it at once would break the SPSC protocol).
+// `Send` is asserted here; not `Sync`, by the `compile_fail` example on the type.
 const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Connection>();

@@ -328,8 +328,8 @@ impl Connection {
     }
 }
 
-/// Receives the next message into the connection's kept buffer (checked against the
-/// message size limit first).
+/// Serializes `value` as an rkyv archive into `into` (a kept buffer, emptied), for the
+/// send paths that cannot serialize straight into the ring.
 fn serialize<T: Message>(value: &T, into: AlignedVec) -> Result<AlignedVec> {
     rkyv::api::high::to_bytes_in::<_, BoxedError>(value, into).map_err(|e| {
         Error::Invalid(format!(

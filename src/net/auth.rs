@@ -168,7 +168,9 @@ mod tests {
 
     #[test]
     fn macs_match_cpython() {
-        // From FIELD-NOTES: key b'secret', random bytes 00..27, new form.
+        // Computed with CPython's own code (`hmac.new(b'secret', b'{sha256}' + bytes(range(40)),
+        // 'sha256').digest()`, as `multiprocessing.connection` does): key b'secret', random
+        // bytes 00..27, the modern form.
         let mut message = b"{sha256}".to_vec();
         message.extend(0u8..40);
         let expected = [

@@ -14,8 +14,8 @@
 //! its ring empty asks the kernel before reporting EOF. A writer cannot afford a system
 //! call per message, so it asks only when there is reason to: when it must wait for
 //! room, when the peer's `detached` counter in the header shows that a copy of the
-//! reading end was closed gracefully, and whenever it reloads the reader's `tail` (about
-//! once per ring's worth of data).
+//! reading end was closed gracefully, and once per eighth of a ring's worth of data it
+//! writes after reloading the reader's `tail` (`Endpoint::ask_about_reader_now_and_then`).
 //!
 //! A peer that is alive may still have sent bytes, or passed descriptors (its own halves,
 //! to keep them open after it exits), into our queues (only where the kernel cannot

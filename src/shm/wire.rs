@@ -132,7 +132,9 @@ pub(crate) struct Reassembly {
 }
 
 impl Reassembly {
-    /// Starts from a `FIRST` record. `limit` bounds the total a sane peer can announce.
+    /// Starts from a `FIRST` record, which must announce more than it carries. (The
+    /// announced total is checked against the receiver's limit before this, by the
+    /// caller.)
     pub(crate) fn start(rec: &Checked) -> Result<Reassembly, String> {
         debug_assert_eq!(rec.kind, Kind::First);
         let total = usize::try_from(rec.aux).map_err(|_| "message length overflows".to_string())?;

@@ -148,7 +148,7 @@ impl RingRef {
 
     pub(super) fn write_header(&self, pos: usize, kind: Kind, len: usize, aux: u64) {
         let (k, l, a) = self.header_at(pos);
-        // Relaxed: the record becomes visible only through the SeqCst publish of `head`.
+        // Relaxed: the record becomes visible only through the release store of `head`.
         k.store(kind.to_u32(), Relaxed);
         l.store(len as u32, Relaxed);
         a.store(aux, Relaxed);
