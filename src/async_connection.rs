@@ -73,6 +73,14 @@ pub struct AsyncConnection {
     drained: tokio::sync::Notify,
 }
 
+impl std::fmt::Debug for AsyncConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncConnection")
+            .field("was_nonblocking", &self.was_nonblocking)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a waiting task awaits, by transport.
 enum Readiness {
     /// Duplicates of a shared-memory end's doorbells: `data` is rung for messages,

@@ -312,9 +312,11 @@ fn check_fds(fds: &Fds) -> Result<()> {
             ));
         }
     }
-    // SAFETY (for each borrow below): the number is open (checked above) and stays
-    // open for the duration of the check, which takes no ownership.
-    let borrow = |fd: RawFd| unsafe { BorrowedFd::borrow_raw(fd) };
+    let borrow = |fd: RawFd| {
+        // SAFETY: the number is open (checked above) and stays open for the duration of
+        // the check, which takes no ownership.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    };
     Region::check(borrow(fds.memfd.fd))?;
     for n in [fds.data, fds.space] {
         Doorbell::check(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;

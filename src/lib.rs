@@ -55,6 +55,8 @@
 //!   that moves messages through them), or `socket/`, a stream socket in CPython's
 //!   framing; both use `buffers` and `deadline`.
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
 #![cfg(target_os = "linux")]
 
 #[doc(hidden)]

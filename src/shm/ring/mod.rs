@@ -218,8 +218,11 @@ mod tests {
     }
 
     fn test_ring(capacity: usize) -> TestRing {
+        // SAFETY: a control block of atomics and padding, for which all zeros is valid.
         let ctl: Box<RingControl> = Box::new(unsafe { std::mem::zeroed() });
         let mut data = vec![0u128; capacity / 16];
+        // SAFETY: both live in the returned `TestRing` beside the `RingRef`, and the
+        // tests drop it last; `capacity` is a power of two of at least 4096.
         let ring = unsafe { RingRef::new(&*ctl, data.as_mut_ptr() as *mut u8, capacity) };
         TestRing {
             _ctl: ctl,

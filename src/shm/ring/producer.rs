@@ -333,6 +333,7 @@ fn head_moved(old: u64, seen: u64) -> Broken {
 /// straight into the ring through it, writing through a raw pointer so that no
 /// reference to ring memory (which the peer can write) is ever formed. Not for use
 /// outside shmpipe; it appears only in the bounds of [`Message`](crate::Message).
+#[derive(Debug)]
 pub struct GrantWriter {
     payload: *mut u8,
     capacity: usize,
