@@ -37,12 +37,15 @@ mod ends;
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
 mod shared_word;
+#[path = "common/stats.rs"]
+mod stats;
 
 use bare_ring::BareRing;
 use criterion::{BenchmarkId, Criterion};
 use ends::{socketpair, touch, End, ShmInto, ShmPolling};
 use peer::Peer;
 use shared_word::SharedWord;
+use stats::median;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -137,16 +140,6 @@ impl Samples {
         let rounds = self.0.entry(row.to_string()).or_default();
         rounds.resize_with(rounds.len().max(round + 1), Vec::new);
         rounds[round].push(took.as_nanos() as f64 / iters as f64);
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

@@ -28,9 +28,12 @@
 mod bare_ring;
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "common/stats.rs"]
+mod stats;
 
 use bare_ring::BareRing;
 use peer::Peer;
+use stats::median;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -203,16 +206,6 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f6
             let rx = SocketRx(BufReader::with_capacity(64 << 10, b));
             stream(tx, rx, size, count, work_rounds)
         }
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
