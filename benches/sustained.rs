@@ -12,7 +12,8 @@
 //!
 //! Contenders: the bare ring (`benches/common/bare_ring.rs`, batched publication of its
 //! reader's index: the fastest variant when a ring runs full), shmpipe (`send_bytes` /
-//! `recv_bytes_into`, default capacity), and a Unix socket with 64 KiB buffered writes
+//! `recv_bytes_into`, default capacity), shmpipe whose writer gathers 64 messages and
+//! sends them with `send_bytes_many` (the reader as before), and a Unix socket with 64 KiB buffered writes
 //! and reads and a 4-byte length prefix (what a user might write instead). Every reader
 //! checks an 8-byte sequence number in each message.
 //!
@@ -114,6 +115,39 @@ impl Rx for shmpipe::Connection {
     }
 }
 
+/// shmpipe with `send_bytes_many`: the writer gathers `BATCH` messages, then sends them.
+struct Batched {
+    conn: shmpipe::Connection,
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+const BATCH: usize = 64;
+
+impl Tx for Batched {
+    fn send(&mut self, msg: &[u8]) {
+        self.buf.extend_from_slice(msg);
+        self.lens.push(msg.len());
+        if self.lens.len() == BATCH {
+            self.flush();
+        }
+    }
+    fn flush(&mut self) {
+        let mut at = 0;
+        let msgs: Vec<&[u8]> = self
+            .lens
+            .iter()
+            .map(|&n| {
+                at += n;
+                &self.buf[at - n..at]
+            })
+            .collect();
+        self.conn.send_bytes_many(&msgs).unwrap();
+        self.buf.clear();
+        self.lens.clear();
+    }
+}
+
 struct SocketTx(BufWriter<UnixStream>);
 struct SocketRx(BufReader<UnixStream>);
 
@@ -192,6 +226,19 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f6
             let (tx, rx) = (ring.clone_handle(), ring.clone_handle());
             stream(tx, rx, size, count, work_rounds)
         }
+        "shmpipe_batch64" => {
+            let (rx, conn) = shmpipe::Builder::new()
+                .duplex(false)
+                .capacity(bare_ring::ring_size())
+                .build()
+                .unwrap();
+            let tx = Batched {
+                conn,
+                buf: Vec::new(),
+                lens: Vec::new(),
+            };
+            stream(tx, rx, size, count, work_rounds)
+        }
         "shmpipe" => {
             let (rx, tx) = shmpipe::Builder::new()
                 .duplex(false)
@@ -249,7 +296,7 @@ fn main() {
         ("slow_reader", 64, 5_000_000, work_rounds),
         ("stream_1m", 1 << 20, 2_000, 0),
     ];
-    let kinds = ["bare_ring", "shmpipe", "socket_buffered"];
+    let kinds = ["bare_ring", "shmpipe", "shmpipe_batch64", "socket_buffered"];
     // (workload, kind) -> ns per message, one per round.
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut fill = Vec::new();

@@ -13,6 +13,9 @@ use crate::shm::wire::Kind;
 /// (see [`Endpoint::look_for_room`]).
 const REFILL_FRACTION: usize = 8;
 
+/// How many payload bytes [`Endpoint::send_many_now`] stages before it publishes them.
+const STAGE_MAX: usize = 16 << 10;
+
 impl Endpoint {
     /// Wakes the peer's reader, which announced that it sleeps. A system call, out of
     /// line so that the one-pass send carries no frame for it.
@@ -93,6 +96,45 @@ impl Endpoint {
             Ok(true) => self.ring_data().map(|()| true),
             Err(why) => Err(tx.break_with(why)),
         }
+    }
+
+    /// The one-pass send of [`send_whole_now`](Endpoint::send_whole_now) for a run of
+    /// messages: from the start of `msgs`, every message that fits whole in the ring now
+    /// (by the cached index) is written, and all of them are published with one store
+    /// of `head` (and one look at the reader's sleeping flag). Returns how many went;
+    /// 0 when the first does not fit or anything is out of the ordinary, for the
+    /// general path.
+    pub(crate) fn send_many_now(&self, tx: &Tx, msgs: &[&[u8]]) -> Result<usize> {
+        let p = &tx.producer;
+        if tx.peer_gone.get() || tx.reader_detached_now() != tx.seen_detached.get() || !p.in_sync()
+        {
+            return Ok(0);
+        }
+        let published = p.written();
+        let mut sent = 0;
+        let mut staged = 0;
+        for msg in msgs {
+            // A run stops after STAGE_MAX bytes, so that the reader can copy out the
+            // first messages while the writer copies in the next.
+            if msg.len() > p.ring().max_record_payload() || staged >= STAGE_MAX {
+                break;
+            }
+            staged += msg.len();
+            let Some(grant) = p.reserve_cached(msg.len(), 0) else {
+                break;
+            };
+            p.fill(&grant, 0, msg);
+            p.stage(grant, Kind::Whole, msg.len(), 0);
+            sent += 1;
+        }
+        if sent > 0 {
+            match p.publish_staged(published) {
+                Ok(false) => {}
+                Ok(true) => self.ring_data()?,
+                Err(why) => return Err(tx.break_with(why)),
+            }
+        }
+        Ok(sent)
     }
 
     /// Sends what fits now of `buf`, never waiting, for a sender that waits elsewhere

@@ -294,6 +294,32 @@ impl Producer {
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
     }
 
+    /// Writes the header of a granted record (and the padding before it) like
+    /// [`commit`](Producer::commit), but does not publish it: the records staged since
+    /// the last publish become visible together, with one
+    /// [`publish_staged`](Producer::publish_staged). Room is counted from the staged
+    /// records on.
+    #[inline(always)]
+    pub fn stage(&self, grant: Grant, kind: Kind, len: usize, aux: u64) {
+        assert!(len <= grant.capacity);
+        let head = self.head.get();
+        if grant.padded {
+            self.ring
+                .write_header(head as usize & self.ring.mask(), Kind::Padding, 0, 0);
+        }
+        self.ring
+            .write_header(grant.start as usize & self.ring.mask(), kind, len, aux);
+        self.head
+            .set(grant.start.wrapping_add(wire::record_size(len) as u64));
+    }
+
+    /// Publishes every record staged since `published` (what `written` said before the
+    /// first of them). Returns whether the consumer was asleep and must be woken.
+    pub fn publish_staged(&self, published: u64) -> Result<bool, Broken> {
+        self.publish(published, self.head.get())?;
+        Ok(wake_needed(&self.ring.ctl().reader_sleeping))
+    }
+
     /// Publishes `head` (our last value `old`) as `new`: a release store, then the
     /// writer's half of the asymmetric fence (see the module documentation).
     #[inline(always)]
