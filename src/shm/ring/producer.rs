@@ -281,17 +281,9 @@ impl Producer {
     /// consumer was asleep and must be woken.
     #[inline(always)]
     pub fn commit(&self, grant: Grant, kind: Kind, len: usize, aux: u64) -> Result<bool, Broken> {
-        assert!(len <= grant.capacity);
-        let head = self.head.get();
-        if grant.padded {
-            self.ring
-                .write_header(head as usize & self.ring.mask(), Kind::Padding, 0, 0);
-        }
-        self.ring
-            .write_header(grant.start as usize & self.ring.mask(), kind, len, aux);
-        let new_head = grant.start.wrapping_add(wire::record_size(len) as u64);
-        self.publish(head, new_head)?;
-        Ok(wake_needed(&self.ring.ctl().reader_sleeping))
+        let published = self.head.get();
+        self.stage(grant, kind, len, aux);
+        self.publish_staged(published)
     }
 
     /// Writes the header of a granted record (and the padding before it) like
@@ -315,6 +307,7 @@ impl Producer {
 
     /// Publishes every record staged since `published` (what `written` said before the
     /// first of them). Returns whether the consumer was asleep and must be woken.
+    #[inline(always)]
     pub fn publish_staged(&self, published: u64) -> Result<bool, Broken> {
         self.publish(published, self.head.get())?;
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
