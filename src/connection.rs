@@ -160,10 +160,10 @@ impl Connection {
     /// Sends each of `msgs` as a message of its own, in order, as calls of
     /// [`send_bytes`](Connection::send_bytes) one after the other would, but publishes
     /// every run of them that fits in the ring at once with a single store (and a
-    /// single look at whether the reader sleeps), instead of one per message. For
-    /// streams of small messages, where each side's per-message work is most of the
-    /// cost: batching them this way is what brings a sustained stream close to the bare
-    /// ring (README, "Sustained streams").
+    /// single look at whether the reader sleeps), instead of one per message. It pays
+    /// for streams of small messages where moving a cache line between the cores is
+    /// dear; where it is cheap it measured within noise of `send_bytes` (README,
+    /// "Sustained streams").
     ///
     /// # Errors
     /// As `send_bytes`, for the first message that fails; the messages before it were
