@@ -219,6 +219,15 @@ fn stream<T: Tx, R: Rx>(
     (took.as_secs_f64() * 1e9 / count as f64, backlog)
 }
 
+/// A one-way pipe (reader, writer) with the ring size of the run.
+fn shm_pair() -> (shmpipe::Connection, shmpipe::Connection) {
+    shmpipe::Builder::new()
+        .duplex(false)
+        .capacity(bare_ring::ring_size())
+        .build()
+        .unwrap()
+}
+
 fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
     match kind {
         "bare_ring" => {
@@ -227,11 +236,7 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f6
             stream(tx, rx, size, count, work_rounds)
         }
         "shmpipe_batch64" => {
-            let (rx, conn) = shmpipe::Builder::new()
-                .duplex(false)
-                .capacity(bare_ring::ring_size())
-                .build()
-                .unwrap();
+            let (rx, conn) = shm_pair();
             let tx = Batched {
                 conn,
                 buf: Vec::new(),
@@ -240,11 +245,7 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f6
             stream(tx, rx, size, count, work_rounds)
         }
         "shmpipe" => {
-            let (rx, tx) = shmpipe::Builder::new()
-                .duplex(false)
-                .capacity(bare_ring::ring_size())
-                .build()
-                .unwrap();
+            let (rx, tx) = shm_pair();
             stream(tx, rx, size, count, work_rounds)
         }
         _ => {
