@@ -115,7 +115,8 @@ impl Rx for shmpipe::Connection {
     }
 }
 
-/// shmpipe with `send_bytes_many`: the writer gathers `BATCH` messages, then sends them.
+/// shmpipe with `send_bytes_many`: the writer gathers `BATCH` messages (or 64 KiB), then
+/// sends them.
 struct Batched {
     conn: shmpipe::Connection,
     buf: Vec<u8>,
@@ -128,7 +129,9 @@ impl Tx for Batched {
     fn send(&mut self, msg: &[u8]) {
         self.buf.extend_from_slice(msg);
         self.lens.push(msg.len());
-        if self.lens.len() == BATCH {
+        // 64 messages, or fewer that make 64 KiB: gathering large messages into a buffer
+        // out of the caches costs more than sending them one by one.
+        if self.lens.len() == BATCH || self.buf.len() >= 64 << 10 {
             self.flush();
         }
     }
