@@ -6,7 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
-use crate::shm::wakeup::{self, Waiter, Woken};
+use crate::shm::wakeup::{self, Looks, Waiter, Woken};
 use crate::shm::wire::Kind;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
@@ -273,7 +273,7 @@ impl Endpoint {
         if deadline != Deadline::Now {
             let chunk = keep.max(tx.producer.ring().capacity() / REFILL_FRACTION);
             let mut refilled = |_| tx.guard(tx.producer.has_room(len, chunk));
-            wakeup::spin(&mut refilled, 1, deadline.instant())?;
+            wakeup::spin(&mut refilled, 1, deadline.instant(), Looks::Sparse)?;
         }
         if !tx.guard(tx.producer.has_room(len, keep))? {
             if deadline == Deadline::Now {

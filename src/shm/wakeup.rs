@@ -71,18 +71,47 @@ pub(crate) enum Woken {
     TimedOut,
 }
 
-/// Spins on `ready` for a while, never past `deadline`.
+/// How often a spinning side looks at the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Looks {
+    /// Between every two pauses: for a reader waiting for the next record, which it
+    /// wants the moment it is published.
+    Eager,
+    /// Once per [`SPARSE_GAP`] pauses: for a writer waiting for the reader to free a
+    /// chunk of the ring. Each look loads the reader's `tail`, pulling its cache line
+    /// from the reader's core, and the reader's next publish of `tail` (a locked
+    /// `compare_exchange`) then stalls until it has the line back: a writer looking
+    /// eagerly slows its reader down on every message. The chunk takes many records to
+    /// free, so looking less often delays the writer by at most one gap.
+    Sparse,
+}
+
+/// Pauses between two looks of a [`Looks::Sparse`] spin: about a microsecond on x86-64
+/// (a `pause` takes tens of cycles on recent cores, more on some), a small fraction of the
+/// time the reader takes to free a chunk.
+const SPARSE_GAP: usize = 32;
+
+/// Spins on `ready` for a while, never past `deadline`, looking as often as `looks` says.
 ///
 /// The clock is read only after a first round of checks: a blocking receive in a busy
 /// conversation usually succeeds within that round, and reading the clock first would
 /// put a `clock_gettime` on every message's critical path.
-pub(crate) fn spin<F>(ready: &mut F, n: usize, deadline: Option<Instant>) -> Result<Option<usize>>
+pub(crate) fn spin<F>(
+    ready: &mut F,
+    n: usize,
+    deadline: Option<Instant>,
+    looks: Looks,
+) -> Result<Option<usize>>
 where
     F: FnMut(usize) -> Result<bool>,
 {
     let limit = |now: Instant| match deadline {
         Some(d) => d.min(now + SPIN_FOR),
         None => now + SPIN_FOR,
+    };
+    let (rounds, gap) = match looks {
+        Looks::Eager => (64, 1),
+        Looks::Sparse => (2, SPARSE_GAP),
     };
     // With a deadline (poll with a timeout) respect it from the start.
     let mut until = deadline.map(|_| limit(Instant::now()));
@@ -92,13 +121,15 @@ where
                 return Ok(None);
             }
         }
-        for _ in 0..64 {
+        for _ in 0..rounds {
             for i in 0..n {
                 if ready(i)? {
                     return Ok(Some(i));
                 }
             }
-            std::hint::spin_loop();
+            for _ in 0..gap {
+                std::hint::spin_loop();
+            }
         }
         if until.is_none() {
             until = Some(limit(Instant::now()));
@@ -118,7 +149,7 @@ pub(crate) fn wait<'a, F>(
 where
     F: FnMut(usize) -> Result<bool>,
 {
-    if let Some(i) = spin(&mut ready, waiters.len(), deadline)? {
+    if let Some(i) = spin(&mut ready, waiters.len(), deadline, Looks::Eager)? {
         return Ok(Woken::Ready(i));
     }
     // Per waiter: the doorbell rung for it, then the other one. POLLHUP is always
