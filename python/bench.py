@@ -97,6 +97,42 @@ except ImportError:  # iceoryx2 is optional
 ICEORYX2_KINDS = {"stream_64": "bytes", "pingpong_64": "pingpong"}
 
 
+def call_floor():
+    """What a call costs from Python at the least, in this process (median of 5)."""
+    from shmpipe import _shmpipe
+
+    class Nothing:
+        def method(self):
+            pass
+
+    a, b = shmpipe.Pipe()
+    msg = b"x" * 64
+    n = 20_000 if QUICK else 200_000
+
+    def native(n, f=_shmpipe._bytes64):
+        for _ in range(n):
+            f()
+
+    def send_recv(n, s=a.send_bytes, r=b.recv_bytes):
+        for _ in range(n):
+            s(msg)
+            r()
+
+    def method(n, o=Nothing()):
+        for _ in range(n):
+            o.method()
+
+    out = {}
+    for name, f in [("native_64", native), ("send_recv_64", send_recv), ("python_method", method)]:
+        times = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            f(n)
+            times.append((time.perf_counter() - start) / n)
+        out[name] = statistics.median(times)
+    return out
+
+
 def main():
     results = {}
     for name, kind, payload, n in WORKLOADS:
@@ -115,6 +151,11 @@ def main():
         iox = f"  iceoryx2 {fmt(iox):>10}" if iox else ""
         print(f"{name:12} Pipe {fmt(mpv):>10}  shmpipe {fmt(shv):>10}  speed-up {mpv / shv:5.1f}x"
               + iox, flush=True)
+    floor = call_floor()
+    results["floor"] = floor
+    print(f"per call, in one process: a native call returning 64 bytes {fmt(floor['native_64'])}, "
+          f"shmpipe send_bytes + recv_bytes of 64 bytes {fmt(floor['send_recv_64'])}, "
+          f"a Python method call doing nothing {fmt(floor['python_method'])}")
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
             json.dump({"python": sys.version.split()[0], "machine": os.uname().release,

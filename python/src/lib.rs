@@ -9,6 +9,7 @@
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use shmpipe::{Connection, Error};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -455,6 +456,38 @@ impl RawConnection {
         })
     }
 
+    /// `Connection.send_bytes` itself on a writable end (the Python object binds it,
+    /// saving a Python frame per call): a whole `bytes` object here, anything else (a
+    /// slice of it, another buffer) by the Python code that checks and slices it as
+    /// `multiprocessing` does, then sends it with `send_bytes`.
+    #[pyo3(signature = (buf, offset=None, size=None))]
+    fn send_bytes_api(
+        slf: &Bound<'_, Self>,
+        buf: &Bound<'_, PyAny>,
+        offset: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let whole = size.is_none() && offset.is_none_or(|o| o.extract::<isize>().ok() == Some(0));
+        if whole {
+            if let Ok(bytes) = buf.cast_exact::<PyBytes>() {
+                return slf.get().send_bytes_of(py, bytes);
+            }
+        }
+        static GENERAL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let general = GENERAL.get_or_try_init(py, || {
+            py.import("shmpipe")?
+                .getattr("_send_bytes_general")
+                .map(Bound::unbind)
+        })?;
+        let offset = match offset {
+            Some(o) => o.clone(),
+            None => 0i64.into_pyobject(py)?.into_any(),
+        };
+        general.call1(py, (slf, buf, offset, size))?;
+        Ok(())
+    }
+
     /// Sends the bytes of a contiguous buffer as one message.
     fn send_bytes(&self, py: Python<'_>, data: PyBuffer<u8>) -> PyResult<()> {
         let (ptr, len) = bytes_of(&data)?;
@@ -497,12 +530,28 @@ impl RawConnection {
 
     /// Receives the next message as `bytes`, copying it once, straight into the
     /// `bytes` object. `maxlength`: refuse a longer message (OSError; it stays).
+    ///
+    /// This is `Connection.recv_bytes` itself on a readable end (the Python object binds
+    /// it, saving a Python frame per call), so it checks what `multiprocessing` checks,
+    /// in the same order.
     #[pyo3(signature = (maxlength=None))]
     fn recv_bytes<'py>(
         &self,
         py: Python<'py>,
-        maxlength: Option<usize>,
+        maxlength: Option<isize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        let maxlength = match maxlength {
+            Some(n) if n < 0 => {
+                return Err(if !self.open.load(Relaxed) {
+                    to_py(Error::Closed)
+                } else if !self.directions.0 {
+                    to_py(Error::NotReadable)
+                } else {
+                    PyValueError::new_err("negative maxlength")
+                });
+            }
+            n => n.map(|n| n as usize),
+        };
         self.recv_into_new(py, maxlength, false)?
             .cast_into::<PyBytes>()
             .map_err(PyErr::from)
@@ -672,6 +721,13 @@ fn from_parent(key: &str) -> PyResult<RawConnection> {
         .map_err(to_py)
 }
 
+/// 64 zero bytes, doing nothing else: what a native call returning a short message
+/// costs at the least (the Python bench states it beside `recv_bytes`).
+#[pyfunction]
+fn _bytes64(py: Python<'_>) -> Bound<'_, PyBytes> {
+    PyBytes::new(py, &[0; 64])
+}
+
 #[pymodule]
 fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     shmpipe::__interop::set_interruptible(true);
@@ -680,5 +736,6 @@ fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
     m.add_function(wrap_pyfunction!(from_fds, m)?)?;
     m.add_function(wrap_pyfunction!(from_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(_bytes64, m)?)?;
     Ok(())
 }

@@ -134,6 +134,31 @@ def test_closed_and_directions():
             call()
 
 
+def test_bytes_methods_taken_before_close_check_as_the_class_methods_do():
+    # send_bytes and recv_bytes are the native methods themselves, bound to the object
+    # (a Python frame per call cost more than a short message): they must check what
+    # multiprocessing checks, in the same order, also when taken before `close`.
+    a, b = Pipe()
+    send, recv = a.send_bytes, b.recv_bytes
+    with pytest.raises(ValueError, match="negative maxlength"):
+        recv(-1)
+    send(b"hello world", 6)
+    assert recv() == b"world"
+    send(bytearray(b"abc"), 1, 1)
+    assert recv(10) == b"b"
+    reader, writer = Pipe(duplex=False)
+    with pytest.raises(OSError, match="connection is read-only"):
+        reader.send_bytes(b"x")
+    with pytest.raises(OSError, match="connection is write-only"):
+        writer.recv_bytes()
+    a.close()
+    b.close()
+    for call in [lambda: send(b"x"), lambda: send(b"x", 1), recv, lambda: recv(-1),
+                 lambda: a.send_bytes(b"x"), lambda: b.recv_bytes()]:
+        with pytest.raises(OSError, match="handle is closed"):
+            call()
+
+
 def test_fileno_and_wait_with_other_waitables():
     a, b = Pipe()
     mp_a, mp_b = multiprocessing.Pipe()

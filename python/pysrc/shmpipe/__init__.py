@@ -38,11 +38,19 @@ _OOB_MIN = 64 * 1024
 class Connection:
     """One end of a pipe, with the methods of ``multiprocessing.connection.Connection``."""
 
-    __slots__ = ("_raw", "_readable", "_writable", "__weakref__")
+    # A `__dict__` for the two bound methods below.
+    __slots__ = ("_raw", "_readable", "_writable", "__weakref__", "__dict__")
 
     def __init__(self, raw):
         self._raw = raw
         self._readable, self._writable = raw.directions()
+        # The native methods themselves, which check what the methods below check: a
+        # call of a Python method costs more than sending or receiving a short message.
+        # (They keep working after `close`, raising what these would.)
+        if self._readable:
+            self.recv_bytes = raw.recv_bytes
+        if self._writable:
+            self.send_bytes = raw.send_bytes_api
 
     # -- state --------------------------------------------------------------------
     def _check_closed(self):
@@ -103,33 +111,12 @@ class Connection:
     # -- bytes ----------------------------------------------------------------------
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes data from a bytes-like object"""
-        raw = self._raw
-        if raw is not None and self._writable and offset == 0 and size is None and type(buf) is bytes:
-            raw.send_bytes_of(buf)  # the common case, in as few steps as possible
-            return
         self._check_closed()
         self._check_writable()
-        m = memoryview(buf)
-        if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
-            m = m.cast("B")
-        n = m.nbytes
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if n < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = n - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > n:
-            raise ValueError("buffer length < offset + size")
-        self._raw.send_bytes(m[offset : offset + size])
+        _send_bytes_general(self._raw, buf, offset, size)
 
     def recv_bytes(self, maxlength=None):
         """Receive bytes data as a bytes object."""
-        raw = self._raw
-        if raw is not None and self._readable and maxlength is None:
-            return raw.recv_bytes(None)  # the common case, in as few steps as possible
         self._check_closed()
         self._check_readable()
         if maxlength is not None and maxlength < 0:
@@ -298,6 +285,26 @@ def _unframe_oob(buf):
     if at != len(m):
         raise pickle.UnpicklingError("malformed shmpipe message")
     return data, buffers
+
+
+def _send_bytes_general(raw, buf, offset, size):
+    """``send_bytes`` of anything but a whole ``bytes`` object, as ``multiprocessing``
+    checks and slices it (the native ``send_bytes_api`` calls this)."""
+    m = memoryview(buf)
+    if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
+        m = m.cast("B")
+    n = m.nbytes
+    if offset < 0:
+        raise ValueError("offset is negative")
+    if n < offset:
+        raise ValueError("buffer length < offset")
+    if size is None:
+        size = n - offset
+    elif size < 0:
+        raise ValueError("size is negative")
+    elif offset + size > n:
+        raise ValueError("buffer length < offset + size")
+    raw.send_bytes(m[offset : offset + size])
 
 
 def Pipe(duplex=True):
