@@ -103,7 +103,7 @@ struct Shared {
 }
 
 /// How long a receive looks at an empty ring before it sleeps (see
-/// `AsyncConnection::spin_for_data`). Shorter than the blocking receive's 20 µs: the
+/// `AsyncConnection::spin_for_data`). Shorter than the blocking receive's spin: the
 /// runtime's other tasks run between rounds of looks, but the thread stays busy.
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(10);
 

@@ -162,8 +162,7 @@ impl Connection {
     /// every run of them that fits in the ring at once with a single store (and a
     /// single look at whether the reader sleeps), instead of one per message. It pays
     /// for streams of small messages where moving a cache line between the cores is
-    /// dear; where it is cheap it measured within noise of `send_bytes` (README,
-    /// "Sustained streams").
+    /// dear, and costs nothing measurable where it is cheap.
     ///
     /// # Errors
     /// As `send_bytes`, for the first message that fails; the messages before it were

@@ -199,8 +199,7 @@ impl Connection {
     ///
     /// The archive is read from a private, 16-byte aligned copy: the peer can write ring
     /// memory at any moment, so what was validated must be memory it cannot reach.
-    /// Copying costs about as much as validating (measured in DESIGN.md, "Trust"); the
-    /// buffer is kept from one message to the next, so a steady stream allocates nothing.
+    /// Copying costs about as much as validating; the buffer is kept from one message to the next, so a steady stream allocates nothing.
     /// For a peer you trust, [`recv_archived_in_place`](Connection::recv_archived_in_place)
     /// skips the copy.
     ///

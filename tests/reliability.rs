@@ -94,10 +94,10 @@ fn soak_long() {
 /// have finished (`done`) and nothing is left to read.
 ///
 /// The writer publishes with a check and a plain store, not a compare-and-swap (which
-/// cost more than the rest of a 64 B message: DESIGN.md, "Per-message cost"), so two
-/// publishes at the very same moment can both pass the check, and one message is lost
-/// without an error, as Python's `Pipe` can lose or mix data under the same misuse. What
-/// the test holds to: nothing is received that was not sent.
+/// cost more than the rest of a 64 B message: DESIGN.md, "Why the writer has no
+/// fence"), so two publishes at the very same moment can both pass the check, and one
+/// message is lost without an error, as Python's `Pipe` can lose or mix data under the
+/// same misuse. What the test holds to: nothing is received that was not sent.
 #[test]
 fn two_processes_on_one_end_break_only_that_direction() {
     use std::sync::atomic::{AtomicBool, Ordering};

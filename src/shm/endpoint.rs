@@ -55,7 +55,7 @@ pub(crate) struct Rx {
     watched: Cell<bool>,
     /// Whether the one-pass receive may run: the direction is not broken, no message is
     /// lent out or half received, and no `fileno` was handed out. One test on the hot
-    /// path instead of four (DESIGN.md, "Per-message cost", fourth round), kept by the
+    /// path instead of four (DESIGN.md, "Per-message cost"), kept by the
     /// setters of the four and by [`Breakable::break_with`].
     fast: Cell<bool>,
     /// The last receive had to wait for its message (see `Endpoint::receive_whole`).
@@ -514,7 +514,7 @@ impl Endpoint {
         // The reader's half of the asymmetric fence (see `crate::shm::fence`). Should the
         // kernel refuse it, a writer publishing without a fence in another process may
         // miss the flag, and the `fileno` become readable only with its next message:
-        // DESIGN.md, "Per-message cost", names this limit.
+        // DESIGN.md, "The wake-up protocol", names this limit.
         fence::before_recheck();
         // A record published before the flag went up rang nobody: ring for it ourselves.
         if rx.guard(rx.consumer.has_data())? {

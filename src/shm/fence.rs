@@ -10,9 +10,9 @@
 //! locked instruction (`mfence`, `lock cmpxchg` on x86-64). Those wait until the CPU's
 //! store buffer has drained, and the writer's store buffer holds the record it just
 //! wrote, into cache lines that a reader keeping up is reading: every fence waits for a
-//! round trip to the other core. Measured on the 2-core VM (DESIGN.md, "Per-message
-//! cost"): one `compare_exchange` per message made the bare ring's 64 B stream 4x
-//! slower (8-10 ns to 36-58 ns per message).
+//! round trip to the other core: one `compare_exchange` per message made a bare ring's
+//! stream of small messages several times slower (DESIGN.md, "Why the writer has no
+//! fence").
 //!
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` runs a full barrier on every CPU that
 //! is running a thread of a process registered for it, before it returns; a thread that

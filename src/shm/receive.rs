@@ -17,9 +17,8 @@ use std::time::Instant;
 const QUICK_SPINS: usize = 64;
 
 /// A reader that has caught up with a streaming writer looks again every this many
-/// pauses (see `Endpoint::receive_whole`), about 400 ns here: a pause takes about 25 ns
-/// on this machine's CPU (looking every 8 pauses added 210 ns to a round trip). 8, 16
-/// and 32 were measured (DESIGN.md, "Per-message cost").
+/// pauses (see `Endpoint::receive_whole`): a few hundred nanoseconds, long enough for
+/// the writer to get ahead, short enough that a round trip hardly notices.
 const CAUGHT_UP_GAP: usize = 16;
 
 /// How far a reader chasing a streaming writer stays behind it, in bytes published and
@@ -27,14 +26,13 @@ const CAUGHT_UP_GAP: usize = 16;
 const DISTANCE: u64 = 2048;
 
 /// Pauses between two looks of a reader keeping its distance, once something is there
-/// to read (about 100 ns here): short, so that a reader behind a writer that paused
+/// to read: short, so that a reader behind a writer that paused
 /// loses little.
 const FIRST_LOOK: usize = 4;
 
 /// How many times a reader keeping its distance looks for the writer to get that far
 /// ahead before it takes what there is (or, with nothing there, goes to the general
-/// wait): at most about 1.6 µs here with the ring empty, 400 ns once something is
-/// there.
+/// wait): a microsecond or two at most.
 const DISTANCE_LOOKS: usize = 4;
 
 /// The length of the message that starts with `rec`.
@@ -278,9 +276,8 @@ impl Endpoint {
     ///   writer's position are then read by one core while the other writes them (a
     ///   record shares its lines with its neighbours, and the reader's hardware
     ///   prefetcher reads ahead of it), and each of the writer's stores to such a line
-    ///   waits for the line to come back from the reader's core. Measured (DESIGN.md,
-    ///   "Per-message cost"): the 64 B stream went between about 30 ns and 90-110 ns a
-    ///   message, the slow phases with the reader catching up every 25 messages or so.
+    ///   waits for the line to come back from the reader's core: a stream whose reader
+    ///   caught up every few dozen messages ran several times slower.
     ///   The reader stops chasing as soon as the writer pauses or the looks run out
     ///   ([`DISTANCE_LOOKS`]), and takes what there is. A record the one-pass path does
     ///   not take (a fragment, a message too long for `max`) goes to the general path

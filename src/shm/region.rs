@@ -176,10 +176,8 @@ mod tests {
 }
 
 /// A reference to an atomic in a region's mapping, without a lifetime: for a hot path
-/// that would otherwise reach it through the `Arc<Shared>` and the region (two dependent
-/// loads before the one it wants; measured on the writer's one-pass send, the reader's
-/// `detached` counter cost about 1 ns a message that way, DESIGN.md, "Per-message cost",
-/// fourth round).
+/// that would otherwise reach it through the `Arc<Shared>` and the region: two dependent
+/// loads before the one it wants, on every message.
 #[derive(Clone, Copy)]
 pub(crate) struct InRegion<T> {
     ptr: std::ptr::NonNull<T>,

@@ -326,8 +326,7 @@ impl Consumer {
 }
 
 // The errors are built out of line (`cold`, never inlined), so that the one-pass paths
-// that can report them keep no stack frame for them: measured, a third of
-// `peek_whole`'s instructions were that frame's set-up (DESIGN.md, "Per-message cost").
+// that can report them set up no stack frame for them on every message.
 
 #[cold]
 #[inline(never)]

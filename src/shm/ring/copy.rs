@@ -2,10 +2,8 @@
 //!
 //! A `ptr::copy_nonoverlapping` of a length known only at run time compiles to a call
 //! of libc's `memcpy`: through the PLT, then a dispatch on the length, then the moves.
-//! For a 64-byte message that call was the largest single cost left on each side
-//! (measured on the 2-core VM, one thread sending 1000 messages then receiving them:
-//! 15.4 → 14.1 ns per send and 13.6 → 12.2 ns per receive, medians of 6 alternated
-//! runs; DESIGN.md, "Per-message cost", fourth round). So a payload of 16 to 64 bytes
+//! For a 64-byte message that call was the largest single cost left on each side. So a
+//! payload of 16 to 64 bytes
 //! is moved here inline, in two or four 16-byte moves that may overlap (from the start,
 //! and ending at the end), the way `memcpy` implementations handle small sizes; anything
 //! else still goes to `memcpy`, which is what it is good at.

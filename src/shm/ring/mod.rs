@@ -20,7 +20,7 @@
 //! [`Consumer::peek_whole`]) that never reloads, never resyncs and never builds an
 //! error: anything else makes it decline, and the general path ([`Producer::reserve`],
 //! [`Consumer::peek`]) takes over and reports what is wrong. DESIGN.md, "Per-message
-//! cost", has the measurements.
+//! cost", says why.
 //!
 //! # Memory ordering
 //!
@@ -31,9 +31,9 @@
 //!   [`crate::shm::wakeup`]). The release makes the record's bytes visible before the
 //!   index. No read-modify-write: a locked instruction per message would wait for the
 //!   record's cache lines to reach the other core, which cost more than the rest of a
-//!   small message (DESIGN.md, "Per-message cost"). The check catches a second process
-//!   that wrote on this end since we last did, but not one publishing at the very same
-//!   moment (DESIGN.md, "Guarantees").
+//!   small message (DESIGN.md, "Why the writer has no fence"). The check catches a
+//!   second process that wrote on this end since we last did, but not one publishing at
+//!   the very same moment (DESIGN.md, "Guarantees").
 //! * The consumer publishes `tail` after reading a record with a `compare_exchange`
 //!   with `SeqCst`: its release half makes our reads of the record happen before the
 //!   producer may overwrite it; its compare half makes a second reader of the same end
