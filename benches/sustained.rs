@@ -97,6 +97,9 @@ impl Tx for BareRing {
     fn send(&mut self, msg: &[u8]) {
         BareRing::send(self, msg)
     }
+    fn flush(&mut self) {
+        BareRing::flush(self)
+    }
 }
 impl Rx for BareRing {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
@@ -236,11 +239,11 @@ fn shm_pair() -> (shmpipe::Connection, shmpipe::Connection) {
 
 fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
     match kind {
-        "bare_ring" | "bare_ring_patient" => {
-            let ring = if kind == "bare_ring_patient" {
-                BareRing::new().patient()
-            } else {
-                BareRing::new().batched()
+        "bare_ring" | "bare_ring_patient" | "bare_ring_bursts" => {
+            let ring = match kind {
+                "bare_ring_patient" => BareRing::new().patient(),
+                "bare_ring_bursts" => BareRing::new().bursts(),
+                _ => BareRing::new().batched(),
             };
             let (tx, rx) = (ring.clone_handle(), ring.clone_handle());
             stream(tx, rx, size, count, work_rounds)
@@ -310,6 +313,7 @@ fn main() {
     let kinds = [
         "bare_ring",
         "bare_ring_patient",
+        "bare_ring_bursts",
         "shmpipe",
         "shmpipe_batch64",
         "socket_buffered",

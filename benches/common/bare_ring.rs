@@ -21,6 +21,9 @@ pub fn ring_size() -> usize {
 
 const WRAP: u64 = u64::MAX;
 
+/// How far a patient reader stays behind its writer: 32 cache lines.
+const DISTANCE: u64 = 2048;
+
 /// One ring in shared memory: `head` and `tail` on lines of their own, then the data.
 pub struct BareRing {
     base: *mut u8,
@@ -36,6 +39,11 @@ pub struct BareRing {
     published: u64,
     /// Both sides wait in chunks: see [`BareRing::patient`].
     patient: bool,
+    /// The producer publishes its index once it has written this many bytes since it
+    /// last did (and on [`flush`](BareRing::flush)); 0: after every message.
+    burst: u64,
+    /// What the producer last published.
+    head_published: u64,
 }
 
 impl BareRing {
@@ -63,6 +71,8 @@ impl BareRing {
             batch: 0,
             published: 0,
             patient: false,
+            burst: 0,
+            head_published: 0,
         }
     }
 
@@ -75,17 +85,37 @@ impl BareRing {
         self
     }
 
-    /// The batched ring whose sides also wait in chunks: a producer that finds the ring
-    /// full waits until a sixteenth of it is free, and a consumer that finds it empty
-    /// pauses for about a microsecond before it looks again, each looking at the other's
-    /// index only now and then. The ring then runs in bursts, each side working on
-    /// lines the other left long ago, instead of the two chasing each other through the
-    /// same lines; which of the two modes is faster depends on what a transfer of a line
-    /// between the cores costs at the moment, so the benches run both.
+    /// The batched ring whose sides also keep apart: a producer that finds the ring
+    /// full waits until a sixteenth of it is free, a consumer that finds it empty pauses
+    /// for about a microsecond before it looks again, and one that finds less than
+    /// [`DISTANCE`] bytes ahead lets the producer get that far ahead before it reads on
+    /// (a few looks at most), as shmpipe's reader does. The two sides then work on
+    /// different lines instead of chasing each other through the same ones; which of
+    /// the two rings is faster depends on what a transfer of a line between the cores
+    /// costs at the moment, so the benches run both.
     #[allow(dead_code)] // the `sustained` bench only
     pub fn patient(mut self) -> BareRing {
         self.patient = true;
         self.batched()
+    }
+
+    /// The patient ring whose producer also publishes in bursts, once per 4 KiB written
+    /// (and when it waits for room, or flushes): the consumer then never reads a line
+    /// the producer is still writing. No pipe can do this without being told where a
+    /// burst ends (shmpipe's `send_bytes_many`); it bounds what batching can gain.
+    #[allow(dead_code)] // the `sustained` bench only
+    pub fn bursts(mut self) -> BareRing {
+        self.burst = 4096;
+        self.patient()
+    }
+
+    /// Publishes what the producer wrote and has not published yet.
+    #[allow(dead_code)] // the `sustained` bench only
+    pub fn flush(&mut self) {
+        if self.head_published != self.mine {
+            self.head_published = self.mine;
+            self.index(0).store(self.mine, Release);
+        }
     }
 
     /// Another handle on the same ring, with fresh indices: the sending side and the
@@ -99,6 +129,8 @@ impl BareRing {
             batch: self.batch,
             published: 0,
             patient: self.patient,
+            burst: self.burst,
+            head_published: 0,
         }
     }
 
@@ -125,6 +157,7 @@ impl BareRing {
         let to_end = self.cap as u64 - (self.mine & (self.cap as u64 - 1));
         let pad = if need > to_end { to_end } else { 0 };
         if self.cap as u64 - (self.mine - self.cached) < pad + need {
+            self.flush();
             let want = if self.patient {
                 pad + need + self.cap as u64 / 16
             } else {
@@ -149,7 +182,24 @@ impl BareRing {
             std::ptr::copy_nonoverlapping(msg.as_ptr(), p.add(8), msg.len());
         }
         self.mine += need;
-        self.index(0).store(self.mine, Release);
+        if self.mine - self.head_published >= self.burst {
+            self.flush();
+        }
+    }
+
+    /// A patient reader that finds less than [`DISTANCE`] bytes ahead of it lets the
+    /// writer get that far ahead (a few looks at most) before it reads on, so that it
+    /// does not read the lines the writer is writing.
+    fn keep_distance(&mut self) {
+        for _ in 0..4 {
+            self.cached = self.index(0).load(Acquire);
+            if self.cached - self.mine >= DISTANCE {
+                return;
+            }
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+        }
     }
 
     /// Waits between two looks at the other side's index.
@@ -162,6 +212,9 @@ impl BareRing {
     /// Receives one message into `out` and returns its length (the consumer's side).
     pub fn recv(&mut self, out: &mut [u8]) -> usize {
         loop {
+            if self.patient && self.cached - self.mine < DISTANCE {
+                self.keep_distance();
+            }
             while self.mine == self.cached {
                 if self.published != self.mine {
                     // Dry: give back everything read before waiting.
