@@ -1,6 +1,6 @@
 //! The reading side of a ring.
 
-use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED};
+use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED, PREFETCH_ROOM};
 use crate::buffers::Sink;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
@@ -154,6 +154,11 @@ impl Consumer {
         let pos = tail as usize & self.ring.mask();
         if avail < wire::HEADER {
             return None;
+        }
+        // Only a line already published: one the writer is still writing would be
+        // pulled from under it.
+        if avail >= PREFETCH_ROOM {
+            self.ring.prefetch(pos, false);
         }
         let raw = self.ring.read_header(pos);
         let len = raw.len as usize;

@@ -1,6 +1,6 @@
 //! The writing side of a ring.
 
-use super::{distance, load_tail, sane, wake_needed, Broken, RingRef};
+use super::{distance, load_tail, sane, wake_needed, Broken, RingRef, PREFETCH_ROOM};
 
 /// Free space a writer keeps while a fragmented message is in progress: room for the
 /// `CANCEL` record that abandons it, so that a send whose deadline passes can always take
@@ -194,7 +194,8 @@ impl Producer {
     pub fn reserve_cached(&self, len: usize, keep: usize) -> Option<Grant> {
         debug_assert!(len <= self.ring.max_record_payload());
         let (need, padded) = self.needed(len);
-        if need + keep > self.free() {
+        let free = self.free();
+        if need + keep > free {
             return None;
         }
         let head = self.head.get();
@@ -204,6 +205,11 @@ impl Producer {
             head
         };
         let pos = start as usize & self.ring.mask();
+        // Only a line that is free space already: taking one the reader is still to read
+        // would make it pull the line back.
+        if free >= need + PREFETCH_ROOM {
+            self.ring.prefetch(pos, true);
+        }
         // SAFETY: `needed` made sure the record fits before the ring's end, so
         // `pos + HEADER + len <= capacity`.
         let payload = unsafe { self.ring.data.add(pos + wire::HEADER) };
