@@ -1,6 +1,6 @@
 //! The reading side of a ring.
 
-use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED, PREFETCH_ROOM};
+use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED, PREFETCH_NEAR, PREFETCH_ROOM};
 use crate::buffers::Sink;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
@@ -155,9 +155,10 @@ impl Consumer {
         if avail < wire::HEADER {
             return None;
         }
-        // Only a line already published: one the writer is still writing would be
-        // pulled from under it.
-        if avail >= PREFETCH_ROOM {
+        // Only a line already published (one the writer is still writing would be pulled
+        // from under it), and only near the writer: further back, the lines were written
+        // long ago and the hardware's own prefetching keeps up.
+        if (PREFETCH_ROOM..PREFETCH_NEAR).contains(&avail) {
             self.ring.prefetch(pos, false);
         }
         let raw = self.ring.read_header(pos);

@@ -203,6 +203,9 @@ const PREFETCH_AHEAD: usize = 1024;
 /// touching a line the other side is working on would pull it from under that side.
 pub(super) const PREFETCH_ROOM: usize = PREFETCH_AHEAD + 64;
 
+/// A reader this far or further behind its writer leaves prefetching to the hardware.
+pub(super) const PREFETCH_NEAR: usize = 64 << 10;
+
 /// Why the ring cannot be used any more: the peer broke the protocol.
 pub(crate) type Broken = String;
 
