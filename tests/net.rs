@@ -291,3 +291,30 @@ fn a_message_over_2_gib_reaches_python() {
     drop(conn);
     finish(py);
 }
+
+/// Regression: a forked child that closed (dropped) the listener it inherited shut the
+/// listening socket down for its parent too, whose next `accept` failed with EINVAL.
+/// Only the process that bound the socket shuts it down now, as only it unlinks it.
+#[test]
+fn a_child_closing_an_inherited_listener_leaves_the_parents_open() {
+    let path = std::env::temp_dir().join(format!(
+        "shmpipe-test-inherited-{}.sock",
+        std::process::id()
+    ));
+    let mut listener = Some(Listener::bind(&path).unwrap());
+    let closer = common::fork(|| {
+        drop(listener.take());
+        0
+    });
+    closer.join();
+    let listener = listener.take().unwrap();
+    assert!(path.exists(), "the child removed the parent's socket file");
+    let address = path.clone();
+    let client = std::thread::spawn(move || {
+        let conn = Client::connect(address.as_path()).unwrap();
+        conn.send_bytes(b"still listening").unwrap();
+    });
+    let conn = listener.accept().unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"still listening");
+    client.join().unwrap();
+}

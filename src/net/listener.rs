@@ -67,6 +67,9 @@ pub struct Listener {
     file: Option<SocketFile>,
     last: Mutex<Option<Peer>>,
     closed: bool,
+    /// The process that bound the socket: only its `close` shuts the socket down (a
+    /// shutdown acts on the socket itself, in every process that holds a copy).
+    owner: rustix::process::Pid,
 }
 
 impl Listener {
@@ -194,8 +197,12 @@ impl Listener {
         if let Some(file) = self.file.take() {
             file.remove();
         }
-        // Wakes threads blocked in `accept` (they get EINVAL) and refuses new clients.
-        let _ = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both);
+        // Wakes threads blocked in `accept` (they get EINVAL) and refuses new clients; in
+        // the process that bound it only, as CPython does its unlinking: a forked worker
+        // that closes the listener it inherited must not stop its parent's.
+        if rustix::process::getpid() == self.owner {
+            let _ = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both);
+        }
     }
 }
 
@@ -419,6 +426,7 @@ impl ListenerBuilder {
             file: bound.file,
             last: Mutex::new(None),
             closed: false,
+            owner: rustix::process::getpid(),
         })
     }
 }
