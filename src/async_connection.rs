@@ -145,6 +145,7 @@ impl AsyncConnection {
         };
         let readiness = match conn.transport()? {
             Transport::Shm(ep) => {
+                ep.whole()?;
                 let bells = ep.bells();
                 let data = register(bells.data.fd().try_clone_to_owned()?)?;
                 let space = register(bells.space.fd().try_clone_to_owned()?)?;

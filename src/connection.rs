@@ -16,10 +16,11 @@ use std::time::Duration;
 /// One end of a pipe made by [`pipe`](crate::pipe) or [`Builder`](crate::Builder).
 ///
 /// Messages are byte strings (or, with [`send`](Connection::send), rkyv archives) that
-/// arrive whole, in order, exactly once. An end can be used from one thread at a time
-/// (`Connection` is `Send` but not `Sync`: to share one between threads, put it behind a
-/// `Mutex`, and note that a receive blocked there holds the lock); it is inherited by
-/// `fork` and can be handed to an exec'd child with
+/// arrive whole, in order, exactly once. An end can be used from one thread at a time:
+/// `Connection` is `Send` but not `Sync`. To receive in one thread and send in another,
+/// [`split`](Connection::split) it into a receiving half and a sending half (a `Mutex`
+/// around one end does not do: a receive blocked there holds the lock). An end is
+/// inherited by `fork` and can be handed to an exec'd child with
 /// [`pass_to_child`](Connection::pass_to_child).
 ///
 /// ```compile_fail
@@ -97,6 +98,57 @@ impl Connection {
             unreachable!("a pipe end is shared memory")
         };
         ep
+    }
+
+    /// Splits a duplex end into a receiving half and a sending half, each a `Connection`
+    /// of one direction (like the ends of a one-way pipe), that can be used from two
+    /// threads at once: one thread blocked in a receive does not hold up a send in the
+    /// other. Timeouts and non-blocking mode are copied to both halves.
+    ///
+    /// The end stays open for the peer until both halves are closed (dropping only the
+    /// sending half does not give the peer EOF). A half cannot be handed to another
+    /// process ([`pass_to_child`](Connection::pass_to_child)) or made async
+    /// ([`AsyncConnection`](crate::AsyncConnection)): do that with the whole end.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Invalid`] for an end that goes one way already, or a
+    /// half.
+    ///
+    /// ```
+    /// let (here, there) = shmpipe::pipe(true)?;
+    /// let (incoming, outgoing) = here.split()?;
+    /// let receiver = std::thread::spawn(move || incoming.recv_bytes());
+    /// outgoing.send_bytes(b"ping")?;
+    /// assert_eq!(there.recv_bytes()?, b"ping");
+    /// there.send_bytes(b"pong")?;
+    /// assert_eq!(receiver.join().unwrap()?, b"pong");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn split(mut self) -> Result<(Connection, Connection)> {
+        self.transport()?;
+        if !(self.readable && self.writable) {
+            return Err(Error::Invalid(
+                "only a duplex end can be split; this one goes one way already".into(),
+            ));
+        }
+        let (receiving, sending) = match self.inner.take() {
+            Some(Transport::Shm(ep)) => {
+                let (r, s) = ep.split();
+                (Transport::Shm(r), Transport::Shm(s))
+            }
+            Some(Transport::Socket(end)) => {
+                let (r, s) = end.split();
+                (Transport::Socket(r), Transport::Socket(s))
+            }
+            None => return Err(Error::Closed),
+        };
+        let half = |inner: Transport, readable: bool| Connection {
+            inner: Some(inner),
+            limits: self.limits.clone(),
+            readable,
+            writable: !readable,
+        };
+        Ok((half(receiving, true), half(sending, false)))
     }
 
     /// Whether messages travel through shared memory: true for [`pipe`](crate::pipe)

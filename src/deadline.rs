@@ -65,7 +65,7 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 }
 
 /// A connection's timeouts and mode (this end, this process).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Limits {
     /// Non-blocking mode.
     pub nonblocking: Cell<bool>,

@@ -46,6 +46,7 @@ struct Fds {
 
 impl Fds {
     fn of(ep: &Endpoint) -> Result<Fds> {
+        ep.whole()?;
         let bells = ep.bells();
         Ok(Fds {
             end: ep.end,

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 pub fn end_and_fds(conn: &Connection) -> Result<(usize, [RawFd; 3])> {
     match conn.transport()? {
         Transport::Shm(ep) => {
+            ep.whole()?;
             let bells = ep.bells();
             Ok((
                 ep.end,

@@ -274,6 +274,10 @@ pub(crate) struct Endpoint {
     pub async_driven: Cell<bool>,
     /// When a reader that does not wait last asked the kernel about the peer.
     lookout: liveness::Lookout,
+    /// This is one half of a [`split`](Endpoint::split) end: the other half, in another
+    /// thread of this process, sleeps on our other doorbell, so we drain only our own
+    /// (the data doorbell if we receive, the space doorbell if we send).
+    split: bool,
 }
 
 /// The descriptor `fileno` returns, and what keeps it readable exactly when a receive
@@ -332,7 +336,60 @@ impl Endpoint {
             watch: OnceCell::new(),
             async_driven: Cell::new(false),
             lookout: liveness::Lookout::default(),
+            split: false,
         }
+    }
+
+    /// Splits a duplex end into its receiving half and its sending half, two endpoints
+    /// that share the region and the doorbells and can be used from two threads at once.
+    /// The end closes (for the peer) when both halves are dropped.
+    pub fn split(mut self) -> (Endpoint, Endpoint) {
+        let half = |rx: Option<Rx>, tx: Option<Tx>| Endpoint {
+            shared: self.shared.clone(),
+            end: self.end,
+            bells: self.bells.clone(),
+            rx,
+            tx,
+            watch: OnceCell::new(),
+            async_driven: Cell::new(false),
+            lookout: liveness::Lookout::default(),
+            split: true,
+        };
+        let receiving = half(self.rx.take(), None);
+        let sending = half(None, self.tx.take());
+        // A `fileno` handed out stays valid: it watches for messages, and from now on
+        // the space doorbell only for a hang-up (its bytes are the sending half's).
+        if let Some(w) = self.watch.take() {
+            let _ = epoll::modify(
+                &w.epoll,
+                receiving.bells().space.fd(),
+                epoll::EventData::new_u64(1),
+                epoll::EventFlags::RDHUP,
+            );
+            let _ = receiving.watch.set(w);
+        }
+        // Dropping what is left bumps our `detached` counter, which only sends the peer
+        // to ask the kernel, who says that the end is still open.
+        (receiving, sending)
+    }
+
+    /// Refuses what only a whole end can do: be handed to another process (which would
+    /// get both directions of it), or be driven by an `AsyncConnection` (which drains
+    /// both doorbells).
+    pub fn whole(&self) -> Result<()> {
+        if self.split {
+            return Err(Error::Invalid(
+                "a half of a split connection cannot be passed to another process or made                  async; do that with the whole end, before splitting it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `other`, our doorbell that is not the one a wait sleeps on, unless the other half
+    /// of a split end sleeps on it (see [`wakeup::Waiter::other`]).
+    pub(crate) fn other_bell<'a>(&self, other: &'a Doorbell) -> Option<&'a Doorbell> {
+        (!self.split).then_some(other)
     }
 
     /// This end's receiving half, ready for a receive.
@@ -399,7 +456,11 @@ impl Endpoint {
         if self.async_driven.get() {
             return liveness::hung_up_now([&bells.data, &bells.space]);
         }
-        let look = liveness::peer_gone([&bells.data, &bells.space])?;
+        let ours = [
+            !self.split || self.rx.is_some(),
+            !self.split || self.tx.is_some(),
+        ];
+        let look = liveness::peer_gone([&bells.data, &bells.space], ours)?;
         if look.drained_data {
             self.settle_watch()?;
         }
@@ -439,6 +500,13 @@ impl Endpoint {
             epoll::EventFlags::RDHUP
         };
         for (i, bell) in [&bells.data, &bells.space].into_iter().enumerate() {
+            // The space doorbell of a split end is its sending half's to drain: bytes on
+            // it say nothing about messages.
+            let interest = if i == 1 && self.split {
+                epoll::EventFlags::RDHUP
+            } else {
+                interest
+            };
             epoll::add(
                 &ep,
                 bell.fd(),
@@ -504,8 +572,11 @@ impl Endpoint {
         }
         let bells = self.bells();
         bells.data.drain()?;
-        // Stale wake-ups for a writer that has since found room, or junk.
-        bells.space.drain()?;
+        // Stale wake-ups for a writer that has since found room, or junk; unless the
+        // sending half of a split end waits on that doorbell.
+        if !self.split {
+            bells.space.drain()?;
+        }
         if w.pending_set.get() {
             w.pending.1.drain()?;
             w.pending_set.set(false);

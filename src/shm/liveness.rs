@@ -97,13 +97,20 @@ pub(crate) struct Look {
 }
 
 /// Asks the kernel, without blocking, whether every copy of the peer's end is gone, given
-/// our two doorbells `[data, space]`.
-pub(crate) fn peer_gone(bells: [&Doorbell; 2]) -> Result<Look> {
+/// our two doorbells `[data, space]`, draining those that are `ours` (a half of a split
+/// end leaves the other half's doorbell to it).
+pub(crate) fn peer_gone(bells: [&Doorbell; 2], ours: [bool; 2]) -> Result<Look> {
     let mut look = Look::default();
+    let interest = |i: usize| {
+        if ours[i] {
+            PollFlags::IN | PollFlags::RDHUP
+        } else {
+            PollFlags::RDHUP
+        }
+    };
     // Two rounds: the second sees the hang-up that closing passed descriptors revealed.
     for _ in 0..2 {
-        let mut fds =
-            bells.map(|b| PollFd::from_borrowed_fd(b.fd(), PollFlags::IN | PollFlags::RDHUP));
+        let mut fds = [0, 1].map(|i| PollFd::from_borrowed_fd(bells[i].fd(), interest(i)));
         poll_now(&mut fds)?;
         if fds.iter().any(|f| hung_up(f.revents())) {
             look.gone = true;
@@ -174,14 +181,14 @@ mod tests {
         let (space0, space1) = Doorbell::pair().unwrap();
         // A second copy of the peer's end, as `fork` would make.
         let copy = [&data1, &space1].map(|b| b.fd().try_clone_to_owned().unwrap());
-        assert!(!peer_gone([&data0, &space0]).unwrap().gone);
+        assert!(!peer_gone([&data0, &space0], [true; 2]).unwrap().gone);
         drop((data1, space1));
         assert!(
-            !peer_gone([&data0, &space0]).unwrap().gone,
+            !peer_gone([&data0, &space0], [true; 2]).unwrap().gone,
             "a copy is still open"
         );
         drop(copy);
-        assert!(peer_gone([&data0, &space0]).unwrap().gone);
+        assert!(peer_gone([&data0, &space0], [true; 2]).unwrap().gone);
     }
 
     #[test]
@@ -189,7 +196,7 @@ mod tests {
         let (data0, data1) = Doorbell::pair().unwrap();
         let (space0, _space1) = Doorbell::pair().unwrap();
         data1.ring().unwrap();
-        let look = peer_gone([&data0, &space0]).unwrap();
+        let look = peer_gone([&data0, &space0], [true; 2]).unwrap();
         assert_eq!(
             look,
             Look {

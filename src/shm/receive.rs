@@ -405,7 +405,7 @@ impl Endpoint {
         Waiter {
             flag: rx.consumer.sleeping_flag(),
             bell: &bells.data,
-            other: &bells.space,
+            other: self.other_bell(&bells.space),
             for_records: true,
         }
     }

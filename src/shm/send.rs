@@ -307,7 +307,7 @@ impl Endpoint {
         let waiter = Waiter {
             flag,
             bell: &bells.space,
-            other: &bells.data,
+            other: self.other_bell(&bells.data),
             for_records: false,
         };
         let woken = self.wait_one(waiter, ready, deadline.instant())?;

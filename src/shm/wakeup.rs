@@ -53,7 +53,10 @@ const UNFENCED_BACKSTOP: Duration = Duration::from_millis(1);
 pub(crate) struct Waiter<'a> {
     pub flag: &'a AtomicU32,
     pub bell: &'a Doorbell,
-    pub other: &'a Doorbell,
+    /// Our other doorbell, or `None` when another thread of this process waits on it: a
+    /// half of a [`split`](crate::Connection::split) end, whose other half would lose the
+    /// wake-ups we drained from it. Either doorbell reports the peer's death.
+    pub other: Option<&'a Doorbell>,
     /// Waiting for records (`flag` is the reader's): their writer may publish without a
     /// fence, so announcing takes the reader's half of the asymmetric fence
     /// ([`crate::shm::fence`]).
@@ -154,8 +157,9 @@ where
     }
     // Per waiter: the doorbell rung for it, then the other one. POLLHUP is always
     // reported; RDHUP too so that a half-closed socket counts.
+    // (Without another doorbell, our own twice: the indices stay `2 * i + k`.)
     let pair = |w: &Waiter<'a>| {
-        [w.bell, w.other]
+        [w.bell, w.other.unwrap_or(w.bell)]
             .map(|b| PollFd::from_borrowed_fd(b.fd(), PollFlags::IN | PollFlags::RDHUP))
     };
     // One connection (every blocking call but `shmpipe::wait`) needs no allocation.
@@ -207,7 +211,7 @@ where
         }
         let mut gone = None;
         for (i, w) in waiters.iter().enumerate() {
-            for (k, bell) in [w.bell, w.other].into_iter().enumerate() {
+            for (k, bell) in [w.bell, w.other.unwrap_or(w.bell)].into_iter().enumerate() {
                 let revents = fds[2 * i + k].revents();
                 // Draining closes any descriptor passed to us, which may reveal a
                 // hang-up that the descriptor in flight was hiding.

@@ -31,6 +31,7 @@ use rustix::net::SendFlags;
 use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How much of a payload one `recv(2)` asks for at most: the buffer grows by no more
@@ -71,7 +72,11 @@ impl Outgoing {
 pub(crate) struct SocketEnd {
     /// Clean (closed here) when it refuses passed descriptors or cannot carry any; see
     /// `crate::sys::PeerSocket`.
-    fd: PeerSocket,
+    /// Shared by the two halves of a split connection: closed when both are dropped.
+    fd: Arc<PeerSocket>,
+    /// Whether this end receives and sends (a half of a split connection does one).
+    reads: bool,
+    writes: bool,
     incoming: RefCell<Incoming>,
     outgoing: RefCell<Outgoing>,
     /// The longest message a receive that allocates will take.
@@ -111,7 +116,9 @@ impl SocketEnd {
 
     fn wrap(fd: OwnedFd, max_message: usize, clean: bool) -> SocketEnd {
         SocketEnd {
-            fd: PeerSocket::new(fd, clean),
+            fd: Arc::new(PeerSocket::new(fd, clean)),
+            reads: true,
+            writes: true,
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
             max_message: Cell::new(max_message),
@@ -120,6 +127,42 @@ impl SocketEnd {
             broken: RefCell::new(None),
             eof: Cell::new(false),
         }
+    }
+
+    /// Splits the connection into a receiving half and a sending half, which share the
+    /// socket (closed when both are dropped) and can be used from two threads at once.
+    /// A message that a timed-out send left part-sent is pushed out by the sending half.
+    pub fn split(self) -> (SocketEnd, SocketEnd) {
+        let half = |reads: bool| SocketEnd {
+            fd: self.fd.clone(),
+            reads,
+            writes: !reads,
+            incoming: RefCell::default(),
+            outgoing: RefCell::default(),
+            max_message: Cell::new(self.max_message.get()),
+            scratch: Scratch::default(),
+            send_scratch: Scratch::default(),
+            broken: RefCell::new(self.broken.borrow().clone()),
+            eof: Cell::new(self.eof.get()),
+        };
+        let (receiving, sending) = (half(true), half(false));
+        receiving.incoming.swap(&self.incoming);
+        sending.outgoing.swap(&self.outgoing);
+        (receiving, sending)
+    }
+
+    fn reading(&self) -> Result<()> {
+        if !self.reads {
+            return Err(Error::NotReadable);
+        }
+        self.usable()
+    }
+
+    fn writing(&self) -> Result<()> {
+        if !self.writes {
+            return Err(Error::NotWritable);
+        }
+        self.usable()
     }
 
     /// The socket, for `fileno` and event loops.
@@ -260,7 +303,7 @@ impl SocketEnd {
     /// Sends the concatenation of `buf`'s pieces as one message.
     #[inline(never)]
     pub fn send_parts(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
-        self.usable()?;
+        self.writing()?;
         if !self.push_out(deadline)? {
             return Err(gave_up(deadline));
         }
@@ -325,7 +368,7 @@ impl SocketEnd {
     /// one; [`Error::Timeout`] or [`Error::WouldBlock`].
     #[inline(never)]
     pub fn next_len(&self, deadline: Deadline) -> Result<usize> {
-        self.usable()?;
+        self.reading()?;
         loop {
             let mut inc = self.incoming.borrow_mut();
             if let Some(len) = inc.len {
@@ -449,7 +492,7 @@ impl SocketEnd {
     /// the socket is readable, even if only part of a message is there.
     #[inline(never)]
     pub fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
-        self.usable()?;
+        self.reading()?;
         {
             let inc = self.incoming.borrow();
             if inc.len == Some(inc.body.len()) || self.eof.get() {
