@@ -9,7 +9,7 @@
 //! loopback, run by `benches/python_connection.py`). Every receiver reads one byte per
 //! cache line of each message.
 //!
-//! `cargo bench --bench connected` runs it (about a minute on 2 cores).
+//! `cargo bench -p shmpipe-benches --bench connected` runs it (about a minute on 2 cores).
 
 #[path = "common/peer.rs"]
 mod peer;
@@ -83,7 +83,7 @@ fn stream(c: &mut Criterion) {
         let mut py = Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/benches/python_connection.py"
+                "/python_connection.py"
             ))
             .arg(size.to_string())
             .stdin(Stdio::piped())

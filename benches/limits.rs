@@ -25,7 +25,7 @@
 //! limit computed within each round, then its median over rounds. The table also goes
 //! to `target/criterion/limits-summary.md`.
 //!
-//! `cargo bench --bench limits` (about 2 minutes on 2 cores).
+//! `cargo bench -p shmpipe-benches --bench limits` (about 2 minutes on 2 cores).
 
 #[path = "common/bare_ring.rs"]
 mod bare_ring;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The README's benchmark table, from one run of the three benches:
 
-    cargo bench --bench sustained > sustained.out
-    cargo bench --bench limits > limits.out
+    cargo bench -p shmpipe-benches --bench sustained > sustained.out
+    cargo bench -p shmpipe-benches --bench limits > limits.out
     python python/bench.py --json python.json
     python3 benches/readme_table.py sustained.out limits.out python.json
 

@@ -26,7 +26,7 @@
 //! (median of rounds). The bare rings' readers sample how full they find the ring during
 //! the sustained stream, which shows the mode each ran in.
 //!
-//! `cargo bench --bench sustained` (about a minute per round on 2 cores).
+//! `cargo bench -p shmpipe-benches --bench sustained` (about a minute per round on 2 cores).
 
 #[path = "common/bare_ring.rs"]
 mod bare_ring;

@@ -20,7 +20,7 @@
 //!   between two tokio current-thread runtimes, `AsyncConnection` beside a tokio
 //!   `UnixStream` with `tokio-util`'s `LengthDelimitedCodec`.
 //!
-//! `cargo bench` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
+//! `cargo bench -p shmpipe-benches` runs it all (about 5 minutes on 2 cores); `benches/report.py` turns the
 //! results into `benches/results/RESULTS.md` and `throughput.svg`.
 
 #[path = "common/cacheline.rs"]

@@ -1,11 +1,11 @@
-//! The ring and wake-up protocols (`tests/model/protocol.rs`) under shuttle: many random
+//! The ring and wake-up protocols (`model/tests/model/protocol.rs`) under shuttle: many random
 //! schedules (PCT) of larger runs than loom can explore exhaustively, under sequential
 //! consistency. A deadlock it reports is a real lost wake-up; an assertion, a lost,
 //! repeated or reordered message or an early EOF.
 //!
-//! `cargo test --test shuttle_ring` runs 16 messages through 3 slots, 2000 schedules
+//! `cargo test -p shmpipe-model --test shuttle_ring` runs 16 messages through 3 slots, 2000 schedules
 //! (part of `cargo test`). Larger:
-//! `SHMPIPE_MODEL_MESSAGES=64 SHMPIPE_MODEL_SLOTS=4 SHMPIPE_SHUTTLE_ITERATIONS=200000 cargo test --release --test shuttle_ring`
+//! `SHMPIPE_MODEL_MESSAGES=64 SHMPIPE_MODEL_SLOTS=4 SHMPIPE_SHUTTLE_ITERATIONS=200000 cargo test -p shmpipe-model --release --test shuttle_ring`
 
 mod rt {
     pub use shuttle::sync::{atomic, Arc, Condvar, Mutex};

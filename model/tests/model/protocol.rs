@@ -1,8 +1,8 @@
 //! The ring and wake-up protocols of `src/shm/ring/` and `src/shm/wakeup.rs`, as a model that
 //! a checker runs over many interleavings: one producer, one consumer, a ring of `SLOTS`
 //! records, `MESSAGES` messages, then the producer's end closes. Included by
-//! `tests/loom_ring.rs` (exhaustive up to a preemption bound, weak memory) and
-//! `tests/shuttle_ring.rs` (random schedules, larger runs), which supply `super::rt`.
+//! `model/tests/loom_ring.rs` (exhaustive up to a preemption bound, weak memory) and
+//! `model/tests/shuttle_ring.rs` (random schedules, larger runs), which supply `super::rt`.
 //!
 //! The model keeps the real code's structure (own index, cached copy of the other's,
 //! publish by a release store (writer) or compare-exchange (reader), announce / re-check

@@ -1,4 +1,4 @@
-//! The ring and wake-up protocols (`tests/model/protocol.rs`) under loom: every
+//! The ring and wake-up protocols (`model/tests/model/protocol.rs`) under loom: every
 //! interleaving up to a preemption bound, with loom's model of weak memory and data-race
 //! detection on the payload slots.
 //!
@@ -16,10 +16,10 @@
 //! while the reader's `cas(tail); fence; load(flag)` reads a flag value older than that
 //! store — whichever fence is first in the SC order, one of the two loads must see the
 //! other's write. (Its README lists its `SeqCst` support as incomplete.) Larger runs are
-//! checked under sequential consistency by `tests/shuttle_ring.rs`.
+//! checked under sequential consistency by `model/tests/shuttle_ring.rs`.
 //!
-//! `cargo test --test loom_ring` runs 3 messages through 2 slots (part of `cargo test`);
-//! `SHMPIPE_MODEL_MESSAGES=8 SHMPIPE_MODEL_SLOTS=3 cargo test --release --test loom_ring`
+//! `cargo test -p shmpipe-model --test loom_ring` runs 3 messages through 2 slots (part of `cargo test`);
+//! `SHMPIPE_MODEL_MESSAGES=8 SHMPIPE_MODEL_SLOTS=3 cargo test -p shmpipe-model --release --test loom_ring`
 //! is the larger configuration.
 
 mod rt {
