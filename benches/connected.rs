@@ -81,10 +81,7 @@ fn stream(c: &mut Criterion) {
             });
         }
         let mut py = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/python_connection.py"
-            ))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python_connection.py"))
             .arg(size.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
