@@ -2,7 +2,7 @@
 //! `multiprocessing.connection.Connection`.
 
 use crate::buffers::{within, Parts, Sink, SliceSink};
-use crate::deadline::{deadline_after, Deadline, Limits};
+use crate::deadline::{Deadline, Limits};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint};
 use crate::shm::receive::Read;
@@ -445,12 +445,12 @@ impl Connection {
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let ep = match self.transport()? {
             Transport::Shm(ep) => ep,
-            Transport::Socket(s) => return s.poll(timeout.map(deadline_after)),
+            Transport::Socket(s) => return s.poll(Deadline::after(timeout)),
         };
         // The clock is read only by a poll that may wait (a zero timeout never does).
         let deadline = match timeout {
-            Some(Duration::ZERO) => None,
-            t => t.map(deadline_after),
+            Some(Duration::ZERO) => Deadline::Now,
+            t => Deadline::after(t),
         };
         let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;

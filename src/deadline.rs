@@ -1,8 +1,11 @@
-//! How long a call may wait ([`Deadline`]), and the settings it is computed from: a
-//! connection's read and write timeouts and its non-blocking mode ([`Limits`]). Shared
-//! by both transports; the public setters are in `timeouts`.
+//! How long a call may wait ([`Deadline`]), the settings it is computed from (a
+//! connection's read and write timeouts and its non-blocking mode: [`Limits`]), and the
+//! one way every call waits for descriptors ([`poll`]): until its deadline, through
+//! signals, unless the process asked for signals to end waits ([`set_interruptible`]).
+//! Shared by both transports; the public setters are in `timeouts`.
 
-use crate::error::Error;
+use crate::error::{Error, Result};
+use rustix::event::{PollFd, Timespec};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -48,17 +51,70 @@ impl Deadline {
         }
     }
 
-    /// The instant to give [`wait`], for `At`; `Now` never waits.
-    pub fn instant(self) -> Option<Instant> {
+    /// The deadline `timeout` from now (`None`: no limit), for `poll(timeout)`.
+    pub fn after(timeout: Option<Duration>) -> Deadline {
+        match timeout {
+            None => Deadline::Never,
+            Some(t) => Deadline::At(deadline_after(t)),
+        }
+    }
+
+    /// Whether the time is up: always for `Now`, never for `Never`.
+    pub fn passed(self) -> bool {
         match self {
-            Deadline::At(at) => Some(at),
-            _ => None,
+            Deadline::Never => false,
+            Deadline::Now => true,
+            Deadline::At(at) => Instant::now() >= at,
+        }
+    }
+
+    /// How long is left (`None`: no limit; zero once passed).
+    pub fn remaining(self) -> Option<Duration> {
+        match self {
+            Deadline::Never => None,
+            Deadline::Now => Some(Duration::ZERO),
+            Deadline::At(at) => Some(at.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    /// This deadline, or `cap` from now if that comes first.
+    pub fn capped(self, cap: Duration) -> Deadline {
+        let by = deadline_after(cap);
+        match self {
+            Deadline::Never => Deadline::At(by),
+            Deadline::Now => Deadline::Now,
+            Deadline::At(at) => Deadline::At(at.min(by)),
+        }
+    }
+}
+
+/// Waits until one of `fds` shows an event it asks for (or an error or hang-up), or
+/// `deadline` passes. Returns how many show events: 0 once the deadline passed. A signal
+/// that interrupts the wait resumes it, or ends the call with `ErrorKind::Interrupted`
+/// where [`set_interruptible`] asked for that.
+pub(crate) fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
+    loop {
+        let timeout = deadline.remaining().map(|left| Timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        });
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            // A timeout can end a little early (timer slack): only a passed deadline
+            // counts.
+            Ok(0) if !deadline.passed() => {}
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {
+                if let Some(e) = on_signal() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// The instant `timeout` from now; a timeout too large for `Instant` becomes a century.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))

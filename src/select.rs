@@ -1,14 +1,14 @@
 //! [`wait`]: block on many connections at once, like `multiprocessing.connection.wait`.
 
 use crate::connection::Connection;
-use crate::deadline::deadline_after;
+use crate::deadline::{self, Deadline};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::transport::Transport;
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use std::os::fd::{BorrowedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until at least one of `conns` has a message waiting or has reached EOF, or
 /// until `timeout` passes (`None`: no limit). Returns the indices, in `conns`, of every
@@ -55,7 +55,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     }
     if !any {
         let waiters: Vec<Waiter<'_>> = ends.iter().map(|(ep, rx)| ep.data_waiter(rx)).collect();
-        let woken = wakeup::wait(&waiters, has_data, timeout.map(deadline_after))?;
+        let woken = wakeup::wait(&waiters, has_data, Deadline::after(timeout))?;
         if woken == Woken::TimedOut {
             settle(&ends)?;
             return Ok(Vec::new());
@@ -77,7 +77,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
 /// true. (A shared-memory end then keeps its `fileno` exact from here on: a system call
 /// each time a receive empties its ring.)
 fn wait_on_descriptors(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = timeout.map(deadline_after);
+    let until = Deadline::after(timeout);
     loop {
         let mut ready = Vec::new();
         for (i, c) in conns.iter().enumerate() {
@@ -85,7 +85,7 @@ fn wait_on_descriptors(conns: &[&Connection], timeout: Option<Duration>) -> Resu
                 ready.push(i);
             }
         }
-        if !ready.is_empty() || deadline.is_some_and(|at| Instant::now() >= at) {
+        if !ready.is_empty() || until.passed() {
             return Ok(ready);
         }
         let fds = conns
@@ -109,17 +109,7 @@ fn wait_on_descriptors(conns: &[&Connection], timeout: Option<Duration>) -> Resu
                 false => PollFd::new(fd, PollFlags::IN),
             })
             .collect();
-        let left = deadline.map(|at| {
-            let d = at.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as i64,
-            }
-        });
-        match rustix::event::poll(&mut pollfds, left.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+        deadline::poll(&mut pollfds, until)?;
     }
 }
 

@@ -2,7 +2,7 @@
 //! `multiprocessing.connection.Listener`) by address.
 
 use crate::connection::Connection;
-use crate::deadline::{deadline_after, Deadline};
+use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::net::address::Address;
 use crate::net::handshake::{self, Terms};
@@ -151,10 +151,7 @@ impl ClientBuilder {
     /// ```
     pub fn connect(&self, address: impl Into<Address>) -> Result<Connection> {
         let address = address.into();
-        let deadline = match self.timeout {
-            Some(t) => Deadline::At(deadline_after(t)),
-            None => Deadline::Never,
-        };
+        let deadline = Deadline::after(self.timeout);
         let fd = socket_setup::connect(&address, self.timeout)?;
         let terms = Terms {
             authkey: self.authkey.clone(),

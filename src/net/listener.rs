@@ -2,7 +2,7 @@
 //! `multiprocessing.connection.Listener`.
 
 use crate::connection::Connection;
-use crate::deadline::{deadline_after, Deadline};
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::net::address::Address;
 use crate::net::handshake::{self, Terms};
@@ -132,7 +132,7 @@ impl Listener {
             if !self.terms.unix {
                 socket_setup::no_delay(fd.as_fd())?;
             }
-            let deadline = Deadline::At(deadline_after(self.handshake_timeout));
+            let deadline = Deadline::after(Some(self.handshake_timeout));
             match handshake::as_listener(fd, &self.terms, deadline) {
                 Ok(conn) => {
                     *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer);

@@ -68,7 +68,7 @@ pub(crate) fn offer(chan: &SocketEnd, pipe: &Builder, deadline: Deadline) -> Res
             Ok(n) => sent += n,
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
-                if poll::wait(chan.fd(), PollFlags::OUT, deadline.instant())?.is_empty() {
+                if poll::wait(chan.fd(), PollFlags::OUT, deadline)?.is_empty() {
                     return Err(Error::Timeout);
                 }
             }
@@ -179,7 +179,7 @@ fn recv_frame(chan: &SocketEnd, deadline: Deadline, fds: &mut Vec<OwnedFd>) -> R
                 got.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() }));
             }
             Err(Errno::AGAIN) => {
-                if poll::wait(chan.fd(), PollFlags::IN, deadline.instant())?.is_empty() {
+                if poll::wait(chan.fd(), PollFlags::IN, deadline)?.is_empty() {
                     return Err(Error::Timeout);
                 }
             }

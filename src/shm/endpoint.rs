@@ -432,7 +432,7 @@ impl Endpoint {
         &self,
         waiter: Waiter<'_>,
         mut ready: impl FnMut() -> std::result::Result<bool, Broken>,
-        deadline: Option<Instant>,
+        deadline: crate::deadline::Deadline,
     ) -> Result<std::result::Result<Woken, Broken>> {
         let mut broken = None;
         let woken = wakeup::wait(

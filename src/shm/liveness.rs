@@ -25,7 +25,7 @@
 
 use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
@@ -144,17 +144,7 @@ pub(crate) fn hung_up_now(bells: [&Doorbell; 2]) -> Result<bool> {
 }
 
 fn poll_now(fds: &mut [PollFd<'_>]) -> Result<()> {
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    loop {
-        match rustix::event::poll(fds, Some(&zero)) {
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    crate::deadline::poll(fds, crate::deadline::Deadline::Now).map(drop)
 }
 
 #[cfg(test)]

@@ -357,7 +357,7 @@ impl Endpoint {
                     }
                     true
                 }
-                deadline => match self.wait_for_data(rx, deadline.instant())? {
+                deadline => match self.wait_for_data(rx, deadline)? {
                     Woken::Ready(_) => false,
                     Woken::PeerGone(_) => true,
                     Woken::TimedOut => return Err(Error::Timeout),
@@ -410,7 +410,7 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Option<Instant>) -> Result<Woken> {
+    pub(crate) fn wait_for_data(&self, rx: &Rx, deadline: Deadline) -> Result<Woken> {
         let ready = || rx.consumer.has_data();
         let woken = self.wait_one(self.data_waiter(rx), ready, deadline)?;
         // The wait drained the data doorbell and lowered the flag: a watched `fileno`

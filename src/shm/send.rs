@@ -273,7 +273,7 @@ impl Endpoint {
         if deadline != Deadline::Now {
             let chunk = keep.max(tx.producer.ring().capacity() / REFILL_FRACTION);
             let mut refilled = |_| tx.guard(tx.producer.has_room(len, chunk));
-            wakeup::spin(&mut refilled, 1, deadline.instant(), Looks::Sparse)?;
+            wakeup::spin(&mut refilled, 1, deadline, Looks::Sparse)?;
         }
         if !tx.guard(tx.producer.has_room(len, keep))? {
             if deadline == Deadline::Now {
@@ -310,7 +310,7 @@ impl Endpoint {
             other: self.other_bell(&bells.data),
             for_records: false,
         };
-        let woken = self.wait_one(waiter, ready, deadline.instant())?;
+        let woken = self.wait_one(waiter, ready, deadline)?;
         // The wait may have drained our data doorbell: keep a watched `fileno` exact.
         self.settle_watch()?;
         match woken.map_err(|e| tx.break_with(e))? {

@@ -18,13 +18,14 @@
 //! `compare_exchange`; a writer publishing `head` uses the asymmetric fence of
 //! [`crate::shm::fence`], whose expensive half the reader pays here, before it sleeps.
 
+use crate::deadline::{self, Deadline};
 use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
 use crate::shm::fence;
 use crate::shm::liveness::hung_up;
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long to spin before going to sleep. Sleeping and being woken costs a few
 /// microseconds of system calls and scheduling on both sides; spinning for about that
@@ -102,27 +103,24 @@ const SPARSE_GAP: usize = 32;
 pub(crate) fn spin<F>(
     ready: &mut F,
     n: usize,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     looks: Looks,
 ) -> Result<Option<usize>>
 where
     F: FnMut(usize) -> Result<bool>,
 {
-    let limit = |now: Instant| match deadline {
-        Some(d) => d.min(now + SPIN_FOR),
-        None => now + SPIN_FOR,
-    };
     let (rounds, gap) = match looks {
         Looks::Eager => (64, 1),
         Looks::Sparse => (2, SPARSE_GAP),
     };
     // With a deadline (poll with a timeout) respect it from the start.
-    let mut until = deadline.map(|_| limit(Instant::now()));
+    let mut until = match deadline {
+        Deadline::Never => None,
+        d => Some(d.capped(SPIN_FOR)),
+    };
     loop {
-        if let Some(u) = until {
-            if Instant::now() >= u {
-                return Ok(None);
-            }
+        if until.is_some_and(Deadline::passed) {
+            return Ok(None);
         }
         for _ in 0..rounds {
             for i in 0..n {
@@ -135,7 +133,7 @@ where
             }
         }
         if until.is_none() {
-            until = Some(limit(Instant::now()));
+            until = Some(deadline.capped(SPIN_FOR));
         }
     }
 }
@@ -144,11 +142,7 @@ where
 /// deadline passes. Signals never end the wait early, and no sleep lasts longer than
 /// [`BACKSTOP`] without a re-check. The sleeping flags are down again on return (a
 /// watched `fileno` raises its own again, see `Endpoint::settle_watch`).
-pub(crate) fn wait<'a, F>(
-    waiters: &[Waiter<'a>],
-    mut ready: F,
-    deadline: Option<Instant>,
-) -> Result<Woken>
+pub(crate) fn wait<'a, F>(waiters: &[Waiter<'a>], mut ready: F, deadline: Deadline) -> Result<Woken>
 where
     F: FnMut(usize) -> Result<bool>,
 {
@@ -187,27 +181,12 @@ where
         if let Some(i) = first_ready(&mut ready, waiters.len())? {
             break Woken::Ready(i);
         }
-        let left = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(backstop),
-            None => backstop,
-        };
-        let ts = Timespec::try_from(left).expect("at most BACKSTOP");
         for f in fds.iter_mut() {
             f.clear_revents();
         }
-        match rustix::event::poll(fds, Some(&ts)) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => {
-                if let Some(e) = crate::deadline::on_signal() {
-                    lower_flags(waiters);
-                    return Err(e);
-                }
-                continue;
-            }
-            Err(e) => {
-                lower_flags(waiters);
-                return Err(e.into());
-            }
+        if let Err(e) = deadline::poll(fds, deadline.capped(backstop)) {
+            lower_flags(waiters);
+            return Err(e);
         }
         let mut gone = None;
         for (i, w) in waiters.iter().enumerate() {
@@ -229,10 +208,8 @@ where
         if let Some(i) = gone {
             break Woken::PeerGone(i);
         }
-        if let Some(d) = deadline {
-            if Instant::now() >= d {
-                break Woken::TimedOut;
-            }
+        if deadline.passed() {
+            break Woken::TimedOut;
         }
     };
     lower_flags(waiters);

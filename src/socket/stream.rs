@@ -32,7 +32,7 @@ use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How much of a payload one `recv(2)` asks for at most: the buffer grows by no more
 /// than this ahead of what has arrived (a peer announcing a huge message costs us
@@ -204,12 +204,7 @@ impl SocketEnd {
             // Checked on every round, not only when `poll` times out: a socket can show
             // room that a send then finds gone (TCP under memory pressure), and the
             // flushing below would go round for ever.
-            let past = match deadline {
-                Deadline::Now => !first,
-                Deadline::At(at) => !first && Instant::now() >= at,
-                Deadline::Never => false,
-            };
-            if past {
+            if !first && deadline.passed() {
                 return Ok(false);
             }
             first = false;
@@ -219,12 +214,7 @@ impl SocketEnd {
                 (true, false) => PollFlags::IN | PollFlags::OUT,
                 (false, false) => PollFlags::IN,
             };
-            let at = match deadline {
-                Deadline::Now => Some(Instant::now()),
-                Deadline::At(at) => Some(at),
-                Deadline::Never => None,
-            };
-            let seen = poll::wait(self.fd(), events, at)?;
+            let seen = poll::wait(self.fd(), events, deadline)?;
             if seen.is_empty() {
                 return Ok(false);
             }
@@ -491,7 +481,7 @@ impl SocketEnd {
     /// to `deadline` (`None`: no limit) for one. Like Python's `poll`, true as soon as
     /// the socket is readable, even if only part of a message is there.
     #[inline(never)]
-    pub fn poll(&self, deadline: Option<Instant>) -> Result<bool> {
+    pub fn poll(&self, deadline: Deadline) -> Result<bool> {
         self.reading()?;
         {
             let inc = self.incoming.borrow();
@@ -499,10 +489,6 @@ impl SocketEnd {
                 return Ok(true);
             }
         }
-        let deadline = match deadline {
-            None => Deadline::Never,
-            Some(at) => Deadline::At(at),
-        };
         self.wait(false, deadline)
     }
 
@@ -511,8 +497,7 @@ impl SocketEnd {
     /// short (an error on its side, never a wrong message).
     pub fn finish(&self, linger: Duration) {
         if !self.outgoing.borrow().pending().is_empty() {
-            let at = crate::deadline::deadline_after(linger);
-            let _ = self.push_out(Deadline::At(at));
+            let _ = self.push_out(Deadline::after(Some(linger)));
         }
     }
 }
