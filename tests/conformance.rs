@@ -12,6 +12,9 @@ use std::time::Duration;
 
 type Pair = (Connection, Connection);
 
+/// A transport's name and how to make a connected pair on it.
+type Transport = (&'static str, fn() -> Pair);
+
 /// A socket path of its own for each pair.
 fn fresh_path() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -56,7 +59,7 @@ fn tcp() -> Pair {
 }
 
 /// Every transport, by name.
-fn transports() -> [(&'static str, fn() -> Pair); 4] {
+fn transports() -> [Transport; 4] {
     [
         ("pipe", || pipe(true).unwrap()),
         ("unix path, shared memory", || unix(false)),
