@@ -1,13 +1,10 @@
 //! [`Connection`]: one end of a pipe, with the methods of Python's
 //! `multiprocessing.connection.Connection`.
 
-use crate::buffers::{within, Parts, Sink, SliceSink};
+use crate::buffers::{Parts, Sink, SliceSink};
 use crate::deadline::{Deadline, Limits};
 use crate::error::{Error, Result};
-use crate::shm::endpoint::{Breakable, Endpoint};
-use crate::shm::receive::Read;
-use crate::shm::wakeup::Woken;
-use crate::shm::wire::Kind;
+use crate::shm::endpoint::Endpoint;
 use crate::socket::stream::{SocketEnd, CLOSE_LINGER};
 use crate::transport::Transport;
 use std::os::fd::RawFd;
@@ -69,17 +66,16 @@ impl Connection {
     /// Whether a socket connection still holds part of a sent message (see
     /// `crate::socket::stream`).
     pub(crate) fn has_unsent_output(&self) -> bool {
-        matches!(&self.inner, Some(Transport::Socket(s)) if s.has_unsent_output())
+        self.inner
+            .as_ref()
+            .is_some_and(Transport::has_unsent_output)
     }
 
     /// Pushes out what it can of a socket connection's unsent output without waiting;
     /// true when none is left.
     #[cfg(feature = "tokio")]
     pub(crate) fn push_unsent(&self) -> Result<bool> {
-        match self.transport()? {
-            Transport::Socket(s) => s.push_out(Deadline::Now),
-            Transport::Shm(_) => Ok(true),
-        }
+        self.transport()?.push_unsent(Deadline::Now)
     }
 
     pub(crate) fn transport(&self) -> Result<&Transport> {
@@ -131,17 +127,10 @@ impl Connection {
                 "only a duplex end can be split; this one goes one way already".into(),
             ));
         }
-        let (receiving, sending) = match self.inner.take() {
-            Some(Transport::Shm(ep)) => {
-                let (r, s) = ep.split();
-                (Transport::Shm(r), Transport::Shm(s))
-            }
-            Some(Transport::Socket(end)) => {
-                let (r, s) = end.split();
-                (Transport::Socket(r), Transport::Socket(s))
-            }
-            None => return Err(Error::Closed),
+        let Some(whole) = self.inner.take() else {
+            return Err(Error::Closed);
         };
+        let (receiving, sending) = whole.split();
         let half = |inner: Transport, readable: bool| Connection {
             inner: Some(inner),
             limits: self.limits.clone(),
@@ -231,12 +220,10 @@ impl Connection {
     pub fn send_bytes_many(&self, msgs: &[&[u8]]) -> Result<()> {
         let mut rest = msgs;
         while let [first, ..] = rest {
-            if let Some(Transport::Shm(ep)) = &self.inner {
-                let sent = ep.send_many_now(ep.sending()?, rest)?;
-                if sent > 0 {
-                    rest = &rest[sent..];
-                    continue;
-                }
+            let sent = self.transport()?.send_many_now(rest)?;
+            if sent > 0 {
+                rest = &rest[sent..];
+                continue;
             }
             // Waits for room, fragments a long message, or goes over the socket.
             self.send_bytes(first)?;
@@ -249,9 +236,8 @@ impl Connection {
     pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
         // The common case, inline and in one pass (see `send_whole_now`); everything
         // else, including every error it does not report itself, out of line.
-        if let Some(Transport::Shm(ep)) = &self.inner {
-            let tx = ep.sending()?;
-            if ep.send_whole_now(tx, buf)? {
+        if let Some(t) = &self.inner {
+            if t.send_now(buf)? {
                 return Ok(());
             }
         }
@@ -260,10 +246,7 @@ impl Connection {
 
     #[inline(never)]
     fn send_parts_slowly(&self, buf: Parts<'_>) -> Result<()> {
-        match self.transport()? {
-            Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, self.limits.write_deadline()),
-            Transport::Socket(s) => s.send_parts(buf, self.limits.write_deadline()),
-        }
+        self.transport()?.send(buf, self.limits.write_deadline())
     }
 
     /// Receives the next message. Blocks while there is none.
@@ -294,10 +277,7 @@ impl Connection {
     /// The connection's limit on received messages.
     #[inline]
     pub(crate) fn limit(&self) -> Result<usize> {
-        match self.transport()? {
-            Transport::Shm(ep) => Ok(ep.receiving()?.max_message.get()),
-            Transport::Socket(s) => Ok(s.max_message.get()),
-        }
+        self.transport()?.max_message()
     }
 
     /// Like [`recv_bytes`](Connection::recv_bytes), but refuses a message longer than
@@ -333,21 +313,8 @@ impl Connection {
     /// Receives the next message into `out`, refusing one longer than `max`.
     #[inline]
     pub(crate) fn receive_into<S: Sink>(&self, out: &mut S, max: usize) -> Result<()> {
-        match self.transport()? {
-            Transport::Shm(ep) => {
-                let rx = ep.receiving()?;
-                let mut deadline = self.lazy_read_deadline();
-                if ep.receive_whole(rx, out, max, &mut deadline)? {
-                    return Ok(());
-                }
-                ep.receive(rx, out, max, deadline())
-            }
-            Transport::Socket(s) => {
-                let deadline = self.limits.read_deadline();
-                within(s.next_len(deadline)?, max)?;
-                s.read_body(out, deadline)
-            }
-        }
+        self.transport()?
+            .receive(out, max, self.lazy_read_deadline())
     }
 
     /// Receives the next message into `buf` and returns its length. Allocates nothing
@@ -376,13 +343,10 @@ impl Connection {
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         // The common case, inline and in one pass (see `receive_whole_now`); everything
         // else, including every error it does not report itself, out of line.
-        if let Some(Transport::Shm(ep)) = &self.inner {
-            let Some(rx) = &ep.rx else {
-                return self.recv_bytes_into_slowly(buf);
-            };
+        if let Some(t) = &self.inner {
             let room = buf.len();
             let mut sink = SliceSink::new(buf);
-            if ep.receive_whole_now(rx, &mut sink, room)? {
+            if t.receive_now(&mut sink, room)? {
                 return Ok(sink.len());
             }
         }
@@ -391,40 +355,8 @@ impl Connection {
 
     #[inline(never)]
     fn recv_bytes_into_slowly(&self, buf: &mut [u8]) -> Result<usize> {
-        let ep = match self.transport()? {
-            Transport::Shm(ep) => ep,
-            Transport::Socket(s) => {
-                let deadline = self.limits.read_deadline();
-                let len = s.next_len(deadline)?;
-                if len > buf.len() {
-                    within(len, s.max_message.get())?;
-                    let mut whole = Vec::new();
-                    s.read_body(&mut whole, deadline)?;
-                    return Err(Error::BufferTooShort(whole));
-                }
-                s.read_body(&mut SliceSink::new(&mut buf[..len]), deadline)?;
-                return Ok(len);
-            }
-        };
-        let rx = ep.receiving()?;
-        let room = buf.len();
-        let mut sink = SliceSink::new(buf);
-        let mut deadline = self.lazy_read_deadline();
-        if ep.receive_whole(rx, &mut sink, room, &mut deadline)? {
-            return Ok(sink.len());
-        }
-        ep.receive_loop(rx, deadline(), |len, next, budget| {
-            if len > buf.len() {
-                within(len, rx.max_message.get())?;
-                let mut whole = Vec::new();
-                if ep.read_message(rx, next, &mut whole, budget)? == Read::Done {
-                    return Err(Error::BufferTooShort(whole));
-                }
-                return Ok(None);
-            }
-            let mut sink = SliceSink::new(&mut buf[..len]);
-            Ok((ep.read_message(rx, next, &mut sink, budget)? == Read::Done).then_some(len))
-        })
+        self.transport()?
+            .receive_into_slice(buf, self.lazy_read_deadline())
     }
 
     /// Whether a message (or EOF) is waiting: `Some(d)` waits up to `d`, `None` waits
@@ -443,43 +375,7 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let ep = match self.transport()? {
-            Transport::Shm(ep) => ep,
-            Transport::Socket(s) => return s.poll(Deadline::after(timeout)),
-        };
-        // The clock is read only by a poll that may wait (a zero timeout never does).
-        let deadline = match timeout {
-            Some(Duration::ZERO) => Deadline::Now,
-            t => Deadline::after(t),
-        };
-        let rx = ep.receiving()?;
-        rx.guard(rx.consumer.resync())?;
-        let ready = loop {
-            if let Some(rec) = rx.guard(rx.consumer.peek())? {
-                // The common case at once; anything else may start a message the writer
-                // cancelled, which is nothing to receive.
-                if rec.kind == Kind::Whole && !rx.has_partial() {
-                    break true;
-                }
-                ep.skip_cancelled(rx)?;
-                if rx.guard(rx.consumer.has_data())? {
-                    break true;
-                }
-            }
-            if timeout == Some(Duration::ZERO) {
-                // A look that does not wait: memory only, but for a rate-limited
-                // question to the kernel about the peer (see `shm::liveness`). No
-                // sleeping flag, no fence that would interrupt the other process.
-                break ep.peer_gone_lately()?;
-            }
-            match ep.wait_for_data(rx, deadline)? {
-                Woken::Ready(_) => continue,
-                Woken::PeerGone(_) => break true,
-                Woken::TimedOut => break false,
-            }
-        };
-        ep.settle_watch()?;
-        Ok(ready)
+        self.transport()?.poll(timeout)
     }
 
     /// A descriptor that polls readable (with `poll(2)`, `select(2)` or epoll) exactly
@@ -511,10 +407,7 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn fileno(&self) -> Result<RawFd> {
-        match self.transport()? {
-            Transport::Shm(ep) => ep.watch_fd(),
-            Transport::Socket(s) => Ok(s.raw_fd()),
-        }
+        self.transport()?.fileno()
     }
 
     /// Closes this end. Idempotent; dropping the connection closes it too. Once every
@@ -531,8 +424,10 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn close(&mut self) {
-        if let Some(Transport::Socket(s)) = &self.inner {
-            s.finish(self.limits.write_timeout.get().unwrap_or(CLOSE_LINGER));
+        if let Some(t) = &self.inner {
+            // A message a timed-out send left part-sent gets this long to go out.
+            let linger = self.limits.write_timeout.get().unwrap_or(CLOSE_LINGER);
+            let _ = t.push_unsent(Deadline::after(Some(linger)));
         }
         self.inner = None;
     }
@@ -555,13 +450,11 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
-        match self.transport()? {
-            Transport::Shm(ep) => {
-                let rx = ep.rx.as_ref().ok_or(Error::NotReadable)?;
-                rx.max_message.set(bytes);
-            }
-            Transport::Socket(s) => s.max_message.set(bytes),
+        let t = self.transport()?;
+        if !self.readable {
+            return Err(Error::NotReadable);
         }
+        t.set_max_message(bytes);
         Ok(())
     }
 
@@ -574,10 +467,10 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn max_message_size(&self) -> Option<usize> {
-        match self.inner.as_ref()? {
-            Transport::Shm(ep) => Some(ep.rx.as_ref()?.max_message.get()),
-            Transport::Socket(s) => Some(s.max_message.get()),
+        if !self.readable {
+            return None;
         }
+        self.inner.as_ref()?.max_message().ok()
     }
 
     /// Whether [`close`](Connection::close) has been called.

@@ -168,18 +168,12 @@ impl Connection {
     /// The buffer kept for typed sends.
     #[cfg(feature = "tokio")]
     pub(crate) fn send_scratch(&self) -> Result<&Scratch> {
-        match self.transport()? {
-            Transport::Shm(ep) => Ok(&ep.sending()?.scratch),
-            Transport::Socket(s) => Ok(&s.send_scratch),
-        }
+        self.transport()?.scratch(true)
     }
 
     /// The buffer kept for typed receives.
     fn scratch(&self) -> Result<&Scratch> {
-        match self.transport()? {
-            Transport::Shm(ep) => Ok(&ep.receiving()?.scratch),
-            Transport::Socket(s) => Ok(&s.scratch),
-        }
+        self.transport()?.scratch(false)
     }
 
     /// The next message, in the kept buffer (aligned for rkyv).

@@ -11,7 +11,7 @@
 //! * `doorbell`: the sockets one side rings and the other sleeps on;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
 //! * `endpoint`: what one end holds in one process; `receive` and `send` move messages
-//!   through it;
+//!   through it, and `ops` adds what the transport contract asks beyond them;
 //! * `fork_epoch`: telling this process from its forked copies, cheaply.
 
 pub(crate) mod doorbell;
@@ -20,6 +20,7 @@ pub(crate) mod fence;
 pub(crate) mod fork_epoch;
 pub(crate) mod layout;
 pub(crate) mod liveness;
+pub(crate) mod ops;
 pub(crate) mod receive;
 pub(crate) mod region;
 pub(crate) mod ring;

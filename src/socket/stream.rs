@@ -21,7 +21,7 @@
 
 use super::framing::{self, Header, MAX_HEADER};
 use super::poll;
-use crate::buffers::{grow_for, Parts, Scratch, Sink};
+use crate::buffers::{grow_for, within, Parts, Scratch, Sink, SliceSink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::PeerSocket;
@@ -409,6 +409,28 @@ impl SocketEnd {
         }
     }
 
+    /// Receives the next message into `out`, refusing one longer than `max` (it stays,
+    /// header read, for a later call with a larger limit).
+    pub fn receive_into<S: Sink>(&self, out: &mut S, max: usize, deadline: Deadline) -> Result<()> {
+        within(self.next_len(deadline)?, max)?;
+        self.read_body(out, deadline)
+    }
+
+    /// Receives the next message into `buf`, returning its length; one that does not fit
+    /// is consumed and handed over whole in [`Error::BufferTooShort`] (unless it is over
+    /// the size limit, when it stays).
+    pub fn receive_into_slice(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+        let len = self.next_len(deadline)?;
+        if len > buf.len() {
+            within(len, self.max_message.get())?;
+            let mut whole = Vec::new();
+            self.read_body(&mut whole, deadline)?;
+            return Err(Error::BufferTooShort(whole));
+        }
+        self.read_body(&mut SliceSink::new(&mut buf[..len]), deadline)?;
+        Ok(len)
+    }
+
     /// Reads the payload of the message whose header [`next_len`](Self::next_len) read
     /// into `out` (emptied first), within `deadline`. Grows `out` only as bytes arrive.
     #[inline(never)]
@@ -490,15 +512,6 @@ impl SocketEnd {
             }
         }
         self.wait(false, deadline)
-    }
-
-    /// Before the connection closes: pushes out the unsent rest of a message, waiting up
-    /// to `linger`. What is still unsent then is lost, and the peer sees the message cut
-    /// short (an error on its side, never a wrong message).
-    pub fn finish(&self, linger: Duration) {
-        if !self.outgoing.borrow().pending().is_empty() {
-            let _ = self.push_out(Deadline::after(Some(linger)));
-        }
     }
 }
 
