@@ -236,10 +236,8 @@ impl Connection {
     pub(crate) fn send_parts(&self, buf: Parts<'_>) -> Result<()> {
         // The common case, inline and in one pass (see `send_whole_now`); everything
         // else, including every error it does not report itself, out of line.
-        if let Some(t) = &self.inner {
-            if t.send_now(buf)? {
-                return Ok(());
-            }
+        if Transport::send_now(&self.inner, buf)? {
+            return Ok(());
         }
         self.send_parts_slowly(buf)
     }
@@ -343,12 +341,10 @@ impl Connection {
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         // The common case, inline and in one pass (see `receive_whole_now`); everything
         // else, including every error it does not report itself, out of line.
-        if let Some(t) = &self.inner {
-            let room = buf.len();
-            let mut sink = SliceSink::new(buf);
-            if t.receive_now(&mut sink, room)? {
-                return Ok(sink.len());
-            }
+        let room = buf.len();
+        let mut sink = SliceSink::new(buf);
+        if Transport::receive_now(&self.inner, &mut sink, room)? {
+            return Ok(sink.len());
         }
         self.recv_bytes_into_slowly(buf)
     }
