@@ -41,14 +41,14 @@ impl Scratch {
     const RETAIN_LIMIT: usize = 64 << 20;
 
     /// The kept buffer, empty (or a new one).
-    pub fn take(&self) -> AlignedVec {
+    pub(crate) fn take(&self) -> AlignedVec {
         let mut v = self.0.take().unwrap_or_default();
         v.clear();
         v
     }
 
     /// Keeps `v` for the next message, unless it is too large to keep.
-    pub fn give_back(&self, v: AlignedVec) {
+    pub(crate) fn give_back(&self, v: AlignedVec) {
         if v.capacity() <= Self::RETAIN_LIMIT {
             self.0.set(Some(v));
         }
@@ -149,7 +149,7 @@ pub(crate) struct SliceSink<'a> {
 }
 
 impl<'a> SliceSink<'a> {
-    pub fn new(buf: &'a mut [u8]) -> SliceSink<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> SliceSink<'a> {
         SliceSink { buf, len: 0 }
     }
 }
@@ -201,7 +201,7 @@ pub(crate) struct Parts<'a> {
 
 impl<'a> Parts<'a> {
     /// The pieces of one message.
-    pub fn new(parts: &'a [&'a [u8]]) -> Parts<'a> {
+    pub(crate) fn new(parts: &'a [&'a [u8]]) -> Parts<'a> {
         Parts {
             parts,
             len: parts.iter().map(|p| p.len()).sum(),
@@ -209,19 +209,19 @@ impl<'a> Parts<'a> {
     }
 
     /// The message's length.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// The pieces.
-    pub fn pieces(&self) -> &'a [&'a [u8]] {
+    pub(crate) fn pieces(&self) -> &'a [&'a [u8]] {
         self.parts
     }
 
     /// Hands `put` the bytes `at..at + len` of the message, a piece at a time, each with
     /// its offset from `at`.
     #[inline(always)]
-    pub fn copy_range(&self, at: usize, len: usize, mut put: impl FnMut(usize, &[u8])) {
+    pub(crate) fn copy_range(&self, at: usize, len: usize, mut put: impl FnMut(usize, &[u8])) {
         if let [one] = self.parts {
             // The usual message, in one piece.
             put(0, &one[at..at + len]);

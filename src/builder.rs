@@ -182,7 +182,7 @@ pub(crate) struct FarEnd {
 impl FarEnd {
     /// The three descriptors another process needs: the region's memfd and the two
     /// doorbells, in that order.
-    pub fn fds(&self) -> [BorrowedFd<'_>; 3] {
+    pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 3] {
         [self.shared.region.memfd(), self.data.fd(), self.space.fd()]
     }
 }

@@ -43,7 +43,7 @@ pub(crate) enum Deadline {
 impl Deadline {
     /// The deadline for a call starting now under `timeout` (blocking mode) or in
     /// non-blocking mode.
-    pub fn for_call(nonblocking: bool, timeout: Option<Duration>) -> Deadline {
+    pub(crate) fn for_call(nonblocking: bool, timeout: Option<Duration>) -> Deadline {
         match (nonblocking, timeout) {
             (true, _) => Deadline::Now,
             (false, None) => Deadline::Never,
@@ -52,7 +52,7 @@ impl Deadline {
     }
 
     /// The deadline `timeout` from now (`None`: no limit), for `poll(timeout)`.
-    pub fn after(timeout: Option<Duration>) -> Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
         match timeout {
             None => Deadline::Never,
             Some(t) => Deadline::At(deadline_after(t)),
@@ -60,7 +60,7 @@ impl Deadline {
     }
 
     /// Whether the time is up: always for `Now`, never for `Never`.
-    pub fn passed(self) -> bool {
+    pub(crate) fn passed(self) -> bool {
         match self {
             Deadline::Never => false,
             Deadline::Now => true,
@@ -69,7 +69,7 @@ impl Deadline {
     }
 
     /// How long is left (`None`: no limit; zero once passed).
-    pub fn remaining(self) -> Option<Duration> {
+    pub(crate) fn remaining(self) -> Option<Duration> {
         match self {
             Deadline::Never => None,
             Deadline::Now => Some(Duration::ZERO),
@@ -78,7 +78,7 @@ impl Deadline {
     }
 
     /// This deadline, or `cap` from now if that comes first.
-    pub fn capped(self, cap: Duration) -> Deadline {
+    pub(crate) fn capped(self, cap: Duration) -> Deadline {
         let by = deadline_after(cap);
         match self {
             Deadline::Never => Deadline::At(by),
@@ -133,12 +133,12 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// The deadline of a receive starting now.
-    pub fn read_deadline(&self) -> Deadline {
+    pub(crate) fn read_deadline(&self) -> Deadline {
         Deadline::for_call(self.nonblocking.get(), self.read_timeout.get())
     }
 
     /// The deadline of a send starting now.
-    pub fn write_deadline(&self) -> Deadline {
+    pub(crate) fn write_deadline(&self) -> Deadline {
         Deadline::for_call(self.nonblocking.get(), self.write_timeout.get())
     }
 }

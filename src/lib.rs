@@ -56,7 +56,11 @@
 //!   framing; both use `buffers` and `deadline`.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    missing_debug_implementations,
+    unreachable_pub
+)]
 #![cfg(target_os = "linux")]
 
 #[doc(hidden)]

@@ -40,7 +40,7 @@ impl Transport {
     /// [`send`](Transport::send) then takes. It takes the connection's `Option` so that
     /// the hot path makes one test of what it holds, not two.
     #[inline(always)]
-    pub fn send_now(this: &Option<Transport>, buf: Parts<'_>) -> Result<bool> {
+    pub(crate) fn send_now(this: &Option<Transport>, buf: Parts<'_>) -> Result<bool> {
         match this {
             Some(Transport::Shm(ep)) => ep.send_whole_now(ep.sending()?, buf),
             _ => Ok(false),
@@ -48,7 +48,7 @@ impl Transport {
     }
 
     /// Sends `buf` as one message, by `deadline`.
-    pub fn send(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
+    pub(crate) fn send(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
         match self {
             Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, deadline),
             Transport::Socket(s) => s.send_parts(buf, deadline),
@@ -57,7 +57,7 @@ impl Transport {
 
     /// Sends the messages at the start of `msgs` that go now, published together;
     /// returns how many (0: the first needs [`send`](Transport::send)).
-    pub fn send_many_now(&self, msgs: &[&[u8]]) -> Result<usize> {
+    pub(crate) fn send_many_now(&self, msgs: &[&[u8]]) -> Result<usize> {
         match self {
             Transport::Shm(ep) => ep.send_many_now(ep.sending()?, msgs),
             Transport::Socket(_) => Ok(0),
@@ -68,7 +68,11 @@ impl Transport {
     /// of the ordinary (shared memory's one-pass receive, inline); `false`, having
     /// consumed nothing, for everything else (as [`send_now`](Transport::send_now)).
     #[inline(always)]
-    pub fn receive_now<S: Sink>(this: &Option<Transport>, out: &mut S, max: usize) -> Result<bool> {
+    pub(crate) fn receive_now<S: Sink>(
+        this: &Option<Transport>,
+        out: &mut S,
+        max: usize,
+    ) -> Result<bool> {
         match this {
             Some(Transport::Shm(ep)) => match &ep.rx {
                 Some(rx) => ep.receive_whole_now(rx, out, max),
@@ -81,7 +85,7 @@ impl Transport {
     /// Receives the next message into `out`, refusing one longer than `max`, by the
     /// deadline `deadline` computes (called when the receive first has to wait).
     #[inline]
-    pub fn receive<S: Sink>(
+    pub(crate) fn receive<S: Sink>(
         &self,
         out: &mut S,
         max: usize,
@@ -94,7 +98,7 @@ impl Transport {
     }
 
     /// Receives the next message into `buf` (see `Connection::recv_bytes_into`).
-    pub fn receive_into_slice(
+    pub(crate) fn receive_into_slice(
         &self,
         buf: &mut [u8],
         mut deadline: impl FnMut() -> Deadline,
@@ -106,7 +110,7 @@ impl Transport {
     }
 
     /// Whether a message (or EOF) is waiting, waiting up to `timeout` for one.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         match self {
             Transport::Shm(ep) => ep.poll(timeout),
             Transport::Socket(s) => s.poll(Deadline::after(timeout)),
@@ -115,7 +119,7 @@ impl Transport {
 
     /// The descriptor that polls readable exactly when [`poll`](Transport::poll) would
     /// say true.
-    pub fn fileno(&self) -> Result<RawFd> {
+    pub(crate) fn fileno(&self) -> Result<RawFd> {
         match self {
             Transport::Shm(ep) => ep.watch_fd(),
             Transport::Socket(s) => Ok(s.raw_fd()),
@@ -124,7 +128,7 @@ impl Transport {
 
     /// The longest message a receive that allocates takes.
     #[inline]
-    pub fn max_message(&self) -> Result<usize> {
+    pub(crate) fn max_message(&self) -> Result<usize> {
         match self {
             Transport::Shm(ep) => Ok(ep.receiving()?.max_message.get()),
             Transport::Socket(s) => Ok(s.max_message.get()),
@@ -132,7 +136,7 @@ impl Transport {
     }
 
     /// Sets [`max_message`](Transport::max_message) (of an end that receives).
-    pub fn set_max_message(&self, bytes: usize) {
+    pub(crate) fn set_max_message(&self, bytes: usize) {
         match self {
             Transport::Shm(ep) => ep.rx.iter().for_each(|rx| rx.max_message.set(bytes)),
             Transport::Socket(s) => s.max_message.set(bytes),
@@ -140,7 +144,7 @@ impl Transport {
     }
 
     /// The buffers typed messages are serialized into and received into.
-    pub fn scratch(&self, sending: bool) -> Result<&Scratch> {
+    pub(crate) fn scratch(&self, sending: bool) -> Result<&Scratch> {
         match (self, sending) {
             (Transport::Shm(ep), true) => Ok(&ep.sending()?.scratch),
             (Transport::Shm(ep), false) => Ok(&ep.receiving()?.scratch),
@@ -150,7 +154,7 @@ impl Transport {
     }
 
     /// Splits a duplex end into its receiving half and its sending half.
-    pub fn split(self) -> (Transport, Transport) {
+    pub(crate) fn split(self) -> (Transport, Transport) {
         match self {
             Transport::Shm(ep) => map_pair(ep.split(), Transport::Shm),
             Transport::Socket(s) => map_pair(s.split(), Transport::Socket),
@@ -159,7 +163,7 @@ impl Transport {
 
     /// Whether part of a sent message waits to be pushed out (a socket whose send timed
     /// out part-way).
-    pub fn has_unsent_output(&self) -> bool {
+    pub(crate) fn has_unsent_output(&self) -> bool {
         match self {
             Transport::Shm(_) => false,
             Transport::Socket(s) => s.has_unsent_output(),
@@ -167,7 +171,7 @@ impl Transport {
     }
 
     /// Pushes out what it can of such output by `deadline`; true when none is left.
-    pub fn push_unsent(&self, deadline: Deadline) -> Result<bool> {
+    pub(crate) fn push_unsent(&self, deadline: Deadline) -> Result<bool> {
         match self {
             Transport::Shm(_) => Ok(true),
             Transport::Socket(s) => s.push_out(deadline),

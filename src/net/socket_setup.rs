@@ -51,7 +51,7 @@ pub(crate) struct SocketFile {
 
 impl SocketFile {
     /// Removes the file, if this process made it and it was not replaced since.
-    pub fn remove(&self) {
+    pub(crate) fn remove(&self) {
         if rustix::process::getpid() != self.pid {
             return;
         }

@@ -65,7 +65,7 @@ pub(crate) enum Drained {
 
 impl Doorbell {
     /// A connected pair of doorbells: one for each end of a pipe.
-    pub fn pair() -> Result<(Doorbell, Doorbell)> {
+    pub(crate) fn pair() -> Result<(Doorbell, Doorbell)> {
         let (a, b) = rustix::net::socketpair(
             AddressFamily::UNIX,
             SocketType::STREAM,
@@ -88,7 +88,7 @@ impl Doorbell {
     /// before handing the half over), then drains what it queued before, handing any
     /// descriptors to the closer thread. Draining only swallows wake-ups, which are
     /// hints: every wait looks at the ring before it sleeps.
-    pub fn adopt(sock: OwnedFd) -> Doorbell {
+    pub(crate) fn adopt(sock: OwnedFd) -> Doorbell {
         let refused = crate::sys::refuse_ancillary(sock.as_fd());
         let mut bytes = vec![MaybeUninit::uninit(); 64 << 10];
         let mut drained = false;
@@ -109,7 +109,7 @@ impl Doorbell {
 
     /// Checks that `fd`, received from another process, can be a doorbell: a connected
     /// Unix stream socket. The error says what it is instead.
-    pub fn check(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+    pub(crate) fn check(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
         use rustix::net::{sockopt, AddressFamily, SocketType};
         let kind = sockopt::socket_type(fd).map_err(|_| "is not a socket".to_string())?;
         let domain = sockopt::socket_domain(fd).map_err(|e| format!("has no domain: {e}"))?;
@@ -129,7 +129,7 @@ impl Doorbell {
         }
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
 
@@ -138,7 +138,7 @@ impl Doorbell {
     /// A full queue (`EAGAIN`) means the other side has unread bytes, so it is woken
     /// already. A peer that is gone (`EPIPE`, `ECONNRESET`) needs no waking: the caller's
     /// next liveness check reports it.
-    pub fn ring(&self) -> Result<()> {
+    pub(crate) fn ring(&self) -> Result<()> {
         loop {
             match rustix::net::send(&self.sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
                 Ok(_) | Err(Errno::AGAIN | Errno::PIPE | Errno::CONNRESET) => return Ok(()),
@@ -150,7 +150,7 @@ impl Doorbell {
 
     /// Empties the queue, closing any descriptor the other side passed along with its
     /// bytes (see the module documentation). Never blocks.
-    pub fn drain(&self) -> Result<Drained> {
+    pub(crate) fn drain(&self) -> Result<Drained> {
         let mut bytes = [MaybeUninit::uninit(); 256];
         for _ in 0..DRAIN_ROUNDS {
             // Whatever came along with the bytes is closed on the closer thread.

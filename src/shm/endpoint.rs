@@ -89,7 +89,7 @@ impl Rx {
 
     /// Whether the one-pass receive may run (see [`Rx::fast`](Rx#structfield.fast)).
     #[inline(always)]
-    pub fn fast(&self) -> bool {
+    pub(crate) fn fast(&self) -> bool {
         self.fast.get()
     }
 
@@ -104,46 +104,46 @@ impl Rx {
     }
 
     /// Whether a message is lent out in place.
-    pub fn lent(&self) -> bool {
+    pub(crate) fn lent(&self) -> bool {
         self.lent.get()
     }
 
     /// Records that a message is lent out in place, or no longer.
-    pub fn set_lent(&self, lent: bool) {
+    pub(crate) fn set_lent(&self, lent: bool) {
         self.lent.set(lent);
         self.review_fast();
     }
 
     /// Whether a message is half received.
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         self.partial.borrow().is_some()
     }
 
     /// The message half received, if any: its total length.
-    pub fn partial_total(&self) -> Option<usize> {
+    pub(crate) fn partial_total(&self) -> Option<usize> {
         self.partial.borrow().as_ref().map(|p| p.asm.total)
     }
 
     /// Keeps a message half received for the next receive.
-    pub fn keep_partial(&self, partial: Partial) {
+    pub(crate) fn keep_partial(&self, partial: Partial) {
         *self.partial.borrow_mut() = Some(partial);
         self.review_fast();
     }
 
     /// Takes the message half received, to go on with it.
-    pub fn take_partial(&self) -> Option<Partial> {
+    pub(crate) fn take_partial(&self) -> Option<Partial> {
         let partial = self.partial.take();
         self.review_fast();
         partial
     }
 
     /// Whether a `fileno` was handed out.
-    pub fn watched(&self) -> bool {
+    pub(crate) fn watched(&self) -> bool {
         self.watched.get()
     }
 
     /// Records that a `fileno` was handed out (for the rest of the end's life).
-    pub fn set_watched(&self) {
+    pub(crate) fn set_watched(&self) {
         self.watched.set(true);
         self.review_fast();
     }
@@ -151,7 +151,7 @@ impl Rx {
     /// Whether a receive may start: the ring is sound and no message is lent out
     /// (`recv_archived_in_place`).
     #[inline]
-    pub fn ready_to_receive(&self) -> Result<()> {
+    pub(crate) fn ready_to_receive(&self) -> Result<()> {
         self.usable()?;
         if self.lent() {
             return Err(still_lent());
@@ -245,7 +245,7 @@ impl Breakable for Tx {
 impl Tx {
     /// The reading end's `detached` counter now (see [`crate::shm::liveness`]).
     #[inline(always)]
-    pub fn reader_detached_now(&self) -> u64 {
+    pub(crate) fn reader_detached_now(&self) -> u64 {
         // Relaxed: a hint to go and ask the kernel, which is the authority.
         self.reader_detached.get().load(Relaxed)
     }
@@ -253,7 +253,7 @@ impl Tx {
     /// Payload bytes per fragment of a long message: records of a quarter ring, so that
     /// they tile the ring without padding and the reader copies one out while the writer
     /// fills the next.
-    pub fn fragment_size(&self) -> usize {
+    pub(crate) fn fragment_size(&self) -> usize {
         (self.producer.ring().max_record_payload() + wire::HEADER) / 2 - wire::HEADER
     }
 }
@@ -293,7 +293,12 @@ struct Watch {
 }
 
 impl Endpoint {
-    pub fn new(shared: Arc<Shared>, end: usize, data: Doorbell, space: Doorbell) -> Endpoint {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        end: usize,
+        data: Doorbell,
+        space: Doorbell,
+    ) -> Endpoint {
         let layout = shared.region.layout();
         let (rx_ring, tx_ring) = rings_of_end(layout.rings, end);
         let ring_ref = |k: usize| {
@@ -343,7 +348,7 @@ impl Endpoint {
     /// Splits a duplex end into its receiving half and its sending half, two endpoints
     /// that share the region and the doorbells and can be used from two threads at once.
     /// The end closes (for the peer) when both halves are dropped.
-    pub fn split(mut self) -> (Endpoint, Endpoint) {
+    pub(crate) fn split(mut self) -> (Endpoint, Endpoint) {
         let half = |rx: Option<Rx>, tx: Option<Tx>| Endpoint {
             shared: self.shared.clone(),
             end: self.end,
@@ -376,7 +381,7 @@ impl Endpoint {
     /// Refuses what only a whole end can do: be handed to another process (which would
     /// get both directions of it), or be driven by an `AsyncConnection` (which drains
     /// both doorbells).
-    pub fn whole(&self) -> Result<()> {
+    pub(crate) fn whole(&self) -> Result<()> {
         if self.split {
             return Err(Error::Invalid(
                 "a half of a split connection cannot be passed to another process or made                  async; do that with the whole end, before splitting it"
@@ -398,7 +403,7 @@ impl Endpoint {
     /// [`Error::NotReadable`] on the writing end of a one-way pipe; the direction's
     /// breakage; a message still lent out.
     #[inline]
-    pub fn receiving(&self) -> Result<&Rx> {
+    pub(crate) fn receiving(&self) -> Result<&Rx> {
         // Not `ok_or`, which would build and drop an `Error` on every call.
         let Some(rx) = &self.rx else {
             return Err(Error::NotReadable);
@@ -413,7 +418,7 @@ impl Endpoint {
     /// [`Error::NotWritable`] on the reading end of a one-way pipe; the direction's
     /// breakage.
     #[inline]
-    pub fn sending(&self) -> Result<&Tx> {
+    pub(crate) fn sending(&self) -> Result<&Tx> {
         let Some(tx) = &self.tx else {
             return Err(Error::NotWritable);
         };
@@ -421,14 +426,14 @@ impl Endpoint {
         Ok(tx)
     }
 
-    pub fn bells(&self) -> &Arc<Bells> {
+    pub(crate) fn bells(&self) -> &Arc<Bells> {
         self.bells.as_ref().expect("doorbells present until drop")
     }
 
     /// Waits for `ready` (a look at the ring) on one side of this end, as `waiter`
     /// describes it. A protocol violation seen by `ready` ends the wait and is returned
     /// as the inner `Err`, for the caller to break its direction with.
-    pub fn wait_one(
+    pub(crate) fn wait_one(
         &self,
         waiter: Waiter<'_>,
         mut ready: impl FnMut() -> std::result::Result<bool, Broken>,
@@ -451,7 +456,7 @@ impl Endpoint {
 
     /// Asks the kernel whether every copy of the other end is gone (see
     /// [`crate::shm::liveness`]), keeping a watched `fileno` exact.
-    pub fn peer_gone(&self) -> Result<bool> {
+    pub(crate) fn peer_gone(&self) -> Result<bool> {
         let bells = self.bells();
         if self.async_driven.get() {
             return liveness::hung_up_now([&bells.data, &bells.space]);
@@ -470,7 +475,7 @@ impl Endpoint {
     /// [`peer_gone`](Endpoint::peer_gone) for a look that does not wait and found the
     /// ring empty: asks the kernel only when due (see [`liveness::LOOK_GAP`]), and in
     /// between says what the peer's `detached` counter shows (nothing gone).
-    pub fn peer_gone_lately(&self) -> Result<bool> {
+    pub(crate) fn peer_gone_lately(&self) -> Result<bool> {
         if self.lookout.gone() {
             return Ok(true);
         }
@@ -487,7 +492,7 @@ impl Endpoint {
     /// (our data doorbell, or `pending`) or when the other end is gone (a hang-up on
     /// either doorbell). Stray bytes or descriptors on the space doorbell make it
     /// readable too, so that a receive drains them (they could hide a hang-up).
-    pub fn watch_fd(&self) -> Result<RawFd> {
+    pub(crate) fn watch_fd(&self) -> Result<RawFd> {
         if let Some(w) = self.watch.get() {
             return Ok(w.epoll.as_raw_fd());
         }
@@ -542,7 +547,7 @@ impl Endpoint {
     /// producer's next publish rings the data doorbell. Called after every receive and
     /// wait, and whenever our data doorbell was drained.
     #[inline]
-    pub fn settle_watch(&self) -> Result<()> {
+    pub(crate) fn settle_watch(&self) -> Result<()> {
         // Nothing to do unless a `fileno` was handed out: the common case, inline.
         if self.watch.get().is_none() {
             return Ok(());

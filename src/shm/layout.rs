@@ -87,7 +87,7 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// Checks `rings` and `capacity` as read from an untrusted header or given by a user.
-    pub fn new(rings: usize, capacity: usize) -> Option<Layout> {
+    pub(crate) fn new(rings: usize, capacity: usize) -> Option<Layout> {
         let ok = (rings == 1 || rings == 2)
             && capacity.is_power_of_two()
             && (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity);
@@ -95,19 +95,19 @@ impl Layout {
     }
 
     /// Total bytes of the region (a whole number of pages).
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         DATA_OFFSET + self.rings * self.capacity
     }
 
     /// Offset of ring `k`'s control block.
-    pub fn control_offset(&self, k: usize) -> usize {
+    pub(crate) fn control_offset(&self, k: usize) -> usize {
         debug_assert!(k < self.rings);
         CONTROLS_OFFSET + k * CONTROL_SIZE
     }
 
     /// Offset of ring `k`'s data area (page aligned, so records aligned within the ring
     /// are aligned in memory too).
-    pub fn data_offset(&self, k: usize) -> usize {
+    pub(crate) fn data_offset(&self, k: usize) -> usize {
         debug_assert!(k < self.rings);
         DATA_OFFSET + k * self.capacity
     }

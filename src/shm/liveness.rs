@@ -53,7 +53,7 @@ impl Lookout {
     /// Whether a look that found the ring empty at `now` must ask the kernel, given the
     /// peer's `detached` counter as it is now: it moved, or [`LOOK_GAP`] has passed.
     /// Records the ask if so.
-    pub fn due(&self, detached: u64, now: Instant) -> bool {
+    pub(crate) fn due(&self, detached: u64, now: Instant) -> bool {
         if self.gone.get() {
             return false;
         }
@@ -71,12 +71,12 @@ impl Lookout {
 
     /// The answer the kernel gave to an ask [`due`](Lookout::due) called for; a peer
     /// gone is gone for good (every copy of its end is closed, and none can come back).
-    pub fn answered(&self, gone: bool) {
+    pub(crate) fn answered(&self, gone: bool) {
         self.gone.set(self.gone.get() | gone);
     }
 
     /// Whether the kernel has said that the peer is gone.
-    pub fn gone(&self) -> bool {
+    pub(crate) fn gone(&self) -> bool {
         self.gone.get()
     }
 }

@@ -29,7 +29,7 @@ fn required_seals() -> SealFlags {
 
 impl Region {
     /// Creates, sizes, seals and maps a fresh region and writes its header.
-    pub fn create(layout: Layout) -> Result<Region> {
+    pub(crate) fn create(layout: Layout) -> Result<Region> {
         // NOEXEC_SEAL (Linux 6.3+): the region is data, never code; kernels that know
         // the flag warn about a memfd created without it, and refuse one when
         // `vm.memfd_noexec` is 2. Older kernels refuse the flag itself: go without.
@@ -54,7 +54,7 @@ impl Region {
     /// Maps a region received from another process, trusting nothing (see
     /// [`Region::check`]). The layout is read once, here, and kept in this process; the
     /// header is never consulted again.
-    pub fn attach(memfd: OwnedFd) -> Result<Region> {
+    pub(crate) fn attach(memfd: OwnedFd) -> Result<Region> {
         let layout = Region::check(memfd.as_fd())?;
         Region::map(memfd, layout)
     }
@@ -62,7 +62,7 @@ impl Region {
     /// Checks, without mapping it or taking it over, that `memfd` holds a region: a
     /// memfd sealed against resizing whose size matches a header with our magic and
     /// version. Returns the geometry the header gives.
-    pub fn check(memfd: BorrowedFd<'_>) -> Result<Layout> {
+    pub(crate) fn check(memfd: BorrowedFd<'_>) -> Result<Layout> {
         let seals = rustix::fs::fcntl_get_seals(memfd)
             .map_err(|e| Error::Invalid(format!("region fd is not a memfd: {e}")))?;
         if !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
@@ -121,27 +121,27 @@ impl Region {
     }
 
     /// Maps `memfd`, whose geometry was checked to be `layout`.
-    pub fn map(memfd: OwnedFd, layout: Layout) -> Result<Region> {
+    pub(crate) fn map(memfd: OwnedFd, layout: Layout) -> Result<Region> {
         let memfd = File::from(memfd);
         let map = MmapOptions::new().len(layout.size()).map_raw(&memfd)?;
         Ok(Region { map, memfd, layout })
     }
 
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         self.layout
     }
 
-    pub fn memfd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn memfd(&self) -> BorrowedFd<'_> {
         self.memfd.as_fd()
     }
 
-    pub fn header(&self) -> &Header {
+    pub(crate) fn header(&self) -> &Header {
         // SAFETY: offset 0 of a mapping at least one page long, page aligned; `Header`
         // is all atomics and fits in a page.
         unsafe { &*(self.map.as_ptr() as *const Header) }
     }
 
-    pub fn control(&self, ring: usize) -> &RingControl {
+    pub(crate) fn control(&self, ring: usize) -> &RingControl {
         assert!(ring < self.layout.rings);
         // SAFETY: `control_offset` lies inside the mapping with room for a RingControl
         // (checked at compile time in `layout`), 128-byte aligned because the mapping is
@@ -150,7 +150,7 @@ impl Region {
     }
 
     /// Start of ring `ring`'s data area: `capacity` bytes, page aligned.
-    pub fn data(&self, ring: usize) -> *mut u8 {
+    pub(crate) fn data(&self, ring: usize) -> *mut u8 {
         assert!(ring < self.layout.rings);
         // SAFETY: `data_offset + capacity <= size`, the mapping's length.
         unsafe { self.map.as_mut_ptr().add(self.layout.data_offset(ring)) }
@@ -192,7 +192,7 @@ impl<T: Sync> InRegion<T> {
     /// # Safety
     /// `value` must lie in a region's mapping that outlives every use of the result (the
     /// holder keeps the region's `Arc<Shared>`), and `T` must be made of atomics.
-    pub unsafe fn new(value: &T) -> InRegion<T> {
+    pub(crate) unsafe fn new(value: &T) -> InRegion<T> {
         InRegion {
             ptr: std::ptr::NonNull::from(value),
         }
@@ -200,7 +200,7 @@ impl<T: Sync> InRegion<T> {
 
     /// The value.
     #[inline(always)]
-    pub fn get(&self) -> &T {
+    pub(crate) fn get(&self) -> &T {
         // SAFETY: `new`'s contract: the mapping outlives `self`, and atomics may be
         // shared with anyone, another process included.
         unsafe { self.ptr.as_ref() }

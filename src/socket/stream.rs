@@ -102,14 +102,14 @@ fn gave_up(deadline: Deadline) -> Error {
 impl SocketEnd {
     /// Wraps a connected stream socket, which from now on refuses passed descriptors
     /// (see `crate::sys`).
-    pub fn new(fd: OwnedFd, max_message: usize) -> SocketEnd {
+    pub(crate) fn new(fd: OwnedFd, max_message: usize) -> SocketEnd {
         let clean = crate::sys::refuse_ancillary(fd.as_fd());
         SocketEnd::wrap(fd, max_message, clean)
     }
 
     /// Wraps a client's socket that is to receive the descriptors of a shared-memory
     /// pipe: it accepts passed descriptors, and is closed on the closer thread.
-    pub fn for_descriptors(fd: OwnedFd, max_message: usize) -> SocketEnd {
+    pub(crate) fn for_descriptors(fd: OwnedFd, max_message: usize) -> SocketEnd {
         crate::sys::accept_rights(fd.as_fd());
         SocketEnd::wrap(fd, max_message, false)
     }
@@ -132,7 +132,7 @@ impl SocketEnd {
     /// Splits the connection into a receiving half and a sending half, which share the
     /// socket (closed when both are dropped) and can be used from two threads at once.
     /// A message that a timed-out send left part-sent is pushed out by the sending half.
-    pub fn split(self) -> (SocketEnd, SocketEnd) {
+    pub(crate) fn split(self) -> (SocketEnd, SocketEnd) {
         let half = |reads: bool| SocketEnd {
             fd: self.fd.clone(),
             reads,
@@ -166,17 +166,17 @@ impl SocketEnd {
     }
 
     /// The socket, for `fileno` and event loops.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_fd().as_raw_fd()
     }
 
     /// The socket.
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
     /// Whether part of a message waits to be pushed out (see the module documentation).
-    pub fn has_unsent_output(&self) -> bool {
+    pub(crate) fn has_unsent_output(&self) -> bool {
         !self.outgoing.borrow().pending().is_empty()
     }
 
@@ -232,7 +232,7 @@ impl SocketEnd {
     }
 
     /// Writes what it can of the unsent rest within `deadline`; true when none is left.
-    pub fn push_out(&self, deadline: Deadline) -> Result<bool> {
+    pub(crate) fn push_out(&self, deadline: Deadline) -> Result<bool> {
         loop {
             let mut out = self.outgoing.borrow_mut();
             if out.pending().is_empty() {
@@ -286,13 +286,13 @@ impl SocketEnd {
     // Kept out of line: each makes system calls anyway, and inlined they would bloat
     // the shared-memory fast paths that share a `match` with them.
     #[inline(never)]
-    pub fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
+    pub(crate) fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
         self.send_parts(Parts::new(&[buf]), deadline)
     }
 
     /// Sends the concatenation of `buf`'s pieces as one message.
     #[inline(never)]
-    pub fn send_parts(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
+    pub(crate) fn send_parts(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
         self.writing()?;
         if !self.push_out(deadline)? {
             return Err(gave_up(deadline));
@@ -357,7 +357,7 @@ impl SocketEnd {
     /// when it closed it inside a header; [`Error::Corrupt`] for a length that is not
     /// one; [`Error::Timeout`] or [`Error::WouldBlock`].
     #[inline(never)]
-    pub fn next_len(&self, deadline: Deadline) -> Result<usize> {
+    pub(crate) fn next_len(&self, deadline: Deadline) -> Result<usize> {
         self.reading()?;
         loop {
             let mut inc = self.incoming.borrow_mut();
@@ -411,7 +411,12 @@ impl SocketEnd {
 
     /// Receives the next message into `out`, refusing one longer than `max` (it stays,
     /// header read, for a later call with a larger limit).
-    pub fn receive_into<S: Sink>(&self, out: &mut S, max: usize, deadline: Deadline) -> Result<()> {
+    pub(crate) fn receive_into<S: Sink>(
+        &self,
+        out: &mut S,
+        max: usize,
+        deadline: Deadline,
+    ) -> Result<()> {
         within(self.next_len(deadline)?, max)?;
         self.read_body(out, deadline)
     }
@@ -419,7 +424,7 @@ impl SocketEnd {
     /// Receives the next message into `buf`, returning its length; one that does not fit
     /// is consumed and handed over whole in [`Error::BufferTooShort`] (unless it is over
     /// the size limit, when it stays).
-    pub fn receive_into_slice(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+    pub(crate) fn receive_into_slice(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
         let len = self.next_len(deadline)?;
         if len > buf.len() {
             within(len, self.max_message.get())?;
@@ -434,7 +439,7 @@ impl SocketEnd {
     /// Reads the payload of the message whose header [`next_len`](Self::next_len) read
     /// into `out` (emptied first), within `deadline`. Grows `out` only as bytes arrive.
     #[inline(never)]
-    pub fn read_body<S: Sink>(&self, out: &mut S, deadline: Deadline) -> Result<()> {
+    pub(crate) fn read_body<S: Sink>(&self, out: &mut S, deadline: Deadline) -> Result<()> {
         let mut inc = self.incoming.borrow_mut();
         let len = inc.len.expect("next_len read the header");
         out.clear();
@@ -503,7 +508,7 @@ impl SocketEnd {
     /// to `deadline` (`None`: no limit) for one. Like Python's `poll`, true as soon as
     /// the socket is readable, even if only part of a message is there.
     #[inline(never)]
-    pub fn poll(&self, deadline: Deadline) -> Result<bool> {
+    pub(crate) fn poll(&self, deadline: Deadline) -> Result<bool> {
         self.reading()?;
         {
             let inc = self.incoming.borrow();

@@ -19,7 +19,7 @@ pub(crate) struct Record {
 
 impl Record {
     /// The header as checked by [`wire::check`].
-    pub fn checked(&self) -> Checked {
+    pub(crate) fn checked(&self) -> Checked {
         Checked {
             kind: self.kind,
             len: self.len,
@@ -43,7 +43,7 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(ring: RingRef) -> Consumer {
+    pub(crate) fn new(ring: RingRef) -> Consumer {
         let ctl = ring.ctl();
         let (head, mut tail) = (ctl.head.load(SeqCst), ctl.tail.load(SeqCst));
         if !sane(head, tail, ring.capacity) {
@@ -60,13 +60,13 @@ impl Consumer {
         }
     }
 
-    pub fn sleeping_flag(&self) -> &AtomicU32 {
+    pub(crate) fn sleeping_flag(&self) -> &AtomicU32 {
         &self.ring.ctl().reader_sleeping
     }
 
     /// Adopts the published `tail` if another process holding a copy of this end has
     /// read since we last did (see [`Producer::resync`]).
-    pub fn resync(&self) -> Result<(), Broken> {
+    pub(crate) fn resync(&self) -> Result<(), Broken> {
         let shared = self.ring.ctl().tail.load(Relaxed);
         if shared == self.published.get() {
             return Ok(());
@@ -105,7 +105,7 @@ impl Consumer {
 
     /// The next record, if one is published, skipping padding. Consumes nothing but
     /// padding; call [`Consumer::release`] when done with the record.
-    pub fn peek(&self) -> Result<Option<Record>, Broken> {
+    pub(crate) fn peek(&self) -> Result<Option<Record>, Broken> {
         loop {
             if self.tail.get() == self.cached_head.get() {
                 self.reload_head()?;
@@ -140,7 +140,7 @@ impl Consumer {
     /// refuse), which the general path then handles and reports; so this path never
     /// needs an error of its own.
     #[inline]
-    pub fn peek_whole(&self, max: usize) -> Option<Record> {
+    pub(crate) fn peek_whole(&self, max: usize) -> Option<Record> {
         // Relaxed: our own published value, which only another reader of this end
         // changes (then `resync`, on the general path, sorts it out).
         if self.ring.ctl().tail.load(Relaxed) != self.published.get() {
@@ -195,18 +195,18 @@ impl Consumer {
 
     /// Our read counter: where the next record starts (padding skipped so far included).
     #[inline(always)]
-    pub fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.tail.get()
     }
 
     /// Bytes published ahead of `tail` as far as the cached `head` knows.
     #[inline(always)]
-    pub fn ahead(&self) -> u64 {
+    pub(crate) fn ahead(&self) -> u64 {
         distance(self.tail.get(), self.cached_head.get())
     }
 
     /// Bytes published ahead of `tail`, `head` loaded (and checked) afresh.
-    pub fn look_ahead(&self) -> Result<u64, Broken> {
+    pub(crate) fn look_ahead(&self) -> Result<u64, Broken> {
         self.reload_head()?;
         Ok(self.ahead())
     }
@@ -217,7 +217,7 @@ impl Consumer {
     /// `CANCEL` that ends it. Reads headers only and consumes nothing; anything else (a
     /// whole message, a message still arriving, records out of order) is `false`, for a
     /// receive to take or report. Looks at most a ring's worth of records.
-    pub fn cancelled_next(&self, resumed: bool) -> Result<bool, Broken> {
+    pub(crate) fn cancelled_next(&self, resumed: bool) -> Result<bool, Broken> {
         self.reload_head()?;
         let mut at = self.tail.get();
         let mut first = !resumed;
@@ -240,7 +240,7 @@ impl Consumer {
     }
 
     /// Whether a record is ready (padding is skipped on the way).
-    pub fn has_data(&self) -> Result<bool, Broken> {
+    pub(crate) fn has_data(&self) -> Result<bool, Broken> {
         Ok(self.peek()?.is_some())
     }
 
@@ -249,7 +249,7 @@ impl Consumer {
     /// # Panics
     /// If `out` has less spare room than the record's length (a bug in the caller).
     #[inline(always)]
-    pub fn append<S: Sink>(&self, rec: &Record, out: &mut S) {
+    pub(crate) fn append<S: Sink>(&self, rec: &Record, out: &mut S) {
         let spare = out.spare();
         assert!(spare.len() >= rec.len, "no room reserved for the record");
         // SAFETY: `check` made sure the payload lies inside the data area; `spare` is our
@@ -268,7 +268,7 @@ impl Consumer {
     /// returned slice is alive; and the peer must not write those bytes meanwhile. The
     /// ring protocol never does, but a hostile or broken peer can: this is only for
     /// `recv_archived_in_place`, whose caller promises it for the peer.
-    pub unsafe fn payload(&self, rec: &Record) -> &[u8] {
+    pub(crate) unsafe fn payload(&self, rec: &Record) -> &[u8] {
         // SAFETY: `check` made sure the payload lies inside the data area and inside the
         // published bytes; the caller answers for the rest.
         unsafe { std::slice::from_raw_parts(rec.payload, rec.len) }
@@ -284,7 +284,7 @@ impl Consumer {
     /// `tail` odd, a value no other reader expects, so their release fails instead (and
     /// ours, by `compare_exchange` from the odd value, takes the bit down). A claim made
     /// by a parent and inherited through `fork` is not the child's to release.
-    pub fn claim(&self) -> Result<(), Broken> {
+    pub(crate) fn claim(&self) -> Result<(), Broken> {
         let old = self.published.get();
         debug_assert_eq!(old & CLAIMED, 0, "one record held at a time");
         // SeqCst like every other publish of `tail`; the claim itself needs only the
@@ -307,7 +307,7 @@ impl Consumer {
     /// Gives the record's space back to the producer. Returns whether the producer was
     /// asleep waiting for space and must be woken.
     #[inline]
-    pub fn release(&self, rec: &Record) -> Result<bool, Broken> {
+    pub(crate) fn release(&self, rec: &Record) -> Result<bool, Broken> {
         let new_tail = self.tail.get().wrapping_add(rec.size as u64);
         let old = self.published.get();
         if old & CLAIMED != 0 && self.claimed_in.get() != Some(fork_epoch::current()) {

@@ -72,7 +72,7 @@ mod copy;
 mod producer;
 
 pub(crate) use consumer::{Consumer, Record};
-pub use producer::GrantWriter;
+pub(crate) use producer::GrantWriter;
 pub(crate) use producer::{Grant, Producer, CANCEL_ROOM};
 
 use crate::shm::layout::RingControl;
@@ -100,7 +100,7 @@ impl RingRef {
     /// `ctl` must point to a `RingControl` and `data` to `capacity` bytes, both inside a
     /// shared mapping that outlives every use of this `RingRef` (and of the `Producer`
     /// or `Consumer` built on it). `capacity` must be a power of two, at least 4096.
-    pub unsafe fn new(ctl: *const RingControl, data: *mut u8, capacity: usize) -> RingRef {
+    pub(crate) unsafe fn new(ctl: *const RingControl, data: *mut u8, capacity: usize) -> RingRef {
         debug_assert!(capacity.is_power_of_two() && capacity >= 4096);
         RingRef {
             ctl,
@@ -120,13 +120,13 @@ impl RingRef {
     }
 
     /// The ring's size in bytes.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// The largest payload a single record may carry: half a ring, so that two records
     /// can always be in flight and a record never needs more than half the ring free.
-    pub fn max_record_payload(&self) -> usize {
+    pub(crate) fn max_record_payload(&self) -> usize {
         self.capacity / 2 - wire::HEADER
     }
 

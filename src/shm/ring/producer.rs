@@ -37,7 +37,7 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    pub fn new(ring: RingRef) -> Producer {
+    pub(crate) fn new(ring: RingRef) -> Producer {
         let ctl = ring.ctl();
         let (mut head, mut tail) = (ctl.head.load(SeqCst), load_tail(ctl));
         if !sane(head, tail, ring.capacity) {
@@ -53,24 +53,24 @@ impl Producer {
         }
     }
 
-    pub fn ring(&self) -> &RingRef {
+    pub(crate) fn ring(&self) -> &RingRef {
         &self.ring
     }
 
     /// How many bytes we have written into the ring since it was made, padding
     /// included: our `head`.
-    pub fn written(&self) -> u64 {
+    pub(crate) fn written(&self) -> u64 {
         self.head.get()
     }
 
-    pub fn sleeping_flag(&self) -> &AtomicU32 {
+    pub(crate) fn sleeping_flag(&self) -> &AtomicU32 {
         &self.ring.ctl().writer_sleeping
     }
 
     /// Whether the published `head` is still ours: no other process holding a copy of
     /// this end wrote since we last did (else [`resync`](Producer::resync) must run).
     #[inline]
-    pub fn in_sync(&self) -> bool {
+    pub(crate) fn in_sync(&self) -> bool {
         // Relaxed: our own published value; only another writer on this end changes it.
         self.ring.ctl().head.load(Relaxed) == self.head.get()
     }
@@ -78,7 +78,7 @@ impl Producer {
     /// Adopts the published `head` if another process (a fork or exec child holding a copy
     /// of this end) has written since we last did, so that handing an end over to another
     /// process works. The value is checked against `tail` before it is trusted.
-    pub fn resync(&self) -> Result<(), Broken> {
+    pub(crate) fn resync(&self) -> Result<(), Broken> {
         let shared = self.ring.ctl().head.load(Relaxed);
         if shared == self.head.get() {
             return Ok(());
@@ -132,7 +132,7 @@ impl Producer {
     /// Whether a record of `len` payload bytes would fit now with `keep` bytes to spare
     /// (reloading `tail` if the cached value says no). `keep` is [`CANCEL_ROOM`] while a
     /// fragmented message is in progress, so that it can always be cancelled at once.
-    pub fn has_room(&self, len: usize, keep: usize) -> Result<bool, Broken> {
+    pub(crate) fn has_room(&self, len: usize, keep: usize) -> Result<bool, Broken> {
         let (need, _) = self.needed(len);
         if need + keep <= self.free() {
             return Ok(true);
@@ -145,7 +145,7 @@ impl Producer {
     /// payload bytes (one record if `total <= frag`), fits in the free space now,
     /// padding and the cancel reserve included. For non-blocking sends, which must send
     /// all of a message or nothing.
-    pub fn has_room_for_message(&self, total: usize, frag: usize) -> Result<bool, Broken> {
+    pub(crate) fn has_room_for_message(&self, total: usize, frag: usize) -> Result<bool, Broken> {
         let need = |this: &Producer| {
             // Bytes from `head`, counted only while they can fit: a message needing more
             // than the ring stops the count (and its overflow) early.
@@ -178,7 +178,7 @@ impl Producer {
     /// Reserves room for a record of exactly `len` payload bytes (`len` at most
     /// [`RingRef::max_record_payload`]) leaving `keep` bytes free (see
     /// [`Producer::has_room`]), or `None` if the ring is too full right now.
-    pub fn reserve(&self, len: usize, keep: usize) -> Result<Option<Grant>, Broken> {
+    pub(crate) fn reserve(&self, len: usize, keep: usize) -> Result<Option<Grant>, Broken> {
         if !self.has_room(len, keep)? {
             return Ok(None);
         }
@@ -191,7 +191,7 @@ impl Producer {
     /// free, by the cached `tail` alone. `None` when the cached value says no; the
     /// caller then reloads `tail` (and looks at the reader's liveness on the way).
     #[inline(always)]
-    pub fn reserve_cached(&self, len: usize, keep: usize) -> Option<Grant> {
+    pub(crate) fn reserve_cached(&self, len: usize, keep: usize) -> Option<Grant> {
         debug_assert!(len <= self.ring.max_record_payload());
         let (need, padded) = self.needed(len);
         let free = self.free();
@@ -224,7 +224,7 @@ impl Producer {
     /// Reserves the largest record that fits in the ring's free space right now (up to
     /// [`RingRef::max_record_payload`]), for a payload whose size is not known in
     /// advance (an rkyv archive serialized in place). `None` if no payload fits.
-    pub fn reserve_available(&self) -> Result<Option<Grant>, Broken> {
+    pub(crate) fn reserve_available(&self) -> Result<Option<Grant>, Broken> {
         // Reload `tail` only when the cached copy leaves less than an eighth of the ring:
         // reloading whenever it showed less than half meant a load of the reader's line
         // for every message once a ring was half full, which the reader's next
@@ -265,7 +265,7 @@ impl Producer {
     /// # Panics
     /// If the bytes do not fit in the grant (a bug in the caller).
     #[inline(always)]
-    pub fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
+    pub(crate) fn fill(&self, grant: &Grant, at: usize, bytes: &[u8]) {
         assert!(at <= grant.capacity && bytes.len() <= grant.capacity - at);
         // SAFETY: the grant covers `capacity` bytes of free ring space, inside the data
         // area; `bytes` is our own memory. A raw copy: the peer may scribble over free
@@ -274,7 +274,7 @@ impl Producer {
     }
 
     /// An rkyv writer that serializes straight into a granted record's payload.
-    pub fn writer(&self, grant: &Grant) -> GrantWriter {
+    pub(crate) fn writer(&self, grant: &Grant) -> GrantWriter {
         GrantWriter {
             payload: grant.payload,
             capacity: grant.capacity,
@@ -286,7 +286,13 @@ impl Producer {
     /// publishes it. `len` may be less than the granted capacity. Returns whether the
     /// consumer was asleep and must be woken.
     #[inline(always)]
-    pub fn commit(&self, grant: Grant, kind: Kind, len: usize, aux: u64) -> Result<bool, Broken> {
+    pub(crate) fn commit(
+        &self,
+        grant: Grant,
+        kind: Kind,
+        len: usize,
+        aux: u64,
+    ) -> Result<bool, Broken> {
         let published = self.head.get();
         self.stage(grant, kind, len, aux);
         self.publish_staged(published)
@@ -298,7 +304,7 @@ impl Producer {
     /// [`publish_staged`](Producer::publish_staged). Room is counted from the staged
     /// records on.
     #[inline(always)]
-    pub fn stage(&self, grant: Grant, kind: Kind, len: usize, aux: u64) {
+    pub(crate) fn stage(&self, grant: Grant, kind: Kind, len: usize, aux: u64) {
         assert!(len <= grant.capacity);
         let head = self.head.get();
         if grant.padded {
@@ -314,7 +320,7 @@ impl Producer {
     /// Publishes every record staged since `published` (what `written` said before the
     /// first of them). Returns whether the consumer was asleep and must be woken.
     #[inline(always)]
-    pub fn publish_staged(&self, published: u64) -> Result<bool, Broken> {
+    pub(crate) fn publish_staged(&self, published: u64) -> Result<bool, Broken> {
         self.publish(published, self.head.get())?;
         Ok(wake_needed(&self.ring.ctl().reader_sleeping))
     }
