@@ -104,7 +104,9 @@ impl Connection {
     /// The end stays open for the peer until both halves are closed (dropping only the
     /// sending half does not give the peer EOF). A half cannot be handed to another
     /// process ([`pass_to_child`](Connection::pass_to_child)) or made async
-    /// ([`AsyncConnection`](crate::AsyncConnection)): do that with the whole end.
+    /// ([`AsyncConnection`](crate::AsyncConnection)): do that with the whole end. (An
+    /// `AsyncConnection` needs no split: it is `Sync`, and one task can send on it while
+    /// another receives.)
     ///
     /// # Errors
     /// [`Error::Closed`]; [`Error::Invalid`] for an end that goes one way already, or a

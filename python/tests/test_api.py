@@ -207,7 +207,7 @@ def test_a_connection_sent_over_a_pipe_works():
 
 
 def test_numpy_arrays():
-    np = pytest.importorskip("numpy")  # installed by tests/python_package.rs
+    np = pytest.importorskip("numpy")  # installed by python/test-wheel.sh
     a, b = Pipe()
     arr = np.arange(1 << 20, dtype=np.float64)  # 8 MiB: out of band
     t = threading.Thread(target=a.send, args=(arr,))

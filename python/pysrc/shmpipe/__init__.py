@@ -18,11 +18,18 @@ and a Rust parent can give one to a Python child (``Connection.from_parent``).
 import io
 import os
 import pickle
+import sys
 import threading
 from multiprocessing import BufferTooShort, reduction
 from multiprocessing.connection import wait as _mp_wait
 
-from . import _shmpipe
+if not sys.platform.startswith("linux"):
+    raise ImportError(
+        f"shmpipe works on Linux only (memfd_create, sealed memfds, membarrier); "
+        f"this is {sys.platform}: use multiprocessing.Pipe here"
+    )
+
+from . import _shmpipe  # noqa: E402
 
 __all__ = ["Pipe", "Connection", "wait", "BufferTooShort"]
 
