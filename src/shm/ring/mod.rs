@@ -251,21 +251,34 @@ mod tests {
     use crate::shm::layout::{Layout, RingControl};
 
     /// A ring in ordinary memory, for single-process tests of the protocol.
+    ///
+    /// The control block is held as a raw pointer, not a `Box`: moving a `Box` asserts
+    /// that it is the only way to the memory, which would invalidate the pointer the
+    /// `RingRef` holds (Miri's Stacked Borrows reports it). A `Vec` makes no such claim
+    /// about its buffer.
     struct TestRing {
-        _ctl: Box<RingControl>,
+        ctl: *mut RingControl,
         _data: Vec<u128>,
         ring: RingRef,
     }
 
+    impl Drop for TestRing {
+        fn drop(&mut self) {
+            // SAFETY: `ctl` came from `Box::into_raw` in `test_ring` and is freed once,
+            // here; the `RingRef` using it is dropped with us.
+            drop(unsafe { Box::from_raw(self.ctl) });
+        }
+    }
+
     fn test_ring(capacity: usize) -> TestRing {
         // SAFETY: a control block of atomics and padding, for which all zeros is valid.
-        let ctl: Box<RingControl> = Box::new(unsafe { std::mem::zeroed() });
+        let ctl: *mut RingControl = Box::into_raw(Box::new(unsafe { std::mem::zeroed() }));
         let mut data = vec![0u128; capacity / 16];
-        // SAFETY: both live in the returned `TestRing` beside the `RingRef`, and the
-        // tests drop it last; `capacity` is a power of two of at least 4096.
-        let ring = unsafe { RingRef::new(&*ctl, data.as_mut_ptr() as *mut u8, capacity) };
+        // SAFETY: both live in the returned `TestRing` beside the `RingRef`, which frees
+        // them only when dropped; `capacity` is a power of two of at least 4096.
+        let ring = unsafe { RingRef::new(ctl, data.as_mut_ptr() as *mut u8, capacity) };
         TestRing {
-            _ctl: ctl,
+            ctl,
             _data: data,
             ring,
         }
@@ -424,8 +437,8 @@ mod tests {
     #[test]
     fn lying_indices_at_attach_start_aligned_and_are_reported() {
         let t = test_ring(4096);
-        t._ctl.head.store(4096 + 7, SeqCst);
-        t._ctl.tail.store(3, SeqCst);
+        t.ring.ctl().head.store(4096 + 7, SeqCst);
+        t.ring.ctl().tail.store(3, SeqCst);
         let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
         assert!(p.resync().is_err());
         assert!(c.resync().is_err());
@@ -525,8 +538,8 @@ mod tests {
     fn counters_near_the_end_of_u64_wrap_without_overflow() {
         let t = test_ring(4096);
         let start = !15u64 - 2048;
-        t._ctl.head.store(start, SeqCst);
-        t._ctl.tail.store(start, SeqCst);
+        t.ring.ctl().head.store(start, SeqCst);
+        t.ring.ctl().tail.store(start, SeqCst);
         let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
         p.resync().unwrap();
         c.resync().unwrap();
@@ -538,9 +551,9 @@ mod tests {
         }
         assert!(p.written() < start, "the counter wrapped");
         // A lie near the end is an error, not a panic.
-        t._ctl.head.store(!15u64, SeqCst);
+        t.ring.ctl().head.store(!15u64, SeqCst);
         assert!(c.peek().is_err());
-        t._ctl.tail.store(7, SeqCst);
+        t.ring.ctl().tail.store(7, SeqCst);
         assert!(p.reserve(16, 0).is_err() || p.resync().is_err());
     }
 
