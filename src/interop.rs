@@ -89,6 +89,15 @@ pub fn recv_whole_now<'b>(
     }
 }
 
+/// The capacity of each ring of a shared-memory connection; `None` for a socket or a
+/// closed connection.
+pub fn ring_capacity(conn: &Connection) -> Option<usize> {
+    match conn.transport().ok()? {
+        Transport::Shm(ep) => Some(ep.shared.region.layout().capacity),
+        Transport::Socket(_) => None,
+    }
+}
+
 /// Makes waits in this process end with `ErrorKind::Interrupted` when a signal
 /// interrupts them, having consumed or sent nothing (see the deadline module), so that
 /// the Python bindings can run Python's signal handlers and retry.

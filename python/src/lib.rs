@@ -81,12 +81,15 @@ struct RawConnection {
     /// pickled: both ends of a pipe made in this process share one memfd descriptor, and
     /// `multiprocessing` refuses the same number twice in one child's `pass_fds`.
     memfd: Mutex<Option<OwnedFd>>,
+    /// The size of each ring (fixed for the connection's life).
+    capacity: Option<usize>,
 }
 
 impl RawConnection {
     fn new(conn: Connection) -> RawConnection {
         RawConnection {
             directions: (conn.readable(), conn.writable()),
+            capacity: shmpipe::__interop::ring_capacity(&conn),
             fileno: AtomicI32::new(-1),
             open: AtomicBool::new(true),
             conn: Mutex::new(Some(conn)),
@@ -563,6 +566,49 @@ impl RawConnection {
     /// `multiprocessing` unpickles them from an in-band copy.
     fn recv_message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.recv_into_new(py, None, true)
+    }
+
+    /// The next message if it is all there now, else `None`, never waiting (for the
+    /// connection's lock either): for asyncio, which waits on `fileno` in between. Part
+    /// of a long message taken now is kept for the next call. `for_unpickling`: a long
+    /// message comes as a writable buffer object, as from `recv_message`.
+    #[pyo3(signature = (maxlength=None, for_unpickling=false))]
+    fn recv_bytes_nowait<'py>(
+        &self,
+        py: Python<'py>,
+        maxlength: Option<usize>,
+        for_unpickling: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let got = self.try_now(|c| {
+            let max = maxlength.unwrap_or(c.max_message_size().unwrap_or(usize::MAX));
+            c.recv_bytes_max(max)
+        });
+        match got {
+            None => Ok(None),
+            Some(Err(e)) => Err(to_py(e)),
+            Some(Ok(bytes)) if for_unpickling && bytes.len() > FAST_PATH_MAX => {
+                Ok(Some(Bound::new(py, Received::new(bytes))?.into_any()))
+            }
+            Some(Ok(bytes)) => Ok(Some(PyBytes::new(py, &bytes).into_any())),
+        }
+    }
+
+    /// The size of each ring of the pipe, in bytes.
+    fn ring_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    /// Sends `data` as one message if it fits in the pipe now, never waiting; `False`,
+    /// having sent nothing, if it does not (for asyncio).
+    fn send_bytes_nowait(&self, data: PyBuffer<u8>) -> PyResult<bool> {
+        let (ptr, len) = bytes_of(&data)?;
+        // SAFETY: the export pins `len` readable bytes at `ptr` for this call, which holds
+        // the GIL throughout.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        match self.try_now(|c| c.send_bytes(bytes)) {
+            None => Ok(false),
+            Some(r) => r.map(|()| true).map_err(to_py),
+        }
     }
 
     /// Receives the next message into a writable contiguous buffer. Returns

@@ -2,11 +2,12 @@
 python/test-wheel.sh), and pytest runs it, so the stub and the code cannot drift apart
 unnoticed."""
 
+import asyncio
 import socket
 from multiprocessing import BufferTooShort
 
 import shmpipe
-from shmpipe import Connection, Pipe, wait
+from shmpipe import AsyncConnection, Connection, Pipe, wait
 
 
 def exchange(a: Connection, b: Connection) -> list[bytes]:
@@ -51,3 +52,25 @@ def test_typed_usage() -> None:
     assert "pass_fds" in kwargs
     r.close()
     w.close()
+
+
+async def ask(conn: AsyncConnection, question: bytes) -> bytes:
+    await conn.send_bytes(question)
+    answer: bytes = await conn.recv_bytes()
+    return answer
+
+
+def test_typed_async_usage() -> None:
+    a, b = Pipe()
+
+    async def main() -> bytes:
+        async with AsyncConnection(a) as mine:
+            b.send_bytes(b"pong")
+            got = await ask(mine, b"ping")
+            assert b.recv_bytes() == b"ping"
+            ready: bool = await mine.poll(0)
+            assert not ready
+            return got
+
+    assert asyncio.run(main()) == b"pong"
+    b.close()

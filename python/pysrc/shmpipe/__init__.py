@@ -15,6 +15,7 @@ pipes; a Rust program can take one end (``popen_kwargs`` / ``Connection::from_pa
 and a Rust parent can give one to a Python child (``Connection.from_parent``).
 """
 
+import asyncio
 import io
 import os
 import pickle
@@ -31,7 +32,7 @@ if not sys.platform.startswith("linux"):
 
 from . import _shmpipe  # noqa: E402
 
-__all__ = ["Pipe", "Connection", "wait", "BufferTooShort"]
+__all__ = ["Pipe", "Connection", "AsyncConnection", "wait", "BufferTooShort"]
 
 _ForkingPickler = reduction.ForkingPickler
 
@@ -174,17 +175,7 @@ class Connection:
         """Receive a (picklable) object"""
         self._check_closed()
         self._check_readable()
-        buf = self._raw.recv_message()
-        if type(buf) is bytes or type(buf) is bytearray:
-            oob = buf.startswith(_OOB_MAGIC)
-        else:
-            # A long message received as it arrived: a buffer object, read as is.
-            buf = memoryview(buf)
-            oob = buf[: len(_OOB_MAGIC)] == _OOB_MAGIC
-        if oob:
-            data, buffers = _unframe_oob(buf)
-            return _ForkingPickler.loads(data, buffers=buffers)
-        return _ForkingPickler.loads(buf)
+        return _loads_message(self._raw.recv_message())
 
     # -- other processes ----------------------------------------------------------------
     def popen_kwargs(self, key):
@@ -204,6 +195,146 @@ class Connection:
         """Take up the end a parent process (Rust's ``pass_to_child``, or
         ``popen_kwargs``) passed under the environment variable ``key``."""
         return cls(_shmpipe.from_parent(key))
+
+
+class AsyncConnection:
+    """A ``Connection`` for asyncio: ``await conn.recv()``, ``await conn.send(obj)`` and the
+    bytes methods, without a thread per connection.
+
+    A receive takes a message that is there without waiting; otherwise it waits for the
+    connection's ``fileno`` to become readable in the running event loop (``add_reader``)
+    and looks again. Cancelling a receive loses nothing: a message is taken only when it
+    is there whole (part of a long one taken meanwhile is kept for the next receive). A
+    send that fits in the pipe goes at once; one that does not (the ring is full, or the
+    message is larger than it) is handed to the loop's default executor, so that the
+    event loop never blocks. EOF and a broken pipe raise ``EOFError`` and
+    ``BrokenPipeError`` as the blocking methods do. One task may receive while another
+    sends; the blocking methods of the same ``Connection`` stay usable too.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn):
+        if not isinstance(conn, Connection):
+            raise TypeError(f"AsyncConnection wraps a shmpipe.Connection, not {type(conn).__name__}")
+        self._conn = conn
+
+    @property
+    def connection(self):
+        """The ``Connection`` this wraps."""
+        return self._conn
+
+    def _raw(self, readable):
+        conn = self._conn
+        conn._check_closed()
+        conn._check_readable() if readable else conn._check_writable()
+        return conn._raw
+
+    async def _readable(self):
+        loop = asyncio.get_running_loop()
+        fd = self._conn.fileno()
+        ready = loop.create_future()
+
+        def wake():
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    async def _receive(self, maxlength, for_unpickling):
+        while True:
+            got = self._raw(True).recv_bytes_nowait(maxlength, for_unpickling)
+            if got is not None:
+                return got
+            await self._readable()
+
+    async def recv_bytes(self, maxlength=None):
+        """Receive bytes data as a bytes object."""
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        return await self._receive(maxlength, False)
+
+    async def recv(self):
+        """Receive a (picklable) object"""
+        return _loads_message(await self._receive(None, True))
+
+    async def poll(self, timeout=0.0):
+        """Whether there is data to read, waiting up to ``timeout`` seconds (``None``:
+        as long as it takes) without blocking the event loop."""
+        if self._conn.poll(0):
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._poll_forever(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _poll_forever(self):
+        while not self._conn.poll(0):
+            await self._readable()
+
+    async def send_bytes(self, buf, offset=0, size=None):
+        """Send the bytes data from a bytes-like object"""
+        raw = self._raw(False)
+        m = memoryview(buf)
+        if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        await _send_async(raw, m[offset : offset + size])
+
+    async def send(self, obj):
+        """Send a (picklable) object"""
+        raw = self._raw(False)
+        data, buffers = _dumps(obj)
+        if not buffers:
+            await _send_async(raw, data)
+            return
+        parts = _frame_oob(data, buffers)
+        await asyncio.get_running_loop().run_in_executor(None, raw.send_bytes_vectored, parts)
+
+    def close(self):
+        """Close the connection"""
+        self._conn.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+
+async def _send_async(raw, data):
+    """Sends `data` without blocking the event loop. A message that fits in half a ring
+    waits for room in short sleeps, the connection free meanwhile (so that a task
+    receiving on it goes on: the peer may be waiting for that before it reads). A longer
+    one, which can never go whole at once, is sent from the loop's default executor, and
+    holds the connection until it is out."""
+    if raw.send_bytes_nowait(data):
+        return
+    capacity = raw.ring_capacity()
+    if capacity is None or len(data) > capacity // 2:
+        await asyncio.get_running_loop().run_in_executor(None, raw.send_bytes, data)
+        return
+    delay = 20e-6
+    while not raw.send_bytes_nowait(data):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.005)
 
 
 class _Pickler(pickle.Pickler):
@@ -260,6 +391,20 @@ def _dumps(obj):
         buffers.clear()
         if f.tell() > _OOB_MIN:
             _local.pickler = None  # do not keep a large buffer for the thread's lifetime
+
+
+def _loads_message(buf):
+    """The object a message received for unpickling (``recv_message``) carries."""
+    if type(buf) is bytes or type(buf) is bytearray:
+        oob = buf.startswith(_OOB_MAGIC)
+    else:
+        # A long message received as it arrived: a buffer object, read as is.
+        buf = memoryview(buf)
+        oob = buf[: len(_OOB_MAGIC)] == _OOB_MAGIC
+    if oob:
+        data, buffers = _unframe_oob(buf)
+        return _ForkingPickler.loads(data, buffers=buffers)
+    return _ForkingPickler.loads(buf)
 
 
 def _frame_oob(data, buffers):
