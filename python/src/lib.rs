@@ -6,6 +6,8 @@
 //! interruptible: a signal (Ctrl-C) ends the wait having consumed or sent nothing,
 //! Python's handlers run, and the call starts again unless one raised (PEP 475).
 
+mod net;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -18,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The Python exception for a library error, as `multiprocessing.connection` raises it.
-fn to_py(e: Error) -> PyErr {
+pub(crate) fn to_py(e: Error) -> PyErr {
     match e {
         Error::Eof => PyEOFError::new_err(()),
         Error::BrokenPipe => PyBrokenPipeError::new_err((libc_epipe(), "Broken pipe")),
@@ -29,9 +31,23 @@ fn to_py(e: Error) -> PyErr {
             "bad message length: {len} bytes, more than maxlength {max} (the message stays in the pipe)"
         )),
         Error::Invalid(why) => PyValueError::new_err(why),
+        Error::Authentication(why) => authentication_error(why),
         Error::Io(e) => e.into(),
         other => PyOSError::new_err(other.to_string()),
     }
+}
+
+/// `multiprocessing.AuthenticationError(why)`, the class CPython raises.
+fn authentication_error(why: String) -> PyErr {
+    Python::attach(|py| {
+        let class = py
+            .import("multiprocessing")
+            .and_then(|m| m.getattr("AuthenticationError"));
+        match class.and_then(|c| c.call1((why.clone(),))) {
+            Ok(e) => PyErr::from_value(e),
+            Err(_) => PyOSError::new_err(why),
+        }
+    })
 }
 
 /// The longest a waiting receive keeps the connection locked: another thread's send on
@@ -66,7 +82,7 @@ fn blocking<T: Send>(py: Python<'_>, f: impl Fn() -> Result<T, Error> + Sync) ->
 /// it (another thread's send may hold it while the ring is full) never holds the GIL
 /// every other thread needs.
 #[pyclass(module = "shmpipe._shmpipe", frozen)]
-struct RawConnection {
+pub(crate) struct RawConnection {
     conn: Mutex<Option<Connection>>,
     /// Whether the end can receive and send: fixed when it is made, so asking takes no
     /// lock.
@@ -86,7 +102,7 @@ struct RawConnection {
 }
 
 impl RawConnection {
-    fn new(conn: Connection) -> RawConnection {
+    pub(crate) fn new(conn: Connection) -> RawConnection {
         RawConnection {
             directions: (conn.readable(), conn.writable()),
             capacity: shmpipe::__interop::ring_capacity(&conn),
@@ -783,5 +799,8 @@ fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(from_fds, m)?)?;
     m.add_function(wrap_pyfunction!(from_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_bytes64, m)?)?;
+    m.add_class::<net::RawListener>()?;
+    m.add_function(wrap_pyfunction!(net::listen, m)?)?;
+    m.add_function(wrap_pyfunction!(net::connect, m)?)?;
     Ok(())
 }

@@ -32,7 +32,7 @@ if not sys.platform.startswith("linux"):
 
 from . import _shmpipe  # noqa: E402
 
-__all__ = ["Pipe", "Connection", "AsyncConnection", "wait", "BufferTooShort"]
+__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort"]
 
 _ForkingPickler = reduction.ForkingPickler
 
@@ -485,3 +485,6 @@ def _reduce_connection(conn):
 
 
 reduction.register(Connection, _reduce_connection)
+
+
+from .connection import Client, Listener  # noqa: E402  (it imports Connection from here)

@@ -13,7 +13,10 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import Buffer as _Buffer
 
-__all__ = ["Pipe", "Connection", "AsyncConnection", "wait", "BufferTooShort"]
+from .connection import Client as Client
+from .connection import Listener as Listener
+
+__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort"]
 
 _Self = TypeVar("_Self", bound="Connection")
 _ASelf = TypeVar("_ASelf", bound="AsyncConnection")

@@ -1,0 +1,88 @@
+"""``multiprocessing.connection`` on shmpipe: ``Listener`` and ``Client`` connect
+processes that did not start each other, by a Unix socket path or over TCP.
+
+Between two shmpipe processes on a Unix path the connection is shared memory, like a
+``Pipe()`` end; with a ``multiprocessing`` peer, or over TCP, it speaks CPython's own
+wire protocol, both directions and both handshake forms. An unkeyed listener on a Unix
+path cannot tell a ``multiprocessing`` client from a shmpipe one: give it an ``authkey``
+(the handshake then tells them apart) or ``python_wire=True``.
+"""
+
+from multiprocessing.connection import (  # noqa: F401  (the same names as CPython's)
+    AuthenticationError,
+    answer_challenge,
+    deliver_challenge,
+)
+from multiprocessing.connection import address_type, arbitrary_address
+
+from . import Connection, _shmpipe, wait
+
+__all__ = [
+    "Listener",
+    "Client",
+    "Connection",
+    "wait",
+    "answer_challenge",
+    "deliver_challenge",
+    "AuthenticationError",
+]
+
+_FAMILIES = ("AF_UNIX", "AF_INET")
+
+
+def _check(address, family, authkey):
+    family = family or (address and address_type(address)) or "AF_UNIX"
+    if family not in _FAMILIES:
+        raise ValueError(f"unrecognized family {family!r}: shmpipe supports {_FAMILIES}")
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+    return family
+
+
+class Listener:
+    """Listens on ``address`` (a ``str`` path, ``'\\0'`` + an abstract name, or a
+    ``(host, port)`` tuple; a fresh address when ``None``) and accepts connections, as
+    ``multiprocessing.connection.Listener`` does. ``python_wire=True`` speaks CPython's
+    protocol to every client (for unkeyed ``multiprocessing`` clients on a Unix path)."""
+
+    def __init__(self, address=None, family=None, backlog=1, authkey=None, *, python_wire=False):
+        family = _check(address, family, authkey)
+        address = address or arbitrary_address(family)
+        self._raw = _shmpipe.listen(address, backlog, authkey, python_wire)
+
+    def accept(self):
+        """Accept a connection on the bound socket or named pipe of `self`.
+
+        Returns a `Connection` object.
+        """
+        if self._raw is None:
+            raise OSError("listener is closed")
+        return Connection(self._raw.accept())
+
+    def close(self):
+        """Close the bound socket or named pipe of `self`."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
+
+    @property
+    def address(self):
+        return None if self._raw is None else self._raw.address()
+
+    @property
+    def last_accepted(self):
+        """``(pid, uid, gid)`` of the last client on a Unix address, its ``(host,
+        port)`` over TCP; ``None`` before the first."""
+        return None if self._raw is None else self._raw.last_accepted()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+
+def Client(address, family=None, authkey=None, *, python_wire=False):
+    """Returns a connection to the address of a `Listener`"""
+    _check(address, family, authkey)
+    return Connection(_shmpipe.connect(address, authkey, python_wire))

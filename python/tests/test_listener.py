@@ -1,0 +1,117 @@
+"""shmpipe.connection.Listener and Client between processes: shmpipe on both sides (shared
+memory), and each side against CPython's own multiprocessing.connection."""
+import multiprocessing
+import multiprocessing.connection as mpc
+import os
+import tempfile
+
+import pytest
+
+import shmpipe
+from shmpipe.connection import AuthenticationError, Client, Listener
+
+KEY = b"test key"
+
+
+def fresh_path():
+    return os.path.join(tempfile.mkdtemp(prefix="shmpipe-test-"), "listener.sock")
+
+
+def shmpipe_client(address, authkey):
+    with Client(address, authkey=authkey) as conn:
+        conn.send({"hello": os.getpid()})
+        conn.send_bytes(conn.recv_bytes() + b" back")
+
+
+def cpython_client(address, authkey):
+    with mpc.Client(address, authkey=authkey) as conn:
+        conn.send({"hello": os.getpid()})
+        conn.send_bytes(conn.recv_bytes() + b" back")
+
+
+def start(target, *args):
+    p = multiprocessing.get_context("fork").Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def serve_one(listener, p):
+    with listener.accept() as conn:
+        assert conn.recv() == {"hello": p.pid}
+        conn.send_bytes(b"there and")
+        assert conn.recv_bytes() == b"there and back"
+    p.join(30)
+    assert p.exitcode == 0
+
+
+@pytest.mark.parametrize("authkey", [None, KEY])
+def test_two_shmpipe_processes_on_a_unix_path(authkey):
+    with Listener(fresh_path(), authkey=authkey) as listener:
+        p = start(shmpipe_client, listener.address, authkey)
+        serve_one(listener, p)
+        pid, uid, gid = listener.last_accepted
+        assert (pid, uid) == (p.pid, os.getuid())
+
+
+@pytest.mark.parametrize("address", ["unix", ("127.0.0.1", 0)])
+def test_a_multiprocessing_client_reaches_a_shmpipe_listener(address):
+    address = fresh_path() if address == "unix" else address
+    with Listener(address, authkey=KEY) as listener:
+        p = start(cpython_client, listener.address, KEY)
+        serve_one(listener, p)
+
+
+def test_a_shmpipe_client_reaches_a_multiprocessing_listener():
+    with mpc.Listener(("127.0.0.1", 0), authkey=KEY) as listener:
+        p = start(shmpipe_client, listener.address, KEY)
+        serve_one(listener, p)
+
+
+def test_an_unkeyed_multiprocessing_client_needs_python_wire_on_a_unix_path():
+    with Listener(fresh_path(), python_wire=True) as listener:
+        p = start(cpython_client, listener.address, None)
+        serve_one(listener, p)
+
+
+def test_a_wrong_key_is_an_authentication_error():
+    with Listener(fresh_path(), authkey=KEY) as listener:
+        p = start(shmpipe_client, listener.address, b"wrong key")
+        with pytest.raises(AuthenticationError):
+            listener.accept()
+        p.join(30)
+        assert p.exitcode != 0
+
+
+def test_arguments_as_cpython_checks_them():
+    with pytest.raises(TypeError, match="authkey should be a byte string"):
+        Listener(fresh_path(), authkey="text")
+    with pytest.raises(ValueError, match="family"):
+        Listener(fresh_path(), family="AF_PIPE")
+    listener = Listener()  # a fresh Unix address
+    assert isinstance(listener.address, str)
+    listener.close()
+    listener.close()
+    with pytest.raises(OSError):
+        listener.accept()
+    assert shmpipe.Listener is Listener and shmpipe.Client is Client
+
+
+def test_close_from_another_thread_wakes_a_blocked_accept():
+    import threading
+
+    listener = Listener(fresh_path())
+    outcome = []
+
+    def accept():
+        try:
+            listener.accept()
+        except OSError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=accept)
+    t.start()
+    # The accept blocks (no client comes), or has not begun: closing must end it with
+    # an error either way, never leave it waiting.
+    listener._raw.close()  # the native close, as a second thread would reach it
+    t.join(30)
+    assert not t.is_alive() and outcome
