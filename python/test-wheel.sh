@@ -37,8 +37,9 @@ rm -rf "$target/wheels"
 wheel=$(ls "$target"/wheels/shmpipe-*-cp311-abi3-*.whl)
 say "built $(basename "$wheel")"
 
-say "building the Rust examples the tests start (echo_child, python_child, cancelling_writer)"
-cargo build --quiet --example echo_child --example python_child --example cancelling_writer
+say "building the Rust examples the tests start (echo_child, python_child, cancelling_writer, listener_client)"
+cargo build --quiet --example echo_child --example python_child --example cancelling_writer \
+  --example listener_client
 examples=$(cd "$target/debug/examples" && pwd)
 
 say "a fresh virtualenv with the wheel, pytest, NumPy and mypy (from PyPI) in $target/wheel-test-venv"

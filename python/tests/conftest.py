@@ -1,4 +1,5 @@
 import os
+import subprocess
 import signal
 import sys
 
@@ -23,3 +24,20 @@ def watchdog():
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def rust_examples():
+    """The directory of the Rust examples the tests run (`echo_child`, `python_child`,
+    `cancelling_writer`): the one `cargo test` built them in (it says where), or built
+    here."""
+    built = os.environ.get("SHMPIPE_EXAMPLES_DIR")
+    names = ["echo_child", "python_child", "cancelling_writer", "listener_client"]
+    if built and all(os.path.exists(os.path.join(built, n)) for n in names):
+        return built
+    examples = [arg for n in names for arg in ("--example", n)]
+    subprocess.run(["cargo", "build", "--quiet", *examples], cwd=REPO, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    return os.path.join(target, "debug", "examples")
+
+

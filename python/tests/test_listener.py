@@ -115,3 +115,24 @@ def test_close_from_another_thread_wakes_a_blocked_accept():
     listener._raw.close()  # the native close, as a second thread would reach it
     t.join(30)
     assert not t.is_alive() and outcome
+
+
+def test_a_python_client_reaches_a_rust_listener_by_path_over_shared_memory(rust_examples):
+    import subprocess
+
+    path = fresh_path()
+    server = subprocess.Popen([os.path.join(rust_examples, "listener_client"), "serve", path],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("server: listening")
+        with Client(path) as conn:
+            for n in [3, 7, 1 << 20]:
+                # The server receives rkyv's archive of a u64 (its 8 little-endian bytes)
+                # and answers with the square.
+                conn.send_bytes(n.to_bytes(8, "little"))
+                assert int.from_bytes(conn.recv_bytes(), "little") == n * n
+        out, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+        server.wait()
+    assert "shared memory: true" in out

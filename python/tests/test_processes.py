@@ -113,21 +113,6 @@ def test_other_threads_run_while_one_blocks():
     assert b.recv() == 100_000
 
 
-@pytest.fixture(scope="module")
-def rust_examples():
-    """The directory of the Rust examples the tests run (`echo_child`, `python_child`,
-    `cancelling_writer`): the one `cargo test` built them in (it says where), or built
-    here."""
-    built = os.environ.get("SHMPIPE_EXAMPLES_DIR")
-    names = ["echo_child", "python_child", "cancelling_writer"]
-    if built and all(os.path.exists(os.path.join(built, n)) for n in names):
-        return built
-    examples = [arg for n in names for arg in ("--example", n)]
-    subprocess.run(["cargo", "build", "--quiet", *examples], cwd=REPO, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-    return os.path.join(target, "debug", "examples")
-
-
 def test_python_parent_rust_child(rust_examples):
     a, b = shmpipe.Pipe()
     child = subprocess.Popen([os.path.join(rust_examples, "echo_child")], **b.popen_kwargs("SHMPIPE_CONN"))

@@ -14,7 +14,6 @@ import pytest
 import shmpipe
 from shmpipe import _shmpipe
 
-from test_processes import rust_examples  # noqa: F401  (the fixture)
 
 
 def small_ring_pipe(capacity=4096):
