@@ -26,8 +26,8 @@ def table_rows(path):
 
 def ns(text):
     v = float(text.replace(",", ""))
-    if v >= 1e7:
-        return f"{v / 1e6:.1f} ms"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} ms" if v < 1e7 else f"{v / 1e6:.1f} ms"
     if v >= 1e4:
         return f"{v / 1e3:.1f} µs"
     return f"{v:,.0f} ns" if v >= 100 else f"{v:.1f} ns"
