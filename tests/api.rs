@@ -205,28 +205,18 @@ fn poll_wakes_on_a_message_from_another_thread() {
     assert_eq!(t.join().unwrap(), b"wake");
 }
 
-fn readable_now(fd: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
-}
-
 #[test]
 fn fileno_is_readable_exactly_when_poll_is_true() {
     let (a, b) = pipe(true).unwrap();
     let fd = b.fileno().unwrap();
     assert_eq!(b.fileno().unwrap(), fd, "same descriptor every time");
     for round in 0..50 {
-        assert!(!readable_now(fd), "round {round}: empty");
+        assert!(!common::readable_now(fd), "round {round}: empty");
         a.send_bytes(b"1").unwrap();
-        assert!(readable_now(fd));
+        assert!(common::readable_now(fd));
         a.send_bytes(b"2").unwrap();
         b.recv_bytes().unwrap();
-        assert!(readable_now(fd), "one message still waiting");
+        assert!(common::readable_now(fd), "one message still waiting");
         assert!(b.poll(Some(Duration::ZERO)).unwrap());
         if round % 2 == 0 {
             b.recv_bytes().unwrap();
@@ -234,11 +224,11 @@ fn fileno_is_readable_exactly_when_poll_is_true() {
             // The one-pass receive keeps the descriptor exact too.
             assert_eq!(b.recv_bytes_into(&mut [0; 8]).unwrap(), 1);
         }
-        assert!(!readable_now(fd));
+        assert!(!common::readable_now(fd));
         assert!(!b.poll(Some(Duration::ZERO)).unwrap());
     }
     drop(a);
-    assert!(readable_now(fd), "EOF is readable");
+    assert!(common::readable_now(fd), "EOF is readable");
     assert!(b.poll(Some(Duration::ZERO)).unwrap());
 }
 
@@ -247,9 +237,9 @@ fn fileno_sees_messages_sent_before_it_was_asked_for() {
     let (a, b) = pipe(true).unwrap();
     a.send_bytes(b"early").unwrap();
     let fd = b.fileno().unwrap();
-    assert!(readable_now(fd));
+    assert!(common::readable_now(fd));
     b.recv_bytes().unwrap();
-    assert!(!readable_now(fd));
+    assert!(!common::readable_now(fd));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! on how the messages travel. (Transport-specific behaviour has files of its own:
 //! `api.rs`, `deadlines.rs`, `socket_transport.rs`, `net*.rs`.)
 
+mod common;
+
 use shmpipe::{pipe, wait, Client, Connection, Error, Listener};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -239,16 +241,7 @@ fn typed_messages_round_trip_and_bad_archives_are_refused() {
 fn fileno_polls_readable_exactly_when_a_message_waits() {
     on_every_transport(|a, b| {
         let fd = b.fileno().unwrap();
-        let readable = || {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, zero timeout.
-            assert!(unsafe { libc::poll(&mut p, 1, 0) } >= 0);
-            p.revents & libc::POLLIN != 0
-        };
+        let readable = || common::readable_now(fd);
         assert!(!readable());
         a.send_bytes(b"one").unwrap();
         // A socket shows the bytes once they arrive; poll waits for that.

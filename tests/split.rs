@@ -150,16 +150,7 @@ fn a_fileno_taken_before_the_split_follows_the_receiving_half() {
     let (a, b) = pipe_pair();
     let fd = a.fileno().unwrap();
     let (incoming, _outgoing) = a.split().unwrap();
-    let readable = || {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        assert!(unsafe { libc::poll(&mut p, 1, 0) } >= 0);
-        p.revents & libc::POLLIN != 0
-    };
+    let readable = || common::readable_now(fd);
     assert!(!readable());
     b.send_bytes(b"one").unwrap();
     assert!(readable());

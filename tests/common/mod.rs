@@ -335,3 +335,16 @@ impl Crossed {
         (down_r, up_w)
     }
 }
+
+/// Whether `fd` polls readable now (a zero-timeout `poll(2)`).
+pub fn readable_now(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    assert!(n >= 0, "poll failed");
+    p.revents & libc::POLLIN != 0
+}

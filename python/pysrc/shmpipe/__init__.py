@@ -282,21 +282,7 @@ class AsyncConnection:
     async def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes data from a bytes-like object"""
         raw = self._raw(False)
-        m = memoryview(buf)
-        if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
-            m = m.cast("B")
-        n = m.nbytes
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if n < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = n - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > n:
-            raise ValueError("buffer length < offset + size")
-        await _send_async(raw, m[offset : offset + size])
+        await _send_async(raw, _sliced(buf, offset, size))
 
     async def send(self, obj):
         """Send a (picklable) object"""
@@ -439,9 +425,9 @@ def _unframe_oob(buf):
     return data, buffers
 
 
-def _send_bytes_general(raw, buf, offset, size):
-    """``send_bytes`` of anything but a whole ``bytes`` object, as ``multiprocessing``
-    checks and slices it (the native ``send_bytes_api`` calls this)."""
+def _sliced(buf, offset, size):
+    """The bytes ``send_bytes(buf, offset, size)`` sends, checked as ``multiprocessing``
+    checks them: a byte view of ``buf[offset:offset + size]``."""
     m = memoryview(buf)
     if m.itemsize > 1 or m.ndim != 1 or m.format != "B":
         m = m.cast("B")
@@ -456,7 +442,13 @@ def _send_bytes_general(raw, buf, offset, size):
         raise ValueError("size is negative")
     elif offset + size > n:
         raise ValueError("buffer length < offset + size")
-    raw.send_bytes(m[offset : offset + size])
+    return m[offset : offset + size]
+
+
+def _send_bytes_general(raw, buf, offset, size):
+    """``send_bytes`` of anything but a whole ``bytes`` object (the native
+    ``send_bytes_api`` calls this)."""
+    raw.send_bytes(_sliced(buf, offset, size))
 
 
 def Pipe(duplex=True):
