@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 use crate::shm::doorbell::Drained;
 use crate::transport::Transport;
 use crate::typed::Message;
-use rkyv::rancor::BoxedError;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard};
@@ -455,13 +454,7 @@ impl AsyncConnection {
         }
         // The connection's kept buffer, as the blocking `send` uses (a dropped future
         // simply drops it).
-        let scratch = self.lock().conn.send_scratch()?.take();
-        let bytes = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, scratch).map_err(|e| {
-            Error::Invalid(format!(
-                "cannot serialize {}: {e}",
-                std::any::type_name::<T>()
-            ))
-        })?;
+        let bytes = crate::typed::serialize(value, self.lock().conn.send_scratch()?)?;
         let sent = self.send_bytes(&bytes).await;
         if let Ok(scratch) = self.lock().conn.send_scratch() {
             scratch.give_back(bytes);

@@ -4,6 +4,7 @@
 //! length checks every receive makes before it allocates.
 
 use crate::error::{Error, Result};
+use rkyv::ser::allocator::{Arena, ArenaHandle};
 use rkyv::util::AlignedVec;
 use std::cell::Cell;
 use std::mem::MaybeUninit;
@@ -33,8 +34,16 @@ pub(crate) fn grow_for<S: Sink>(out: &mut S, total: usize, len: usize) {
 /// allocator maps new pages, the kernel zeroes each one on first touch, and unmaps them
 /// again on free. Buffers above [`Scratch::RETAIN_LIMIT`] are not kept, so one huge
 /// message does not pin its memory for the connection's lifetime.
+///
+/// It also keeps the arena rkyv serializes with (the scratch space for a value's
+/// out-of-line parts): rkyv's own is a thread-local, reached and trimmed on every call.
 #[derive(Default)]
-pub(crate) struct Scratch(Cell<Option<AlignedVec>>);
+pub(crate) struct Scratch {
+    buf: Cell<Option<AlignedVec>>,
+    arena: Cell<Option<Arena>>,
+    /// See [`Scratch::archive_hint`].
+    last_len: Cell<usize>,
+}
 
 impl Scratch {
     /// The largest buffer kept between messages.
@@ -42,7 +51,7 @@ impl Scratch {
 
     /// The kept buffer, empty (or a new one).
     pub(crate) fn take(&self) -> AlignedVec {
-        let mut v = self.0.take().unwrap_or_default();
+        let mut v = self.buf.take().unwrap_or_default();
         v.clear();
         v
     }
@@ -50,8 +59,30 @@ impl Scratch {
     /// Keeps `v` for the next message, unless it is too large to keep.
     pub(crate) fn give_back(&self, v: AlignedVec) {
         if v.capacity() <= Self::RETAIN_LIMIT {
-            self.0.set(Some(v));
+            self.buf.set(Some(v));
         }
+    }
+
+    /// The length of the last archive the general send path sent: the room a one-pass
+    /// typed send asks for, so that a stream of archives of one size is serialized once
+    /// each, straight into the ring.
+    pub(crate) fn archive_hint(&self) -> usize {
+        self.last_len.get()
+    }
+
+    /// Notes the length of an archive the general send path sent.
+    pub(crate) fn note_archive(&self, len: usize) {
+        self.last_len.set(len);
+    }
+
+    /// Runs `f` (a serialization) with the kept arena.
+    #[inline(always)]
+    pub(crate) fn with_arena<R>(&self, f: impl FnOnce(ArenaHandle<'_>) -> R) -> R {
+        let mut arena = self.arena.take().unwrap_or_default();
+        // `acquire` frees the blocks a large value added last time, keeping the largest.
+        let result = f(arena.acquire());
+        self.arena.set(Some(arena));
+        result
     }
 }
 

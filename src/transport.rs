@@ -21,6 +21,7 @@ use crate::buffers::{Parts, Scratch, Sink};
 use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::shm::endpoint::Endpoint;
+use crate::shm::ring::GrantWriter;
 use crate::socket::stream::SocketEnd;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -43,6 +44,20 @@ impl Transport {
     pub(crate) fn send_now(this: &Option<Transport>, buf: Parts<'_>) -> Result<bool> {
         match this {
             Some(Transport::Shm(ep)) => ep.send_whole_now(ep.sending()?, buf),
+            _ => Ok(false),
+        }
+    }
+
+    /// [`send_now`](Transport::send_now) for a message serialized in place by `fill`
+    /// into room for at least `at_least` bytes (see `Endpoint::send_filled_now`).
+    #[inline(always)]
+    pub(crate) fn send_filled_now(
+        this: &Option<Transport>,
+        at_least: usize,
+        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> bool,
+    ) -> Result<bool> {
+        match this {
+            Some(Transport::Shm(ep)) => ep.send_filled_now(ep.sending()?, at_least, fill),
             _ => Ok(false),
         }
     }

@@ -6,7 +6,7 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
-use crate::buffers::{within, Parts, Scratch};
+use crate::buffers::{within, Parts, Scratch, Sink, SliceSink};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
@@ -18,6 +18,8 @@ use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor::BoxedError;
 use rkyv::ser::allocator::ArenaHandle;
+use rkyv::ser::sharing::Share;
+use rkyv::ser::{Serializer, Writer};
 use rkyv::util::AlignedVec;
 use std::marker::PhantomData;
 
@@ -51,11 +53,10 @@ use std::marker::PhantomData;
 /// assert_eq!(d.recv::<Talk>()?, Talk { name: "bob".into(), spam: 42 });
 /// # Ok::<(), shmpipe::Error>(())
 /// ```
-pub trait Message:
-    rkyv::Archive<
+pub trait Message: rkyv::Archive<
         Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                       + rkyv::Deserialize<Self, HighDeserializer<BoxedError>>,
-    > + for<'a> rkyv::Serialize<HighSerializer<GrantWriter, ArenaHandle<'a>, BoxedError>>
+    > + for<'a, 'w> rkyv::Serialize<HighSerializer<&'w mut GrantWriter, ArenaHandle<'a>, BoxedError>>
     + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, BoxedError>>
     + Sized
 {
@@ -65,8 +66,9 @@ impl<T> Message for T where
     T: rkyv::Archive<
             Archived: for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                           + rkyv::Deserialize<T, HighDeserializer<BoxedError>>,
-        > + for<'a> rkyv::Serialize<HighSerializer<GrantWriter, ArenaHandle<'a>, BoxedError>>
-        + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, BoxedError>>
+        > + for<'a, 'w> rkyv::Serialize<
+            HighSerializer<&'w mut GrantWriter, ArenaHandle<'a>, BoxedError>,
+        > + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, BoxedError>>
 {
 }
 
@@ -108,11 +110,23 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn send<T: Message>(&self, value: &T) -> Result<()> {
+        // The common case, in one pass: serialized straight into room the cached index
+        // shows, for an archive of the type's size or of the last one's.
+        let at_least = size_of::<rkyv::Archived<T>>();
+        let fill = |w: &mut GrantWriter, scratch: &Scratch| archive_into(value, w, scratch).is_ok();
+        if Transport::send_filled_now(&self.inner, at_least, fill)? {
+            return Ok(());
+        }
+        self.send_slowly(value)
+    }
+
+    #[inline(never)]
+    fn send_slowly<T: Message>(&self, value: &T) -> Result<()> {
         let deadline = self.limits.write_deadline();
         let ep = match self.transport()? {
             Transport::Shm(ep) => ep,
             Transport::Socket(s) => {
-                let bytes = serialize(value, s.send_scratch.take())?;
+                let bytes = serialize(value, &s.send_scratch)?;
                 let sent = s.send(&bytes, deadline);
                 s.send_scratch.give_back(bytes);
                 return sent;
@@ -123,8 +137,9 @@ impl Connection {
         tx.guard(tx.producer.resync())?;
         if let Some(grant) = tx.guard(tx.producer.reserve_available())? {
             ep.ask_about_reader_now_and_then(tx)?;
-            let writer = tx.producer.writer(&grant);
-            if let Ok(w) = rkyv::api::high::to_bytes_in::<_, BoxedError>(value, writer) {
+            let mut writer = tx.producer.writer(&grant);
+            if let Ok(w) = archive_into(value, &mut writer, &tx.scratch) {
+                tx.scratch.note_archive(w.len());
                 if tx.guard(tx.producer.commit(grant, Kind::Whole, w.len(), 0))? {
                     ep.ring_data()?;
                 }
@@ -132,7 +147,8 @@ impl Connection {
             }
             // Did not fit in the free space: nothing was published; go the long way.
         }
-        let bytes = serialize(value, tx.scratch.take())?;
+        let bytes = serialize(value, &tx.scratch)?;
+        tx.scratch.note_archive(bytes.len());
         let sent = ep.send_message(tx, Parts::new(&[&bytes]), deadline);
         tx.scratch.give_back(bytes);
         sent
@@ -158,6 +174,15 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv<T: Message>(&self) -> Result<T> {
+        // A small message waiting whole is copied onto the stack in one pass and decoded
+        // there; everything else goes through the kept buffer.
+        let mut small = Small([0; Small::LEN]);
+        let mut sink = SliceSink::new(&mut small.0);
+        let max = Small::LEN.min(self.limit()?);
+        if Transport::receive_now(&self.inner, &mut sink, max)? {
+            let len = sink.len();
+            return decode::<T>(&small.0[..len]);
+        }
         let scratch = self.scratch()?;
         let copy = self.receive_copy(scratch)?;
         let value = decode::<T>(&copy);
@@ -321,14 +346,40 @@ impl Connection {
     }
 }
 
-/// Serializes `value` as an rkyv archive into `into` (a kept buffer, emptied), for the
+/// A buffer on the stack for a small message, aligned as rkyv's `AlignedVec` is.
+#[repr(C, align(16))]
+struct Small([u8; Small::LEN]);
+
+impl Small {
+    /// The largest message received on the stack: a few small structs.
+    const LEN: usize = 256;
+}
+
+/// Serializes `value` as an rkyv archive into the kept buffer of `scratch`, for the
 /// send paths that cannot serialize straight into the ring.
-fn serialize<T: Message>(value: &T, into: AlignedVec) -> Result<AlignedVec> {
-    rkyv::api::high::to_bytes_in::<_, BoxedError>(value, into).map_err(|e| {
+pub(crate) fn serialize<T: Message>(value: &T, scratch: &Scratch) -> Result<AlignedVec> {
+    archive_into(value, scratch.take(), scratch).map_err(|e| {
         Error::Invalid(format!(
             "cannot serialize {}: {e}",
             std::any::type_name::<T>()
         ))
+    })
+}
+
+/// Serializes `value` into `writer`: rkyv's high-level `to_bytes_in` (shared pointers
+/// written once) with the arena `scratch` keeps instead of rkyv's thread-local one, and
+/// written out here so that it inlines into the send: called through rkyv's function,
+/// a small value's serialization cost several times the copy into the ring.
+#[inline(always)]
+fn archive_into<T, W>(value: &T, writer: W, scratch: &Scratch) -> std::result::Result<W, BoxedError>
+where
+    W: Writer<BoxedError>,
+    T: for<'a> rkyv::Serialize<HighSerializer<W, ArenaHandle<'a>, BoxedError>>,
+{
+    scratch.with_arena(|arena| {
+        let mut serializer = Serializer::new(writer, arena, Share::new());
+        rkyv::api::serialize_using::<_, BoxedError>(value, &mut serializer)?;
+        Ok(serializer.into_writer())
     })
 }
 

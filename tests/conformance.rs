@@ -149,6 +149,20 @@ fn a_message_over_the_limit_stays_for_a_larger_limit() {
 }
 
 #[test]
+fn a_typed_message_over_the_limit_is_refused_however_small() {
+    on_every_transport(|a, b| {
+        b.set_max_message_size(8).unwrap();
+        a.send(&[7u64; 4]).unwrap();
+        assert!(matches!(
+            b.recv::<[u64; 4]>(),
+            Err(Error::MessageTooLong { len: 32, max: 8 })
+        ));
+        b.set_max_message_size(32).unwrap();
+        assert_eq!(b.recv::<[u64; 4]>().unwrap(), [7; 4]);
+    });
+}
+
+#[test]
 fn nothing_there_is_would_block_or_a_timeout_and_consumes_nothing() {
     on_every_transport(|a, b| {
         assert!(!b.poll(Some(Duration::from_millis(1))).unwrap());

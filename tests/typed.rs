@@ -39,6 +39,50 @@ fn in_a_region(addr: usize) -> bool {
         })
 }
 
+/// Archives whose sizes jump around the one-pass send's guess (the type's size, then
+/// the last archive the general path sent) and the receiver's stack buffer (256 bytes):
+/// each arrives whole and in order, whichever path sent or received it.
+#[test]
+fn typed_messages_of_changing_sizes_arrive_whole_and_in_order() {
+    let sizes = [
+        0usize,
+        1,
+        240,
+        256,
+        300,
+        5,
+        70_000,
+        3,
+        255,
+        257,
+        1 << 20,
+        64,
+        64,
+        4000,
+        0,
+    ];
+    let message = |i: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k + i) as u8).collect() };
+    let (parent, child) = Builder::new().capacity(64 << 10).build().unwrap();
+    let kid = fork(|| {
+        for round in 0..3 {
+            for (i, &len) in sizes.iter().enumerate() {
+                child.send(&message(i + round, len)).unwrap();
+            }
+        }
+        0
+    });
+    for round in 0..3 {
+        for (i, &len) in sizes.iter().enumerate() {
+            assert_eq!(
+                parent.recv::<Vec<u8>>().unwrap(),
+                message(i + round, len),
+                "message {i}"
+            );
+        }
+    }
+    kid.join();
+}
+
 #[test]
 fn every_common_type_round_trips_across_processes() {
     let (parent, child) = pipe(true).unwrap();

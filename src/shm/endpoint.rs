@@ -250,6 +250,15 @@ impl Tx {
         self.reader_detached.get().load(Relaxed)
     }
 
+    /// Whether the one-pass sends may go ahead: the reader not known gone, no end
+    /// detached since we last looked, and nobody else wrote on this end since we did.
+    #[inline(always)]
+    pub(crate) fn nothing_new(&self) -> bool {
+        !self.peer_gone.get()
+            && self.reader_detached_now() == self.seen_detached.get()
+            && self.producer.in_sync()
+    }
+
     /// Payload bytes per fragment of a long message: records of a quarter ring, so that
     /// they tile the ring without padding and the reader copies one out while the writer
     /// fills the next.

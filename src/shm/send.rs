@@ -1,11 +1,11 @@
 //! Sending: writing records into the ring, waiting for room, and noticing that
 //! nobody reads any more.
 
-use crate::buffers::Parts;
+use crate::buffers::{Parts, Scratch};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
-use crate::shm::ring::{Grant, Producer, CANCEL_ROOM};
+use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
 use crate::shm::wakeup::{self, Looks, Waiter, Woken};
 use crate::shm::wire::Kind;
 
@@ -74,11 +74,7 @@ impl Endpoint {
     #[inline(always)]
     pub(crate) fn send_whole_now(&self, tx: &Tx, buf: Parts<'_>) -> Result<bool> {
         let p = &tx.producer;
-        if tx.peer_gone.get()
-            || tx.reader_detached_now() != tx.seen_detached.get()
-            || !p.in_sync()
-            || buf.len() > p.ring().max_record_payload()
-        {
+        if !tx.nothing_new() || buf.len() > p.ring().max_record_payload() {
             return Ok(false);
         }
         let Some(grant) = p.reserve_cached(buf.len(), 0) else {
@@ -98,6 +94,38 @@ impl Endpoint {
         }
     }
 
+    /// The one-pass send of [`send_whole_now`](Endpoint::send_whole_now) for a message
+    /// written in place by `fill` (a typed message, serialized into the ring), given room
+    /// by the cached `tail` for `at_least` payload bytes or as many as the last archive
+    /// the general path sent ([`Scratch::archive_hint`]). `fill` returns whether the
+    /// message fit; `false`, having published nothing, when it did not or when anything
+    /// is out of the ordinary.
+    #[inline(always)]
+    pub(crate) fn send_filled_now(
+        &self,
+        tx: &Tx,
+        at_least: usize,
+        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> bool,
+    ) -> Result<bool> {
+        let p = &tx.producer;
+        let guess = at_least.max(tx.scratch.archive_hint());
+        if !tx.nothing_new() || guess > p.ring().max_record_payload() {
+            return Ok(false);
+        }
+        let Some(grant) = p.reserve_cached(guess, 0) else {
+            return Ok(false);
+        };
+        let mut writer = p.writer(&grant);
+        if !fill(&mut writer, &tx.scratch) {
+            return Ok(false);
+        }
+        match p.commit(grant, Kind::Whole, writer.len(), 0) {
+            Ok(false) => Ok(true),
+            Ok(true) => self.ring_data().map(|()| true),
+            Err(why) => Err(tx.break_with(why)),
+        }
+    }
+
     /// The one-pass send of [`send_whole_now`](Endpoint::send_whole_now) for a run of
     /// messages: from the start of `msgs`, every message that fits whole in the ring now
     /// (by the cached index) is written, and all of them are published with one store
@@ -106,8 +134,7 @@ impl Endpoint {
     /// general path.
     pub(crate) fn send_many_now(&self, tx: &Tx, msgs: &[&[u8]]) -> Result<usize> {
         let p = &tx.producer;
-        if tx.peer_gone.get() || tx.reader_detached_now() != tx.seen_detached.get() || !p.in_sync()
-        {
+        if !tx.nothing_new() {
             return Ok(0);
         }
         let published = p.written();
