@@ -31,6 +31,43 @@ pub fn end_and_fds(conn: &Connection) -> Result<(usize, [RawFd; 3])> {
     }
 }
 
+/// The socket of a socket connection (from a `Listener` or `Client` speaking CPython's
+/// protocol), borrowed: for Python's pickling, which duplicates it as CPython pickles
+/// its own connections.
+///
+/// # Errors
+/// [`Error::Closed`]; [`Error::Invalid`] for a shared-memory connection, a half of a
+/// split one, or one in the middle of a message (what was read of it, or is still to be
+/// sent, would not go with the copy).
+pub fn socket_fd(conn: &Connection) -> Result<RawFd> {
+    match conn.transport()? {
+        Transport::Socket(s) if s.at_rest() => Ok(s.fd().as_raw_fd()),
+        Transport::Socket(_) => Err(Error::Invalid(
+            "a socket connection in the middle of a message (or a half of one) cannot be \
+             pickled"
+                .into(),
+        )),
+        Transport::Shm(_) => Err(Error::Invalid(
+            "a shared-memory connection has no socket".into(),
+        )),
+    }
+}
+
+/// A connection speaking CPython's protocol over `fd`, a duplicate of what
+/// [`socket_fd`] gave.
+///
+/// # Errors
+/// [`Error::Invalid`] if `fd` is not a stream socket (it is closed).
+pub fn from_socket(fd: OwnedFd) -> Result<Connection> {
+    match rustix::net::sockopt::socket_type(&fd) {
+        Ok(rustix::net::SocketType::STREAM) => {}
+        _ => return Err(Error::Invalid("not a stream socket".into())),
+    }
+    Ok(Connection::over_socket(
+        crate::socket::stream::SocketEnd::new(fd, crate::shm::layout::DEFAULT_MAX_MESSAGE),
+    ))
+}
+
 /// Makes `end` of a pipe from duplicates of its three descriptors (see
 /// [`end_and_fds`]), checked as an end received from another process is.
 ///

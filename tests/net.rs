@@ -318,3 +318,41 @@ fn a_child_closing_an_inherited_listener_leaves_the_parents_open() {
     assert_eq!(conn.recv_bytes().unwrap(), b"still listening");
     client.join().unwrap();
 }
+
+/// A socket connection is handed to Python's pickling (which duplicates its socket) only
+/// between messages: what was read of a message, or is left to send, would not go with
+/// the copy.
+#[test]
+fn a_socket_connection_is_handed_over_only_between_messages() {
+    use std::io::Write;
+    let path = socket_path("handover");
+    let listener = Listener::builder().python_wire(true).bind(&path).unwrap();
+    let mut raw = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let conn = listener.accept().unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+        .unwrap();
+    // CPython's framing: a 4-byte big-endian length, then the payload; half of it now.
+    raw.write_all(&[0, 0, 0, 8, b'h', b'a']).unwrap();
+    assert!(matches!(conn.recv_bytes(), Err(Error::Timeout)));
+    assert!(matches!(
+        shmpipe::__interop::socket_fd(&conn),
+        Err(Error::Invalid(_))
+    ));
+    raw.write_all(b"lf way").unwrap();
+    conn.set_read_timeout(None).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"half way");
+    let fd = shmpipe::__interop::socket_fd(&conn).unwrap();
+    // SAFETY: `fd` is the connection's socket, open while `conn` is.
+    let copy = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+        .try_clone_to_owned()
+        .unwrap();
+    let twin = shmpipe::__interop::from_socket(copy).unwrap();
+    raw.write_all(&[0, 0, 0, 2, b'o', b'k']).unwrap();
+    assert_eq!(twin.recv_bytes().unwrap(), b"ok");
+    // Not a socket: refused.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert!(matches!(
+        shmpipe::__interop::from_socket(file.into()),
+        Err(Error::Invalid(_))
+    ));
+}

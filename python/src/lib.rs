@@ -737,6 +737,12 @@ impl RawConnection {
         })
     }
 
+    /// The socket of a connection speaking CPython's protocol: for pickling, which
+    /// duplicates it.
+    fn socket_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
+        self.with(py, shmpipe::__interop::socket_fd)
+    }
+
     /// `(value, (fds...))` to hand this end to a child process started with
     /// `subprocess` (environment value and `pass_fds`), for `from_parent` there.
     fn handoff(&self, py: Python<'_>) -> PyResult<(String, (RawFd, RawFd, RawFd))> {
@@ -775,6 +781,20 @@ fn from_fds(end: usize, memfd: RawFd, data: RawFd, space: RawFd) -> PyResult<Raw
         .map_err(to_py)
 }
 
+/// Takes ownership of a socket descriptor (a duplicate made for us by pickling) and makes
+/// it a connection speaking CPython's protocol.
+#[pyfunction]
+fn from_socket(fd: RawFd) -> PyResult<RawConnection> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("negative descriptor"));
+    }
+    // SAFETY: as in `from_fds`: the unpickler hands the descriptor over, once.
+    let own = unsafe { OwnedFd::from_raw_fd(fd) };
+    shmpipe::__interop::from_socket(own)
+        .map(RawConnection::new)
+        .map_err(to_py)
+}
+
 /// Takes up the end a parent process passed under the environment variable `key`.
 #[pyfunction]
 fn from_parent(key: &str) -> PyResult<RawConnection> {
@@ -797,6 +817,7 @@ fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Received>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
     m.add_function(wrap_pyfunction!(from_fds, m)?)?;
+    m.add_function(wrap_pyfunction!(from_socket, m)?)?;
     m.add_function(wrap_pyfunction!(from_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_bytes64, m)?)?;
     m.add_class::<net::RawListener>()?;

@@ -4,6 +4,7 @@ import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import tempfile
+import threading
 
 import pytest
 
@@ -136,3 +137,34 @@ def test_a_python_client_reaches_a_rust_listener_by_path_over_shared_memory(rust
         server.kill()
         server.wait()
     assert "shared memory: true" in out
+
+
+def relay_accepted(conn_pipe):
+    # A connection accepted elsewhere, received pickled: it goes on where it was.
+    accepted = conn_pipe.recv()
+    accepted.send_bytes(accepted.recv_bytes() + b" from the relay")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_socket_connection_pickled_to_another_process_goes_on(method):
+    # As CPython pickles its own connections: the socket goes, duplicated.
+    ctx = multiprocessing.get_context(method)
+    here, there = shmpipe.Pipe()
+    with Listener(("127.0.0.1", 0), authkey=KEY) as listener:
+        p = ctx.Process(target=relay_accepted, args=(there,))
+        p.start()
+        # A keyed client waits for the listener's challenge: connect in another thread.
+        clients = []
+        t = threading.Thread(target=lambda: clients.append(mpc.Client(listener.address, authkey=KEY)))
+        t.start()
+        accepted = listener.accept()
+        t.join()
+        with clients[0] as client, accepted:
+            client.send_bytes(b"first")
+            assert accepted.recv_bytes() == b"first"
+            here.send(accepted)
+            client.send_bytes(b"second")
+            assert client.recv_bytes() == b"second from the relay"
+        p.join(30)
+        assert p.exitcode == 0
+

@@ -175,6 +175,18 @@ impl SocketEnd {
         self.fd.as_fd()
     }
 
+    /// Whether this end is whole (not a half of a split connection) and between
+    /// messages both ways: nothing of a message read and kept, nothing left to send. A
+    /// duplicate of its socket then carries the connection on in another process.
+    pub(crate) fn at_rest(&self) -> bool {
+        let inc = self.incoming.borrow();
+        self.reads
+            && self.writes
+            && inc.have == 0
+            && inc.body.is_empty()
+            && !self.has_unsent_output()
+    }
+
     /// Whether part of a message waits to be pushed out (see the module documentation).
     pub(crate) fn has_unsent_output(&self) -> bool {
         !self.outgoing.borrow().pending().is_empty()

@@ -470,8 +470,16 @@ def _rebuild_connection(end, dfs):
     return Connection(_shmpipe.from_fds(end, *fds))
 
 
+def _rebuild_socket_connection(df):
+    return Connection(_shmpipe.from_socket(df.detach()))
+
+
 def _reduce_connection(conn):
     conn._check_closed()
+    if conn._raw.ring_capacity() is None:
+        # Over a socket (CPython's protocol, from a Listener or Client): the socket goes,
+        # duplicated, as CPython pickles its own connections.
+        return _rebuild_socket_connection, (reduction.DupFd(conn._raw.socket_fd()),)
     end, fds = conn._raw.parts()
     return _rebuild_connection, (end, [reduction.DupFd(fd) for fd in fds])
 

@@ -18,6 +18,8 @@ from multiprocessing.connection import address_type, arbitrary_address
 from . import Connection, _shmpipe, wait
 
 __all__ = [
+    "families",
+    "default_family",
     "Listener",
     "Client",
     "Connection",
@@ -27,11 +29,16 @@ __all__ = [
     "AuthenticationError",
 ]
 
-_FAMILIES = ("AF_UNIX", "AF_INET")
+#: The address families a Listener can use, as in ``multiprocessing.connection``
+#: (which lists ``AF_PIPE`` too on Windows).
+families = ["AF_INET", "AF_UNIX"]
+#: The family of a Listener made without an address.
+default_family = "AF_UNIX"
+_FAMILIES = tuple(families)
 
 
 def _check(address, family, authkey):
-    family = family or (address and address_type(address)) or "AF_UNIX"
+    family = family or (address and address_type(address)) or default_family
     if family not in _FAMILIES:
         raise ValueError(f"unrecognized family {family!r}: shmpipe supports {_FAMILIES}")
     if authkey is not None and not isinstance(authkey, bytes):

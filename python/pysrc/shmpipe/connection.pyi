@@ -8,6 +8,8 @@ from . import Connection as Connection
 from . import wait as wait
 
 __all__ = [
+    "families",
+    "default_family",
     "Listener",
     "Client",
     "Connection",
@@ -16,6 +18,9 @@ __all__ = [
     "deliver_challenge",
     "AuthenticationError",
 ]
+
+families: list[str]
+default_family: str
 
 _Address = Union[str, tuple[str, int]]
 _L = TypeVar("_L", bound="Listener")

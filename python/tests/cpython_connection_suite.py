@@ -1,0 +1,58 @@
+"""CPython's own tests of `multiprocessing.connection` (`Pipe`, `Listener`, `Client`,
+`wait`, connections passed between processes), from the standard library's
+`test._test_multiprocessing`, run with shmpipe's `Pipe` and `shmpipe.connection` in
+place of multiprocessing's.
+
+Run as `python -m unittest cpython_connection_suite` from this directory, with the start
+method in `SHMPIPE_START_METHOD` (fork, spawn or forkserver); `test_cpython_suite.py`
+does that for pytest. Children started with spawn or forkserver import this module by
+name, so the replacement is made at import time, in every process.
+"""
+
+import os
+import unittest
+
+import shmpipe
+import shmpipe.connection
+
+try:
+    from test import _test_multiprocessing as cpython
+except ImportError:  # a Python built without its test package
+    cpython = None
+
+# The classes that test connections; the rest of the suite tests queues, pools, locks...
+CLASSES = [
+    "_TestConnection",
+    "_TestPoll",
+    "_TestListener",
+    "_TestListenerClient",
+    "_TestPicklingConnections",
+]
+
+# CPython's tests that cannot pass here, and why (README, "Differences from
+# multiprocessing"):
+SKIPPED = {
+    # `multiprocessing.reduction.send_handle` passes a descriptor with SCM_RIGHTS over
+    # the connection's `fileno()`, which must then be a Unix socket; a shared-memory
+    # end's `fileno()` is an epoll descriptor that only signals readiness.
+    ("_TestConnection", "test_fd_transfer"): "descriptor passing over fileno()",
+    ("_TestConnection", "test_large_fd_transfer"): "descriptor passing over fileno()",
+    ("_TestConnection", "test_missing_fd_transfer"): "descriptor passing over fileno()",
+    # A shmpipe Client on a Unix path waits for the listener's offer of shared memory,
+    # so one thread cannot connect first and accept after.
+    ("_TestListener", "test_context"): "Client before accept in one thread",
+    ("_TestListener", "test_abstract_socket"): "Client before accept in one thread",
+    ("_TestListenerClient", "test_issue16955"): "Client before accept in one thread",
+}
+
+if cpython is not None:
+    for (cls, test), why in SKIPPED.items():
+        setattr(getattr(cpython, cls), test, unittest.skip(why)(getattr(getattr(cpython, cls), test)))
+    cpython.ProcessesMixin.connection = shmpipe.connection
+    cpython.ProcessesMixin.Pipe = staticmethod(shmpipe.Pipe)
+    start_method = os.environ.get("SHMPIPE_START_METHOD", "fork")
+    cpython.install_tests_in_module_dict(globals(), start_method, only_type="processes")
+    wanted = {"WithProcesses" + name[1:] for name in CLASSES}
+    for name in [n for n in globals() if n.startswith("WithProcesses")]:
+        if name not in wanted:
+            del globals()[name]
