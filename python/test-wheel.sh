@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The Python package's tests, as a user gets the package: builds the abi3 wheel once,
-# installs it into a fresh virtualenv, and runs python/tests against that install with
-# a PATH that has no cargo or rustc on it (the Rust examples the tests start are built
-# first, by cargo, beside the wheel).
+# The Python package's tests, as a user gets the package: builds the two abi3 wheels
+# (cp311-abi3, and cp39-abi3 for 3.9 and 3.10), installs each into a fresh virtualenv,
+# and runs python/tests against that install with a PATH that has no cargo or rustc on
+# it (the Rust examples the tests start are built first, by cargo, beside the wheels).
 #
-#   bash python/test-wheel.sh        (from anywhere; about a minute, more on a cold build)
+#   bash python/test-wheel.sh        (from anywhere; a few minutes, more on a cold build)
 #
 # Then mypy --strict checks the README's Python examples and a typed program against the
 # installed package's stub.
 #
-# Needs python3 (3.11 or newer for the abi3 wheel) with venv or virtualenv, and the Rust
+# Needs python3 (3.11 or newer) with venv or virtualenv, and the Rust
 # toolchain for the build; maturin, pytest, NumPy and mypy come from PyPI (the tests send
 # NumPy arrays). Everything goes under $CARGO_TARGET_DIR (default: target/).
 set -euo pipefail
@@ -30,30 +30,50 @@ say "a build environment with maturin (from PyPI) in $target/wheel-build-venv"
   "$target/wheel-build-venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.16,<2"
 }
 
-say "building the abi3 wheel into $target/wheels"
+say "building the abi3 wheels into $target/wheels: cp311-abi3 (3.11 and later) and cp39-abi3 (3.9, 3.10)"
 rm -rf "$target/wheels"
 "$target/wheel-build-venv/bin/maturin" build --quiet --release --features abi3 \
   --manifest-path python/Cargo.toml --out "$target/wheels"
+"$target/wheel-build-venv/bin/maturin" build --quiet --release --features abi3-py39 \
+  --manifest-path python/Cargo.toml --out "$target/wheels"
 wheel=$(ls "$target"/wheels/shmpipe-*-cp311-abi3-*.whl)
-say "built $(basename "$wheel")"
+wheel39=$(ls "$target"/wheels/shmpipe-*-cp39-abi3-*.whl)
+say "built $(basename "$wheel") and $(basename "$wheel39")"
 
 say "building the Rust examples the tests start (echo_child, python_child, cancelling_writer, listener_client)"
 cargo build --quiet --example echo_child --example python_child --example cancelling_writer \
   --example listener_client
 examples=$(cd "$target/debug/examples" && pwd)
 
-say "a fresh virtualenv with the wheel, pytest, NumPy and mypy (from PyPI) in $target/wheel-test-venv"
-venv "$target/wheel-test-venv"
-"$target/wheel-test-venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel" pytest numpy mypy
+# test WHEEL PYTHON VENV: installs WHEEL into a fresh virtualenv of PYTHON and runs the
+# pytest suite against it with a PATH that has no cargo or rustc.
+test_wheel() {
+  local wheel=$1 python=$2 venv_dir=$3
+  say "a fresh virtualenv of $($python --version) with $(basename "$wheel"), pytest, NumPy and mypy (from PyPI) in $venv_dir"
+  rm -rf "$venv_dir"
+  "$python" -m venv "$venv_dir" 2>/dev/null || {
+    "$python" -m pip install --quiet --user virtualenv && "$python" -m virtualenv --quiet "$venv_dir"
+  }
+  "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel" pytest numpy mypy
+  bin=$(cd "$venv_dir/bin" && pwd)
+  if PATH="$bin" command -v cargo >/dev/null || PATH="$bin" command -v rustc >/dev/null; then
+    say "cargo or rustc is on the test PATH" >&2
+    exit 1
+  fi
+  say "pytest against the installed wheel, with PATH=$bin (no cargo, no rustc)"
+  (cd python && env PATH="$bin" SHMPIPE_EXAMPLES_DIR="$examples" "$bin/python" -m pytest -q -p no:cacheprovider tests)
+}
 
+test_wheel "$wheel" python3 "$target/wheel-test-venv"
+# The 3.9 wheel on a 3.9 interpreter where the machine has one, else on this one (an abi3
+# wheel for 3.9 installs on every later version): the copying paths are tested either way.
+python39=python3
+command -v python3.9 >/dev/null && python3.9 -c "" 2>/dev/null && python39=python3.9
+test_wheel "$wheel39" "$python39" "$target/wheel39-test-venv"
+
+# mypy with the 3.11 wheel's environment.
 bin=$(cd "$target/wheel-test-venv/bin" && pwd)
-if PATH="$bin" command -v cargo >/dev/null || PATH="$bin" command -v rustc >/dev/null; then
-  say "cargo or rustc is on the test PATH" >&2
-  exit 1
-fi
-say "pytest against the installed wheel, with PATH=$bin (no cargo, no rustc)"
 cd python
-env PATH="$bin" SHMPIPE_EXAMPLES_DIR="$examples" "$bin/python" -m pytest -q -p no:cacheprovider tests
 
 say "mypy --strict on the README's Python examples and a typed program, against the installed stub"
 examples_py="$target/readme_examples.py"

@@ -6,9 +6,11 @@
 //! interruptible: a signal (Ctrl-C) ends the wait having consumed or sent nothing,
 //! Python's handlers run, and the call starts again unless one raised (PEP 475).
 
+mod buffers;
 mod net;
 
-use pyo3::buffer::PyBuffer;
+use buffers::{bytes_of, readonly, writable_message, Buffer};
+
 use pyo3::exceptions::{PyBrokenPipeError, PyEOFError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -184,7 +186,7 @@ impl RawConnection {
             })?;
             return if writable_if_long && bytes.len() > FAST_PATH_MAX {
                 // For unpickling: the buffer itself, writable, without a copy.
-                Ok(Bound::new(py, Received::new(bytes))?.into_any())
+                writable_message(py, bytes)
             } else {
                 Ok(PyBytes::new(py, &bytes).into_any())
             };
@@ -281,6 +283,52 @@ impl RawConnection {
         }
     }
 
+    /// `recv_bytes_into` straight into the buffer's memory, lent through the buffer
+    /// protocol.
+    #[cfg(not(feature = "abi3-py39"))]
+    fn recv_bytes_into_lent<'py>(
+        &self,
+        py: Python<'py>,
+        buf: &Buffer<'py>,
+    ) -> PyResult<(usize, Option<Bound<'py, PyBytes>>)> {
+        let pinned = bytes_of(buf)?;
+        let (ptr, len) = pinned.raw();
+        let raw = Raw(ptr, len);
+        self.wait_readable(py, None)?;
+        let r = self.with(py, move |c| {
+            let raw = raw;
+            // SAFETY: the export pins `len` writable bytes at `ptr` for this call (checked
+            // not read-only above); concurrent use of the same buffer by another Python
+            // thread would be the caller's race, as with `os.readv`.
+            let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
+            match c.recv_bytes_into(dst) {
+                Ok(n) => Ok((n, None)),
+                Err(Error::BufferTooShort(whole)) => Ok((whole.len(), Some(whole))),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok((r.0, r.1.map(|w| PyBytes::new(py, &w))))
+    }
+
+    /// `recv_bytes_into` without the buffer protocol (the `abi3-py39` build): the
+    /// message is received into memory of our own, then written into `buf` through a
+    /// `memoryview`; one that does not fit is returned whole, consumed, as CPython does.
+    #[cfg(feature = "abi3-py39")]
+    fn recv_bytes_into_copy<'py>(
+        &self,
+        py: Python<'py>,
+        buf: &Buffer<'py>,
+    ) -> PyResult<(usize, Option<Bound<'py, PyBytes>>)> {
+        let room = buf.len()?;
+        self.wait_readable(py, None)?;
+        let message = self.with(py, |c| c.recv_bytes())?;
+        if message.len() > room {
+            return Ok((message.len(), Some(PyBytes::new(py, &message))));
+        }
+        buffers::write_into(buf, &message)?;
+        Ok((message.len(), None))
+    }
+
     /// Runs `f` on the open connection, with the mutex held and the GIL released.
     fn with<T: Send>(
         &self,
@@ -289,89 +337,6 @@ impl RawConnection {
     ) -> PyResult<T> {
         blocking(py, || f(self.lock().as_ref().ok_or(Error::Closed)?))
     }
-}
-
-/// A long message that was still arriving when its receive began, in the buffer that
-/// grew with its bytes (see `recv_into_new`), handed to Python as it is: a writable
-/// object with the buffer protocol, for `recv`'s unpickling (out-of-band buffers, NumPy
-/// arrays, become views of it, as they are of the `bytearray` a whole message is
-/// received into).
-#[pyclass(module = "shmpipe._shmpipe", frozen)]
-struct Received {
-    ptr: *mut u8,
-    len: usize,
-    cap: usize,
-}
-
-// SAFETY: `Received` owns its buffer (a leaked `Vec`, given back in `Drop`); the pointer
-// is never shared except through the buffer protocol, whose writers are Python code, and
-// concurrent writes there are that code's race, as with a `bytearray`.
-unsafe impl Send for Received {}
-// SAFETY: as above; `&Received` gives no access to the bytes but through exports.
-unsafe impl Sync for Received {}
-
-impl Received {
-    fn new(bytes: Vec<u8>) -> Received {
-        let mut bytes = std::mem::ManuallyDrop::new(bytes);
-        Received {
-            ptr: bytes.as_mut_ptr(),
-            len: bytes.len(),
-            cap: bytes.capacity(),
-        }
-    }
-}
-
-impl Drop for Received {
-    fn drop(&mut self) {
-        // SAFETY: the parts of the `Vec` that `new` leaked, given back once. Python keeps
-        // this object alive while any export of its buffer exists.
-        drop(unsafe { Vec::from_raw_parts(self.ptr, self.len, self.cap) });
-    }
-}
-
-#[pymethods]
-impl Received {
-    /// The buffer protocol: the message's bytes, writable, one dimension of bytes.
-    ///
-    /// # Safety
-    /// Called by CPython with a `Py_buffer` to fill.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut pyo3::ffi::Py_buffer,
-        flags: std::ffi::c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        let len = pyo3::ffi::Py_ssize_t::try_from(this.len)
-            .map_err(|_| PyValueError::new_err("message too long for a buffer"))?;
-        // SAFETY: `view` is CPython's to fill; the buffer (`len` bytes at `ptr`) lives as
-        // long as `slf`, which the view holds a reference to.
-        let r = unsafe {
-            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.ptr.cast(), len, 0, flags)
-        };
-        if r != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        Ok(())
-    }
-
-    /// Nothing to release: the buffer lives as long as the object.
-    ///
-    /// # Safety
-    /// Called by CPython.
-    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
-
-    fn __len__(&self) -> usize {
-        self.len
-    }
-}
-
-/// A contiguous buffer's bytes. The `PyBuffer` export keeps the memory where it is (a
-/// `bytearray` cannot be resized while exported) until it is dropped.
-fn bytes_of(buf: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
-    if !buf.is_c_contiguous() {
-        return Err(PyValueError::new_err("the buffer is not contiguous"));
-    }
-    Ok((buf.buf_ptr().cast(), buf.len_bytes()))
 }
 
 /// The storage of an object made by [`unfilled`].
@@ -508,8 +473,9 @@ impl RawConnection {
     }
 
     /// Sends the bytes of a contiguous buffer as one message.
-    fn send_bytes(&self, py: Python<'_>, data: PyBuffer<u8>) -> PyResult<()> {
-        let (ptr, len) = bytes_of(&data)?;
+    fn send_bytes(&self, py: Python<'_>, data: Buffer<'_>) -> PyResult<()> {
+        let pinned = bytes_of(&data)?;
+        let (ptr, len) = pinned.raw();
         if len <= FAST_PATH_MAX {
             // SAFETY: as below; here with the GIL held, so no Python code runs meanwhile.
             let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
@@ -530,11 +496,9 @@ impl RawConnection {
 
     /// Sends the concatenation of several contiguous buffers as one message, each
     /// copied once, straight into the ring.
-    fn send_bytes_vectored(&self, py: Python<'_>, parts: Vec<PyBuffer<u8>>) -> PyResult<()> {
-        let raws = parts
-            .iter()
-            .map(|b| bytes_of(b).map(|(p, l)| Raw(p, l)))
-            .collect::<PyResult<Vec<Raw>>>()?;
+    fn send_bytes_vectored(&self, py: Python<'_>, parts: Vec<Buffer<'_>>) -> PyResult<()> {
+        let pinned = parts.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
+        let raws: Vec<Raw> = pinned.iter().map(|p| Raw(p.raw().0, p.raw().1)).collect();
         let raws = &raws;
         self.with(py, move |c| {
             // SAFETY: each export (in `parts`, alive for this call) pins its bytes; we
@@ -603,7 +567,7 @@ impl RawConnection {
             None => Ok(None),
             Some(Err(e)) => Err(to_py(e)),
             Some(Ok(bytes)) if for_unpickling && bytes.len() > FAST_PATH_MAX => {
-                Ok(Some(Bound::new(py, Received::new(bytes))?.into_any()))
+                Ok(Some(writable_message(py, bytes)?))
             }
             Some(Ok(bytes)) => Ok(Some(PyBytes::new(py, &bytes).into_any())),
         }
@@ -616,8 +580,9 @@ impl RawConnection {
 
     /// Sends `data` as one message if it fits in the pipe now, never waiting; `False`,
     /// having sent nothing, if it does not (for asyncio).
-    fn send_bytes_nowait(&self, data: PyBuffer<u8>) -> PyResult<bool> {
-        let (ptr, len) = bytes_of(&data)?;
+    fn send_bytes_nowait(&self, data: Buffer<'_>) -> PyResult<bool> {
+        let pinned = bytes_of(&data)?;
+        let (ptr, len) = pinned.raw();
         // SAFETY: the export pins `len` readable bytes at `ptr` for this call, which holds
         // the GIL throughout.
         let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
@@ -633,27 +598,15 @@ impl RawConnection {
     fn recv_bytes_into<'py>(
         &self,
         py: Python<'py>,
-        buf: PyBuffer<u8>,
+        buf: Buffer<'py>,
     ) -> PyResult<(usize, Option<Bound<'py, PyBytes>>)> {
-        if buf.readonly() {
+        if readonly(&buf)? {
             return Err(PyValueError::new_err("the buffer is read-only"));
         }
-        let (ptr, len) = bytes_of(&buf)?;
-        let raw = Raw(ptr, len);
-        self.wait_readable(py, None)?;
-        let r = self.with(py, move |c| {
-            let raw = raw;
-            // SAFETY: the export pins `len` writable bytes at `ptr` for this call (checked
-            // not read-only above); concurrent use of the same buffer by another Python
-            // thread would be the caller's race, as with `os.readv`.
-            let dst = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
-            match c.recv_bytes_into(dst) {
-                Ok(n) => Ok((n, None)),
-                Err(Error::BufferTooShort(whole)) => Ok((whole.len(), Some(whole))),
-                Err(e) => Err(e),
-            }
-        })?;
-        Ok((r.0, r.1.map(|w| PyBytes::new(py, &w))))
+        #[cfg(feature = "abi3-py39")]
+        return self.recv_bytes_into_copy(py, &buf);
+        #[cfg(not(feature = "abi3-py39"))]
+        self.recv_bytes_into_lent(py, &buf)
     }
 
     /// Whether a message (or EOF) is waiting, waiting up to `timeout` seconds (`None`:
@@ -814,7 +767,8 @@ fn _bytes64(py: Python<'_>) -> Bound<'_, PyBytes> {
 fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     shmpipe::__interop::set_interruptible(true);
     m.add_class::<RawConnection>()?;
-    m.add_class::<Received>()?;
+    #[cfg(not(feature = "abi3-py39"))]
+    m.add_class::<buffers::Received>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
     m.add_function(wrap_pyfunction!(from_fds, m)?)?;
     m.add_function(wrap_pyfunction!(from_socket, m)?)?;

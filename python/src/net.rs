@@ -15,7 +15,7 @@ use std::sync::Mutex;
 /// abstract name), a `(host, port)` tuple is TCP (the host resolved, first answer).
 fn address_of(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Address::from(s.to_str()?));
+        return Ok(Address::from(&*s.to_cow()?));
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
         let (host, port): (String, u16) = t.extract()?;

@@ -51,8 +51,11 @@ if cpython is not None:
     cpython.ProcessesMixin.connection = shmpipe.connection
     cpython.ProcessesMixin.Pipe = staticmethod(shmpipe.Pipe)
     start_method = os.environ.get("SHMPIPE_START_METHOD", "fork")
-    cpython.install_tests_in_module_dict(globals(), start_method, only_type="processes")
+    before = set(globals())
+    # Every class of the suite (3.9 and 3.10 cannot install the process variants alone),
+    # then all but the process variants of the ones above go again.
+    cpython.install_tests_in_module_dict(globals(), start_method)
     wanted = {"WithProcesses" + name[1:] for name in CLASSES}
-    for name in [n for n in globals() if n.startswith("WithProcesses")]:
-        if name not in wanted:
+    for name in set(globals()) - before - wanted:
+        if isinstance(globals()[name], type):
             del globals()[name]
