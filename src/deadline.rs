@@ -5,8 +5,9 @@
 //! Shared by both transports; the public setters are in `timeouts`.
 
 use crate::error::{Error, Result};
-use rustix::event::{PollFd, Timespec};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::cell::Cell;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,26 @@ pub(crate) fn on_signal() -> Option<Error> {
     INTERRUPTIBLE
         .load(Relaxed)
         .then(|| Error::Io(std::io::ErrorKind::Interrupted.into()))
+}
+
+thread_local! {
+    /// A descriptor whose readiness ends this thread's waits (see [`interruptible_by`]).
+    static INTERRUPTER: Cell<Option<RawFd>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `fd` watched by every wait this thread makes in it: once `fd` is
+/// readable, a wait ends with `ErrorKind::Interrupted`, as an interrupting signal ends it
+/// under [`set_interruptible`]. For the Python bindings: a receive waits holding its
+/// connection's lock, and another thread that needs the connection makes `fd` readable.
+pub(crate) fn interruptible_by<T>(fd: BorrowedFd<'_>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<RawFd>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERRUPTER.set(self.0);
+        }
+    }
+    let _restore = Restore(INTERRUPTER.replace(Some(fd.as_raw_fd())));
+    f()
 }
 
 /// How long a call may wait: until an instant, forever, or not at all.
@@ -93,6 +114,13 @@ impl Deadline {
 /// that interrupts the wait resumes it, or ends the call with `ErrorKind::Interrupted`
 /// where [`set_interruptible`] asked for that.
 pub(crate) fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
+    if let Some(fd) = INTERRUPTER.get() {
+        return poll_interruptible(fds, deadline, fd);
+    }
+    poll_plain(fds, deadline)
+}
+
+fn poll_plain(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> {
     loop {
         let timeout = deadline.remaining().map(|left| Timespec {
             tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
@@ -111,6 +139,29 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], deadline: Deadline) -> Result<usize> 
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// [`poll`] with the descriptor [`interruptible_by`] set watched too.
+#[cold]
+fn poll_interruptible(
+    fds: &mut [PollFd<'_>],
+    deadline: Deadline,
+    interrupter: RawFd,
+) -> Result<usize> {
+    // SAFETY: `interruptible_by`'s caller keeps the descriptor open while it runs, and
+    // this runs inside it (the thread-local is set only there).
+    let interrupter = unsafe { BorrowedFd::borrow_raw(interrupter) };
+    let mut all: Vec<PollFd<'_>> = fds.to_vec();
+    all.push(PollFd::from_borrowed_fd(interrupter, PollFlags::IN));
+    let n = poll_plain(&mut all, deadline)?;
+    if all.last().is_some_and(|k| !k.revents().is_empty()) {
+        return Err(Error::Io(std::io::ErrorKind::Interrupted.into()));
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // Events on the caller's descriptors: a look that does not wait fills theirs in.
+    poll_plain(fds, Deadline::Now)
 }
 
 /// The instant `timeout` from now; a timeout too large for `Instant` becomes a century.

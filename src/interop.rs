@@ -151,3 +151,10 @@ pub fn set_interruptible(on: bool) {
 pub fn handoff_value(conn: &Connection) -> Result<(String, [RawFd; 3])> {
     crate::handoff::env_value(conn)
 }
+
+/// Runs `f` with every wait it makes in this thread ending with `ErrorKind::Interrupted`
+/// once `fd` is readable: a receive that waits holding its connection's lock can then be
+/// asked to let go of it by another thread (which makes `fd` readable).
+pub fn interruptible_by<T>(fd: std::os::fd::BorrowedFd<'_>, f: impl FnOnce() -> T) -> T {
+    crate::deadline::interruptible_by(fd, f)
+}

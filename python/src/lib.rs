@@ -16,9 +16,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use shmpipe::{Connection, Error};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The Python exception for a library error, as `multiprocessing.connection` raises it.
@@ -51,10 +51,6 @@ fn authentication_error(why: String) -> PyErr {
         }
     })
 }
-
-/// The longest a waiting receive keeps the connection locked: another thread's send on
-/// the same connection waits at most this long for it.
-const WAIT_SLICE: Duration = Duration::from_millis(10);
 
 /// Messages up to this long are sent and received without letting go of the GIL when
 /// that need not wait: the copy costs less than releasing and taking back the GIL.
@@ -101,6 +97,11 @@ pub(crate) struct RawConnection {
     memfd: Mutex<Option<OwnedFd>>,
     /// The size of each ring (fixed for the connection's life).
     capacity: Option<usize>,
+    /// How many threads wait for the connection's lock (see [`RawConnection::lock`]).
+    wanted: AtomicUsize,
+    /// An eventfd a waiting receive watches (made by the first wait): a thread that
+    /// wants the connection makes it readable, and the receive lets go of the lock.
+    kick: OnceLock<OwnedFd>,
 }
 
 impl RawConnection {
@@ -112,11 +113,44 @@ impl RawConnection {
             open: AtomicBool::new(true),
             conn: Mutex::new(Some(conn)),
             memfd: Mutex::new(None),
+            wanted: AtomicUsize::new(0),
+            kick: OnceLock::new(),
         }
     }
 
+    /// The connection, locked. A receive waiting for a message holds the lock; a thread
+    /// that finds it taken says so (`wanted`) and rings `kick`, which ends that wait, and
+    /// the receive lets it have the connection before it waits again (see
+    /// [`wait_readable`](RawConnection::wait_readable)).
     fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        match self.conn.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // SeqCst: the waiter reads `wanted` after draining `kick`; this count is
+                // visible before the ring below (see `wait_readable`).
+                self.wanted.fetch_add(1, SeqCst);
+                if let Some(kick) = self.kick.get() {
+                    let _ = rustix::io::write(kick, &1u64.to_ne_bytes());
+                }
+                let g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                self.wanted.fetch_sub(1, SeqCst);
+                g
+            }
+        }
+    }
+
+    /// The eventfd of `kick`, made on first use.
+    fn kick(&self) -> Result<&OwnedFd, Error> {
+        if let Some(k) = self.kick.get() {
+            return Ok(k);
+        }
+        let fd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .map_err(std::io::Error::from)?;
+        Ok(self.kick.get_or_init(|| fd))
     }
 
     /// Runs `f` on the open connection in non-blocking mode, with the GIL held: `None`
@@ -265,20 +299,33 @@ impl RawConnection {
     }
 
     /// Waits, with the GIL released, until a message (or EOF) is there or `deadline`
-    /// passes (`None`: no limit); returns which. It keeps the connection locked for at
-    /// most [`WAIT_SLICE`] at a time, so that another thread can send on it meanwhile
-    /// (Python programs receive in one thread and send in another on one connection).
+    /// passes (`None`: no limit); returns which. The wait holds the connection's lock,
+    /// and sleeps as a Rust receive does (woken by the peer, or by the library's backstop
+    /// a few times a second); another thread that needs the connection meanwhile (Python
+    /// programs receive in one thread and send in another on one connection) ends it
+    /// through `kick` (see [`lock`](RawConnection::lock)), gets the connection, and the
+    /// wait goes on after it.
     fn wait_readable(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         loop {
-            let ready = self.with(py, |c| {
-                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                c.poll(Some(left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE))))
-            })?;
-            if ready {
-                return Ok(true);
+            if self.wanted.load(SeqCst) > 0 {
+                py.detach(std::thread::yield_now);
+                continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
+            let ready = self.with(py, |c| {
+                let kick = self.kick()?;
+                let mut count = [0u8; 8];
+                let _ = rustix::io::read(kick, &mut count);
+                // After the drain: a thread that rang before it counted itself first.
+                if self.wanted.load(SeqCst) > 0 {
+                    return Ok(None);
+                }
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                shmpipe::__interop::interruptible_by(kick.as_fd(), || c.poll(left)).map(Some)
+            })?;
+            match ready {
+                Some(true) => return Ok(true),
+                Some(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
+                _ => {}
             }
         }
     }

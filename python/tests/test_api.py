@@ -221,3 +221,57 @@ def test_numpy_arrays():
     dst = np.zeros(4, dtype=np.int32)
     assert b.recv_bytes_into(dst, 4) == 8
     assert dst.tolist() == [0, 2, 3, 0]
+
+
+def _voluntary_switches(tid):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
+def test_a_blocked_recv_sleeps_like_a_rust_one():
+    # A receive with nothing to receive sleeps until the peer rings, waking only for the
+    # library's backstop (a few times a second), as a Rust recv does; it used to wake
+    # every 10 ms to let other threads at the connection.
+    import threading
+    import time
+
+    a, b = shmpipe.Pipe()
+    tids = []
+    started = threading.Event()
+
+    def receive():
+        tids.append(threading.get_native_id())
+        started.set()
+        assert a.recv_bytes() == b"wake up"
+
+    t = threading.Thread(target=receive)
+    t.start()
+    started.wait()
+    time.sleep(0.2)  # into its sleep
+    before = _voluntary_switches(tids[0])
+    time.sleep(1.0)  # the window counted: 100 wake-ups at the old 10 ms steps
+    woken = _voluntary_switches(tids[0]) - before
+    b.send_bytes(b"wake up")
+    t.join()
+    assert woken < 40, woken
+
+
+def test_a_waiting_receive_lets_another_thread_use_its_connection():
+    # Sends and polls on the connection a receive is waiting on, from another thread:
+    # each ends the wait's hold on the connection, and the receive goes on waiting.
+    import threading
+
+    a, b = shmpipe.Pipe()
+    got = []
+    t = threading.Thread(target=lambda: got.append(a.recv_bytes()))
+    t.start()
+    for i in range(300):
+        a.send_bytes(b"%d" % i)
+        assert not a.poll(0) or got
+    assert [b.recv_bytes() for _ in range(300)] == [b"%d" % i for i in range(300)]
+    b.send_bytes(b"done")
+    t.join()
+    assert got == [b"done"]
