@@ -38,11 +38,6 @@ SKIPPED = {
     ("_TestConnection", "test_fd_transfer"): "descriptor passing over fileno()",
     ("_TestConnection", "test_large_fd_transfer"): "descriptor passing over fileno()",
     ("_TestConnection", "test_missing_fd_transfer"): "descriptor passing over fileno()",
-    # A shmpipe Client on a Unix path waits for the listener's offer of shared memory,
-    # so one thread cannot connect first and accept after.
-    ("_TestListener", "test_context"): "Client before accept in one thread",
-    ("_TestListener", "test_abstract_socket"): "Client before accept in one thread",
-    ("_TestListenerClient", "test_issue16955"): "Client before accept in one thread",
 }
 
 if cpython is not None:

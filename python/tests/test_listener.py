@@ -168,3 +168,38 @@ def test_a_socket_connection_pickled_to_another_process_goes_on(method):
         p.join(30)
         assert p.exitcode == 0
 
+
+
+@pytest.mark.parametrize("address,authkey", [("unix", None), ("unix", KEY), (("127.0.0.1", 0), KEY)])
+def test_one_thread_connects_first_and_accepts_after(address, authkey):
+    # As with CPython's listener: the handshake does not wait for accept.
+    address = fresh_path() if address == "unix" else address
+    with Listener(address, authkey=authkey) as listener:
+        with Client(listener.address, authkey=authkey) as client, listener.accept() as served:
+            client.send("ping")
+            assert served.recv() == "ping"
+            assert listener.last_accepted is not None
+    with pytest.raises(OSError):
+        listener.accept()
+
+
+def test_a_closed_listener_wakes_every_accept_and_refuses_clients():
+    listener = Listener(fresh_path())
+    address = listener.address
+    errors = []
+
+    def accept():
+        try:
+            listener.accept()
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=accept) for _ in range(3)]
+    for t in threads:
+        t.start()
+    listener.close()
+    for t in threads:
+        t.join()
+    assert len(errors) == 3
+    with pytest.raises(OSError):
+        Client(address)
