@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::socket::stream::SocketEnd;
 use hmac::{Hmac, KeyInit, Mac};
 
-const CHALLENGE: &[u8] = b"#CHALLENGE#";
+pub(crate) const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const WELCOME: &[u8] = b"#WELCOME#";
 const FAILURE: &[u8] = b"#FAILURE#";
 /// The longest handshake message Python reads (`recv_bytes(256)`).
@@ -116,6 +116,12 @@ pub(crate) fn deliver(
     };
     if !ok {
         let _ = chan.send(FAILURE, deadline);
+        if response == crate::net::upgrade::HELLO {
+            return Err(auth(
+                "the client has no authkey (it asked for shared memory instead of answering \
+                 the challenge): give it this listener's authkey",
+            ));
+        }
         return Err(auth("digest received was wrong"));
     }
     chan.send(WELCOME, deadline)
@@ -124,7 +130,14 @@ pub(crate) fn deliver(
 /// Answers the peer's challenge with `key`; returns whether the challenge came from
 /// shmpipe (its random bytes start with [`MARKER`]).
 pub(crate) fn answer(chan: &SocketEnd, key: &[u8], deadline: Deadline) -> Result<bool> {
-    let challenge = recv_small(chan, deadline)?;
+    let challenge = recv_small(chan, deadline).map_err(|e| match e {
+        // A listener without an authkey waits for us to speak, then gives up.
+        Error::Eof | Error::Timeout => auth(
+            "the peer sent no challenge and hung up: it has no authkey (give both sides \
+             the same authkey, or neither)",
+        ),
+        e => e,
+    })?;
     let message = challenge
         .strip_prefix(CHALLENGE)
         .ok_or_else(|| auth("protocol error: expected a challenge"))?;

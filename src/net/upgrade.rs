@@ -91,6 +91,14 @@ pub(crate) fn offer(chan: &SocketEnd, pipe: &Builder, deadline: Deadline) -> Res
 pub(crate) fn take(chan: &SocketEnd, max_message: usize, deadline: Deadline) -> Result<Connection> {
     chan.send(HELLO, deadline)?;
     let (frame, fds) = recv_with_fds(chan, deadline)?;
+    if frame.starts_with(crate::net::auth::CHALLENGE) {
+        crate::sys::dispose(fds);
+        return Err(Error::Authentication(
+            "the listener asks for an authkey and this client has none: give it the \
+             listener's authkey"
+                .into(),
+        ));
+    }
     if frame != OFFER {
         crate::sys::dispose(fds);
         return Err(Error::Invalid(
