@@ -393,7 +393,8 @@ impl Endpoint {
     pub(crate) fn whole(&self) -> Result<()> {
         if self.split {
             return Err(Error::Invalid(
-                "a half of a split connection cannot be passed to another process or made                  async; do that with the whole end, before splitting it"
+                "a half of a split connection cannot be passed to another process or made \
+                 async; do that with the whole end, before splitting it"
                     .into(),
             ));
         }
