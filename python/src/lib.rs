@@ -308,8 +308,9 @@ impl RawConnection {
     fn wait_readable(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         loop {
             if self.wanted.load(SeqCst) > 0 {
+                // Let the thread that asked go first; should it hold the connection for
+                // long (a send waiting for room), `with` below sleeps on the lock.
                 py.detach(std::thread::yield_now);
-                continue;
             }
             let ready = self.with(py, |c| {
                 let kick = self.kick()?;
