@@ -9,9 +9,10 @@
 # Then mypy --strict checks the README's Python examples and a typed program against the
 # installed package's stub.
 #
-# Needs python3 (3.11 or newer) with venv or virtualenv, and the Rust
-# toolchain for the build; maturin, pytest, NumPy and mypy come from PyPI (the tests send
-# NumPy arrays). Everything goes under $CARGO_TARGET_DIR (default: target/).
+# Needs python3 (3.11 or newer) with venv or virtualenv, and the Rust toolchain for the
+# build; maturin, pytest, NumPy, mypy and uvloop come from PyPI (the tests send NumPy
+# arrays, and run the asyncio tests on uvloop too). Everything goes under
+# $CARGO_TARGET_DIR (default: target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
@@ -49,12 +50,12 @@ examples=$(cd "$target/debug/examples" && pwd)
 # pytest suite against it with a PATH that has no cargo or rustc.
 test_wheel() {
   local wheel=$1 python=$2 venv_dir=$3
-  say "a fresh virtualenv of $($python --version) with $(basename "$wheel"), pytest, NumPy and mypy (from PyPI) in $venv_dir"
+  say "a fresh virtualenv of $($python --version) with $(basename "$wheel"), pytest, NumPy, mypy and uvloop (from PyPI) in $venv_dir"
   rm -rf "$venv_dir"
   "$python" -m venv "$venv_dir" 2>/dev/null || {
     "$python" -m pip install --quiet --user virtualenv && "$python" -m virtualenv --quiet "$venv_dir"
   }
-  "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel" pytest numpy mypy
+  "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel" pytest numpy mypy uvloop
   bin=$(cd "$venv_dir/bin" && pwd)
   if PATH="$bin" command -v cargo >/dev/null || PATH="$bin" command -v rustc >/dev/null; then
     say "cargo or rustc is on the test PATH" >&2

@@ -9,6 +9,17 @@ import shmpipe
 from shmpipe import AsyncConnection
 
 
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request):
+    """Every test on asyncio's own loop and on uvloop's (python/test-wheel.sh installs
+    uvloop; without it those runs are skipped)."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    yield request.param
+    asyncio.set_event_loop_policy(None)
+
+
 def echo_objects(conn, other):
     other.close()
     while True:
