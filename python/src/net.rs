@@ -53,6 +53,9 @@ pub(crate) struct RawListener {
     /// blocked `accept` (a shutdown) without waiting for the lock it holds.
     fd: RawFd,
     address: Address,
+    /// The process that made it: a child that inherited it through `fork` may hold a
+    /// copy of the lock that a thread of the parent had taken (see `close`).
+    owner: u32,
 }
 
 #[pymethods]
@@ -60,6 +63,13 @@ impl RawListener {
     /// Waits for a client and returns the connection (shared memory for a shmpipe
     /// client on a Unix address, CPython's protocol otherwise).
     fn accept(&self, py: Python<'_>) -> PyResult<RawConnection> {
+        if std::process::id() != self.owner {
+            // The lock may be a copy of one a thread of the parent held at `fork` (a
+            // Python Listener's thread always waits in `accept`): it would never open.
+            return Err(PyOSError::new_err(
+                "a Listener accepts only in the process that made it (this one inherited it)",
+            ));
+        }
         let conn = py.detach(|| {
             let guard = self.listener.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
@@ -76,6 +86,12 @@ impl RawListener {
 
     /// Stops listening (and removes the socket file this process made).
     fn close(&self, py: Python<'_>) {
+        if std::process::id() != self.owner {
+            // A child that inherited the listener: shutting the socket down would stop
+            // the parent's (the socket is one), and the lock may be held by a thread that
+            // does not exist here. Our copy of the descriptor closes when this is dropped.
+            return;
+        }
         let guard = match self.listener.try_lock() {
             Ok(g) => Some(g),
             Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
@@ -139,6 +155,7 @@ pub(crate) fn listen(
     Ok(RawListener {
         fd: listener.as_fd().as_raw_fd(),
         address: listener.address().clone(),
+        owner: std::process::id(),
         listener: Mutex::new(Some(listener)),
     })
 }

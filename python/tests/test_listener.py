@@ -184,3 +184,33 @@ def test_close_from_another_thread_wakes_every_accept_and_refuses_clients():
     assert len(errors) == 3
     with pytest.raises(OSError):
         Client(address)
+
+
+def close_inherited(listener, results):
+    try:
+        listener.accept()
+        results.send("accepted")
+    except OSError as e:
+        results.send(str(e))
+    listener.close()  # the parent's listener must not notice
+    del listener
+
+
+def test_a_child_that_inherited_a_listener_leaves_the_parents_alone():
+    # The child cannot accept (the listener's thread is the parent's), and its close
+    # neither shuts the shared socket down nor waits for a lock a parent thread held.
+    with Listener(fresh_path(), authkey=KEY) as listener:
+        here, there = shmpipe.Pipe()
+        p = multiprocessing.get_context("fork").Process(target=close_inherited, args=(listener, there))
+        p.start()
+        assert "only in the process that made it" in here.recv()
+        p.join(30)
+        assert p.exitcode == 0
+        clients = []
+        t = threading.Thread(target=lambda: clients.append(Client(listener.address, authkey=KEY)))
+        t.start()
+        with listener.accept() as served:
+            t.join()
+            clients[0].send("still here")
+            assert served.recv() == "still here"
+        clients[0].close()

@@ -70,7 +70,7 @@ class Listener:
         self._serve()
 
     def _serve(self):
-        """Starts the thread that takes clients (again, in a child that inherited us)."""
+        """Starts the thread that takes clients."""
         self._pid = os.getpid()
         self._ready = queue.Queue()
         self._closing = threading.Event()
@@ -90,7 +90,8 @@ class Listener:
         if self._raw is None:
             raise OSError("listener is closed")
         if self._pid != os.getpid():
-            self._serve()
+            # Inherited through fork: the listener's thread stayed in the parent.
+            raise OSError("a Listener accepts only in the process that made it")
         item = self._ready.get()
         if item is _CLOSED:
             self._ready.put(_CLOSED)  # for any other thread in accept
