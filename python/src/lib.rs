@@ -123,20 +123,27 @@ impl RawConnection {
     /// the receive lets it have the connection before it waits again (see
     /// [`wait_readable`](RawConnection::wait_readable)).
     fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        if let Some(g) = self.try_lock() {
+            return g;
+        }
+        // SeqCst: the waiter reads `wanted` after draining `kick`; this count is visible
+        // before the ring below (see `wait_readable`).
+        self.wanted.fetch_add(1, SeqCst);
+        if let Some(kick) = self.kick.get() {
+            let _ = rustix::io::write(kick, &1u64.to_ne_bytes());
+        }
+        let g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.wanted.fetch_sub(1, SeqCst);
+        g
+    }
+
+    /// The connection, locked, if no other thread holds it (a panic while it was held
+    /// leaves it as consistent as any error: the lock's poisoning is ignored).
+    fn try_lock(&self) -> Option<MutexGuard<'_, Option<Connection>>> {
         match self.conn.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                // SeqCst: the waiter reads `wanted` after draining `kick`; this count is
-                // visible before the ring below (see `wait_readable`).
-                self.wanted.fetch_add(1, SeqCst);
-                if let Some(kick) = self.kick.get() {
-                    let _ = rustix::io::write(kick, &1u64.to_ne_bytes());
-                }
-                let g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-                self.wanted.fetch_sub(1, SeqCst);
-                g
-            }
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -160,11 +167,7 @@ impl RawConnection {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error>,
     ) -> Option<Result<T, Error>> {
-        let guard = match self.conn.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let guard = self.try_lock()?;
         let Some(c) = guard.as_ref() else {
             return Some(Err(Error::Closed));
         };
@@ -265,11 +268,7 @@ impl RawConnection {
         py: Python<'py>,
         max: usize,
     ) -> Option<PyResult<Option<Bound<'py, PyAny>>>> {
-        let guard = match self.conn.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let guard = self.try_lock()?;
         let c = guard.as_ref()?;
         let mut obj = None;
         let mut failed = None;
@@ -667,11 +666,7 @@ impl RawConnection {
             // rate-limited question to the kernel. A connection another thread holds
             // takes the general path.
             let look = || {
-                let guard = match self.conn.try_lock() {
-                    Ok(g) => g,
-                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(std::sync::TryLockError::WouldBlock) => return None,
-                };
+                let guard = self.try_lock()?;
                 Some(match guard.as_ref() {
                     Some(c) => c.poll(Some(Duration::ZERO)),
                     None => Err(Error::Closed),
