@@ -21,10 +21,10 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Drained;
+use crate::shm::endpoint::Endpoint;
 use crate::transport::Transport;
 use crate::typed::Message;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
@@ -197,15 +197,11 @@ impl AsyncConnection {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The sleeping flag of the way we wait, or `None` if this end cannot go that way
-    /// (the attempt then reports the error).
-    fn flag(conn: &Connection, way: Wait) -> Option<&AtomicU32> {
-        let Transport::Shm(ep) = conn.inner.as_ref()? else {
-            return None;
-        };
-        match way {
-            Wait::Data => Some(ep.rx.as_ref()?.consumer.sleeping_flag()),
-            Wait::Space => Some(ep.tx.as_ref()?.producer.sleeping_flag()),
+    /// The shared-memory end of `conn`, if that is what it is.
+    fn endpoint(conn: &Connection) -> Option<&Endpoint> {
+        match conn.inner.as_ref()? {
+            Transport::Shm(ep) => Some(ep),
+            Transport::Socket(_) => None,
         }
     }
 
@@ -250,13 +246,10 @@ impl AsyncConnection {
             notified.as_mut().enable();
             let seen = {
                 let shared = self.lock();
-                if let Some(flag) = Self::flag(&shared.conn, way) {
-                    flag.store(1, SeqCst);
-                    if matches!(way, Wait::Data) {
-                        // The reader's half of the asymmetric fence (see
-                        // `crate::shm::fence`; its refusal is the limit DESIGN.md names).
-                        crate::shm::fence::before_recheck();
-                    }
+                if let Some(ep) = Self::endpoint(&shared.conn) {
+                    // Should the kernel refuse the reader's barrier, that is the limit
+                    // DESIGN.md names ("The wake-up protocol").
+                    ep.announce(matches!(way, Wait::Data));
                 }
                 let seen = shared.drains;
                 match attempt(&shared.conn) {
@@ -343,8 +336,8 @@ impl AsyncConnection {
     }
 
     fn lower(conn: &Connection, way: Wait) {
-        if let Some(flag) = Self::flag(conn, way) {
-            flag.store(0, SeqCst);
+        if let Some(ep) = Self::endpoint(conn) {
+            ep.lower(matches!(way, Wait::Data));
         }
     }
 

@@ -73,9 +73,9 @@ fn scribble(memfd: BorrowedFd<'_>, offset: usize, bytes: &[u8]) {
 /// Offsets of every word of the header and control blocks the other side could corrupt.
 fn control_word(layout: Layout, which: u8) -> usize {
     use std::mem::offset_of;
-    let ring = layout.control_offset(usize::from(which / 8) % layout.rings);
+    let ring = layout.control_offset(usize::from(which / 9) % layout.rings);
     let detached = offset_of!(Header, detached);
-    match which % 8 {
+    match which % 9 {
         0 => ring + offset_of!(RingControl, head),
         1 => ring + offset_of!(RingControl, tail),
         2 => ring + offset_of!(RingControl, reader_sleeping),
@@ -83,7 +83,8 @@ fn control_word(layout: Layout, which: u8) -> usize {
         4 => offset_of!(Header, magic),
         5 => offset_of!(Header, capacity),
         6 => detached,
-        _ => detached + std::mem::size_of::<CachePadded<u64>>(),
+        7 => detached + std::mem::size_of::<CachePadded<u64>>(),
+        _ => ring + offset_of!(RingControl, writer_fences),
     }
 }
 

@@ -153,9 +153,17 @@ impl Doorbell {
     pub(crate) fn drain(&self) -> Result<Drained> {
         let mut bytes = [MaybeUninit::uninit(); 256];
         for _ in 0..DRAIN_ROUNDS {
+            let mut fds = Vec::new();
+            let got = crate::sys::recv_keeping_fds(self.sock.as_fd(), &mut bytes, &mut fds);
             // Whatever came along with the bytes is closed on the closer thread.
-            match crate::sys::recv(self.sock.as_fd(), &mut bytes) {
-                Ok(0) => return Ok(Drained::HungUp),
+            let passed = !fds.is_empty();
+            crate::sys::dispose(fds);
+            match got {
+                Ok((0, _)) => return Ok(Drained::HungUp),
+                // A stream socket's read returns all that is queued, up to the buffer,
+                // unless passed descriptors end it early: a short read without any took
+                // the queue to its end, and another read would only say so.
+                Ok((n, _)) if n < bytes.len() && !passed => return Ok(Drained::Empty),
                 Ok(_) => continue,
                 Err(Errno::AGAIN) => return Ok(Drained::Empty),
                 Err(Errno::CONNRESET) => return Ok(Drained::HungUp),

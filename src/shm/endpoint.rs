@@ -5,7 +5,6 @@
 use crate::buffers::Scratch;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
-use crate::shm::fence;
 use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
 use crate::shm::liveness;
 use crate::shm::receive::Partial;
@@ -299,6 +298,9 @@ struct Watch {
     pending: (Doorbell, Doorbell),
     /// Whether `pending` is rung now.
     pending_set: Cell<bool>,
+    /// Whether the space doorbell may hold a stale wake-up: our sending side raised its
+    /// flag since we last drained it (see [`Endpoint::settle_watch`]).
+    space_stale: Cell<bool>,
 }
 
 impl Endpoint {
@@ -541,6 +543,7 @@ impl Endpoint {
             epoll: ep,
             pending,
             pending_set: Cell::new(false),
+            space_stale: Cell::new(true),
         });
         if let Some(rx) = &self.rx {
             rx.set_watched();
@@ -556,6 +559,13 @@ impl Endpoint {
     /// readable; ring empty ⇒ both drained and the sleeping flag raised, so that the
     /// producer's next publish rings the data doorbell. Called after every receive and
     /// wait, and whenever our data doorbell was drained.
+    ///
+    /// On a stream whose reader keeps up, every receive empties the ring, and this runs
+    /// for each message: the writer rings (its publish found our flag), and here one read
+    /// drains that and [`Consumer::announce`](crate::shm::ring::Consumer::announce)
+    /// raises the flag again, asking the writer to fence its publishes so that no
+    /// `membarrier` is needed. The space doorbell is drained only when our sending side
+    /// may have left a wake-up there, or by `poll`, which drains junk too.
     #[inline]
     pub(crate) fn settle_watch(&self) -> Result<()> {
         // Nothing to do unless a `fileno` was handed out: the common case, inline.
@@ -563,6 +573,58 @@ impl Endpoint {
             return Ok(());
         }
         self.settle_watch_now()
+    }
+
+    /// [`settle_watch`](Endpoint::settle_watch) that drains the space doorbell too:
+    /// for `poll`, which a program may call in a loop around a `select` on `fileno`.
+    pub(crate) fn settle_watch_fully(&self) -> Result<()> {
+        if let Some(w) = self.watch.get() {
+            w.space_stale.set(true);
+            self.settle_watch_now()?;
+        }
+        Ok(())
+    }
+
+    /// For an event loop that waits on our doorbells itself (an `AsyncConnection`):
+    /// raises the sleeping flag of the reading side (`data`) or of the sending side, and
+    /// orders it before the caller's next look at the ring. Returns `false` if the
+    /// writer may still miss the flag (see [`Consumer::announce`]). An end without that
+    /// side does nothing.
+    ///
+    /// [`Consumer::announce`]: crate::shm::ring::Consumer::announce
+    #[cfg(feature = "tokio")]
+    pub(crate) fn announce(&self, data: bool) -> bool {
+        match (data, &self.rx, &self.tx) {
+            (true, Some(rx), _) => rx.consumer.announce(true),
+            (false, _, Some(tx)) => {
+                // The reader publishes `tail` with a locked instruction before it loads
+                // our flag: a `SeqCst` store here is the whole handshake.
+                tx.producer
+                    .sleeping_flag()
+                    .store(crate::shm::ring::ASLEEP, SeqCst);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Takes down the flag that [`announce`](Endpoint::announce) raised.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn lower(&self, data: bool) {
+        let flag = match (data, &self.rx, &self.tx) {
+            (true, Some(rx), _) => rx.consumer.sleeping_flag(),
+            (false, _, Some(tx)) => tx.producer.sleeping_flag(),
+            _ => return,
+        };
+        flag.store(0, SeqCst);
+    }
+
+    /// Our sending side is about to raise its sleeping flag: a wake-up may come to the
+    /// space doorbell after it stopped waiting, which a watched `fileno` must drain.
+    pub(crate) fn note_wait_for_room(&self) {
+        if let Some(w) = self.watch.get() {
+            w.space_stale.set(true);
+        }
     }
 
     #[cold]
@@ -589,19 +651,17 @@ impl Endpoint {
         bells.data.drain()?;
         // Stale wake-ups for a writer that has since found room, or junk; unless the
         // sending half of a split end waits on that doorbell.
-        if !self.split {
+        if !self.split && w.space_stale.replace(false) {
             bells.space.drain()?;
         }
         if w.pending_set.get() {
             w.pending.1.drain()?;
             w.pending_set.set(false);
         }
-        rx.consumer.sleeping_flag().store(1, SeqCst);
-        // The reader's half of the asymmetric fence (see `crate::shm::fence`). Should the
-        // kernel refuse it, a writer publishing without a fence in another process may
-        // miss the flag, and the `fileno` become readable only with its next message:
-        // DESIGN.md, "The wake-up protocol", names this limit.
-        fence::before_recheck();
+        // Should the kernel refuse our barrier, a writer publishing without a fence in
+        // another process may miss the flag, and the `fileno` become readable only with
+        // its next message: DESIGN.md, "The wake-up protocol", names this limit.
+        rx.consumer.announce(true);
         // A record published before the flag went up rang nobody: ring for it ourselves.
         if rx.guard(rx.consumer.has_data())? {
             set_pending()?;

@@ -5,9 +5,10 @@
 //! ```text
 //! offset 0                 Header (one page): magic, version, ring count, capacity,
 //!                          one detach counter per end (each on its own cache line)
-//! offset 4096              RingControl of ring 0 (512 bytes): head | tail |
-//!                          reader_sleeping | writer_sleeping, each on its own line
-//! offset 4096 + 512        RingControl of ring 1 (duplex only)
+//! offset 4096              RingControl of ring 0 (640 bytes): head | tail |
+//!                          reader_sleeping | writer_sleeping | writer_fences, each on
+//!                          its own line
+//! offset 4096 + 640        RingControl of ring 1 (duplex only)
 //! offset 8192              data of ring 0: `capacity` bytes
 //! offset 8192 + capacity   data of ring 1 (duplex only)
 //! ```
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"SHMPIPE\0"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 /// Bumped whenever the layout or the record format changes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// Smallest ring accepted by the builder: one page.
 pub(crate) const MIN_CAPACITY: usize = 4096;
@@ -74,6 +75,10 @@ pub(crate) struct RingControl {
     pub reader_sleeping: CachePadded<AtomicU32>,
     /// Non-zero while the producer sleeps (or is about to) waiting for space.
     pub writer_sleeping: CachePadded<AtomicU32>,
+    /// Non-zero once the producer publishes every record with a full fence, which lets
+    /// a reader that announces itself on every message skip its `membarrier` (see
+    /// [`crate::shm::fence`]). Written by the producer only, and never cleared.
+    pub writer_fences: CachePadded<AtomicU32>,
 }
 
 /// The geometry of one region: how many rings, how large, and where each part sits.

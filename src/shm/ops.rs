@@ -90,7 +90,7 @@ impl Endpoint {
                 Woken::TimedOut => break false,
             }
         };
-        self.settle_watch()?;
+        self.settle_watch_fully()?;
         Ok(ready)
     }
 }

@@ -398,7 +398,8 @@ impl Endpoint {
     }
 
     /// What a reader of this end waits on: its sleeping flag, the data doorbell, and the
-    /// reader's half of the asymmetric fence (`for_records`). The one description of it,
+    /// writer's word that says whether announcing needs the reader's half of the
+    /// asymmetric fence (`writer_fences`). The one description of it,
     /// for `wait_for_data` and `shmpipe::wait`.
     pub(crate) fn data_waiter<'a>(&'a self, rx: &'a Rx) -> Waiter<'a> {
         let bells = self.bells();
@@ -406,7 +407,7 @@ impl Endpoint {
             flag: rx.consumer.sleeping_flag(),
             bell: &bells.data,
             other: self.other_bell(&bells.space),
-            for_records: true,
+            writer_fences: Some(rx.consumer.writer_fences()),
         }
     }
 

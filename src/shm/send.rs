@@ -335,8 +335,9 @@ impl Endpoint {
             flag,
             bell: &bells.space,
             other: self.other_bell(&bells.data),
-            for_records: false,
+            writer_fences: None,
         };
+        self.note_wait_for_room();
         let woken = self.wait_one(waiter, ready, deadline)?;
         // The wait may have drained our data doorbell: keep a watched `fileno` exact.
         self.settle_watch()?;

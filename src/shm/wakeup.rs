@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
 use crate::shm::fence;
 use crate::shm::liveness::hung_up;
+use crate::shm::ring::ASLEEP;
 use rustix::event::{PollFd, PollFlags};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
@@ -58,10 +59,10 @@ pub(crate) struct Waiter<'a> {
     /// half of a [`split`](crate::Connection::split) end, whose other half would lose the
     /// wake-ups we drained from it. Either doorbell reports the peer's death.
     pub other: Option<&'a Doorbell>,
-    /// Waiting for records (`flag` is the reader's): their writer may publish without a
-    /// fence, so announcing takes the reader's half of the asymmetric fence
-    /// ([`crate::shm::fence`]).
-    pub for_records: bool,
+    /// Waiting for records (`flag` is the reader's): the writer's `writer_fences` word.
+    /// The writer may publish without a fence, so announcing takes the reader's half of
+    /// the asymmetric fence ([`crate::shm::fence`]) unless the word says it fences.
+    pub writer_fences: Option<&'a AtomicU32>,
 }
 
 /// What ended a wait.
@@ -167,12 +168,16 @@ where
         &mut many
     };
     let result = loop {
+        let fenced = waiters
+            .iter()
+            .all(|w| w.writer_fences.is_none_or(fence::writer_fences));
         for w in waiters {
-            w.flag.store(1, SeqCst);
+            w.flag.store(ASLEEP, SeqCst);
         }
         // A refused barrier leaves a writer's publish unordered with our flag: then we
         // do not count on being woken, and look again soon.
-        let backstop = if waiters.iter().any(|w| w.for_records) && !fence::before_recheck() {
+        let for_records = waiters.iter().any(|w| w.writer_fences.is_some());
+        let backstop = if for_records && !fence::before_recheck(fenced) {
             UNFENCED_BACKSTOP
         } else {
             BACKSTOP

@@ -1,7 +1,11 @@
 //! The reading side of a ring.
 
-use super::{distance, sane, wake_needed, Broken, RingRef, CLAIMED, PREFETCH_NEAR, PREFETCH_ROOM};
+use super::{
+    distance, sane, take_flag, Broken, RingRef, ASLEEP, CLAIMED, PREFETCH_NEAR, PREFETCH_ROOM,
+    WATCHING,
+};
 use crate::buffers::Sink;
+use crate::shm::fence;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
 use std::cell::Cell;
@@ -62,6 +66,27 @@ impl Consumer {
 
     pub(crate) fn sleeping_flag(&self) -> &AtomicU32 {
         &self.ring.ctl().reader_sleeping
+    }
+
+    /// The writer's word saying that it publishes every record with a full fence (see
+    /// [`crate::shm::fence`]).
+    pub(crate) fn writer_fences(&self) -> &AtomicU32 {
+        &self.ring.ctl().writer_fences
+    }
+
+    /// Raises our sleeping flag, so that the writer rings the data doorbell after its
+    /// next publish, and orders it before the caller's next look at the ring (the
+    /// reader's half of the wake-up protocol, [`crate::shm::wakeup`]). `watching`: we
+    /// announce ourselves after every receive that empties the ring, and ask the writer
+    /// to fence its publishes so that we need no `membarrier` (see [`WATCHING`]).
+    ///
+    /// Returns `false` if the writer's next publish may still miss the flag (the kernel
+    /// refused our barrier): the caller must then not count on being woken.
+    pub(crate) fn announce(&self, watching: bool) -> bool {
+        let fences = fence::writer_fences(self.writer_fences());
+        let flag = if watching { ASLEEP | WATCHING } else { ASLEEP };
+        self.sleeping_flag().store(flag, SeqCst);
+        fence::before_recheck(fences)
     }
 
     /// Adopts the published `tail` if another process holding a copy of this end has
@@ -324,7 +349,7 @@ impl Consumer {
                 self.tail.set(new_tail);
                 self.published.set(new_tail);
                 self.claimed_in.set(None);
-                Ok(wake_needed(&self.ring.ctl().writer_sleeping))
+                Ok(take_flag(&self.ring.ctl().writer_sleeping) != 0)
             }
             Err(seen) => Err(moved(old, seen)),
         }

@@ -238,16 +238,32 @@ pub(super) fn distance(from: u64, to: u64) -> u64 {
     to.wrapping_sub(from)
 }
 
+/// A sleeping flag's bit that says the side sleeps or is about to: the other side takes
+/// the flag down after its next publish and rings the doorbell (see
+/// [`crate::shm::wakeup`]).
+pub(crate) const ASLEEP: u32 = 1;
+
+/// A reader's flag bit, raised with [`ASLEEP`] by a reader that announces itself after
+/// every receive that empties the ring (a watched `fileno`, an async receive): it asks
+/// the writer to publish with a full fence from now on, so that these announcements need
+/// no `membarrier` (see [`crate::shm::fence`] and [`Consumer::announce`]).
+pub(crate) const WATCHING: u32 = 2;
+
 /// After a publish: if the other side announced that it sleeps, take its flag down and
-/// report that its doorbell must be rung. The load comes first so that the common case,
-/// nobody asleep, writes nothing to the shared line.
-pub(super) fn wake_needed(flag: &AtomicU32) -> bool {
-    flag.load(SeqCst) != 0 && flag.swap(0, SeqCst) != 0
+/// return what it held (non-zero: its doorbell must be rung). The load comes first so
+/// that the common case, nobody asleep, writes nothing to the shared line.
+#[inline(always)]
+pub(super) fn take_flag(flag: &AtomicU32) -> u32 {
+    if flag.load(SeqCst) == 0 {
+        return 0;
+    }
+    flag.swap(0, SeqCst)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shm::fence;
     use crate::shm::layout::{Layout, RingControl};
 
     /// A ring in ordinary memory, for single-process tests of the protocol.
@@ -300,6 +316,31 @@ mod tests {
         c.append(&r, &mut v);
         c.release(&r).unwrap();
         Some(v)
+    }
+
+    /// A reader that announces itself on every message (`WATCHING`) gets a writer that
+    /// fences every publish and says so; so does every writer that takes the end over
+    /// from it, whether it attaches afterwards or held a copy from before (a fork) and
+    /// resyncs. A reader that only sleeps asks for nothing.
+    #[test]
+    fn a_watching_reader_makes_every_writer_of_the_end_fence() {
+        let t = test_ring(4096);
+        let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
+        let copy = Producer::new(t.ring);
+        let said = || fence::writer_fences(&t.ring.ctl().writer_fences);
+        c.announce(false);
+        assert!(send(&p, b"one"));
+        assert!(!said());
+        assert_eq!(recv(&c).unwrap(), b"one");
+        c.announce(true);
+        assert!(send(&p, b"two"));
+        assert!(said() && p.fences());
+        assert_eq!(recv(&c).unwrap(), b"two");
+        assert!(Producer::new(t.ring).fences());
+        copy.resync().unwrap();
+        assert!(copy.fences());
+        assert!(send(&copy, b"three"));
+        assert_eq!(recv(&c).unwrap(), b"three");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The writing side of a ring.
 
-use super::{distance, load_tail, sane, wake_needed, Broken, RingRef, PREFETCH_ROOM};
+use super::{distance, load_tail, sane, take_flag, Broken, RingRef, PREFETCH_ROOM, WATCHING};
 
 /// Free space a writer keeps while a fragmented message is in progress: room for the
 /// `CANCEL` record that abandons it, so that a send whose deadline passes can always take
@@ -32,8 +32,10 @@ pub(crate) struct Producer {
     head: Cell<u64>,
     /// The consumer's counter as last loaded; never ahead of the real one.
     cached_tail: Cell<u64>,
-    /// This process may publish without a CPU fence (see [`crate::shm::fence`]).
-    fenceless: bool,
+    /// We publish without a CPU fence (see [`crate::shm::fence`]): this process is
+    /// registered for `membarrier`, and the reader has not asked us to fence (see
+    /// [`WATCHING`]). Once false, false for good.
+    fenceless: Cell<bool>,
 }
 
 impl Producer {
@@ -49,7 +51,8 @@ impl Producer {
             ring,
             head: Cell::new(head),
             cached_tail: Cell::new(tail),
-            fenceless: fence::register(),
+            // A writer before us in another process may have been asked to fence.
+            fenceless: Cell::new(fence::register() && !fence::writer_fences(&ctl.writer_fences)),
         }
     }
 
@@ -65,6 +68,12 @@ impl Producer {
 
     pub(crate) fn sleeping_flag(&self) -> &AtomicU32 {
         &self.ring.ctl().writer_sleeping
+    }
+
+    /// Whether we publish with a full fence (for tests).
+    #[cfg(test)]
+    pub(crate) fn fences(&self) -> bool {
+        !self.fenceless.get()
     }
 
     /// Whether the published `head` is still ours: no other process holding a copy of
@@ -91,6 +100,10 @@ impl Producer {
         }
         self.head.set(shared);
         self.cached_tail.set(tail);
+        // The writer before us may have been asked to fence (see `fenceless`).
+        if fence::writer_fences(&self.ring.ctl().writer_fences) {
+            self.fenceless.set(false);
+        }
         Ok(())
     }
 
@@ -322,7 +335,27 @@ impl Producer {
     #[inline(always)]
     pub(crate) fn publish_staged(&self, published: u64) -> Result<bool, Broken> {
         self.publish(published, self.head.get())?;
-        Ok(wake_needed(&self.ring.ctl().reader_sleeping))
+        match take_flag(&self.ring.ctl().reader_sleeping) {
+            0 => Ok(false),
+            flag => {
+                if flag & WATCHING != 0 {
+                    self.fence_from_now_on();
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// The reader announces itself on every message it waits for: publish with a full
+    /// fence from now on, and say so in the region, so that it can skip its `membarrier`
+    /// (see [`crate::shm::fence`]). The store is `Release`: a reader that sees it also
+    /// sees every record we published before, with or without a fence.
+    #[cold]
+    #[inline(never)]
+    fn fence_from_now_on(&self) {
+        if self.fenceless.replace(false) {
+            self.ring.ctl().writer_fences.store(1, Release);
+        }
     }
 
     /// Publishes `head` (our last value `old`) as `new`: a release store, then the
@@ -336,7 +369,7 @@ impl Producer {
             return Err(head_moved(old, seen));
         }
         head.store(new, Release);
-        fence::after_publish(self.fenceless);
+        fence::after_publish(self.fenceless.get());
         self.head.set(new);
         Ok(())
     }
