@@ -48,6 +48,7 @@ def main(sustained, limits, python):
     stream("sustained", "64 B stream, 20 M messages")
     stream("first200k", "64 B stream, first 200 k")
     stream("slow_reader", "64 B stream, reader working ~25 ns each")
+    stream("slow_writer", "64 B stream, writer working ~25 ns each")
     batch = s[("sustained", "shmpipe_batch64")]
     out.append(f"| 64 B stream, 20 M, `send_bytes_many` of 64 | {ns(batch[3])} ({ns(batch[2])}) "
                f"| the faster bare ring (rate) | {batch[4]} |")
@@ -59,6 +60,8 @@ def main(sustained, limits, python):
     limit("stream/1048576/shmpipe", "1 MiB stream", "memcpy on one core")
     limit("pingpong/64/shmpipe", "64 B round trip, blocking", "bare ring")
     limit("pingpong/64/shmpipe_polling", "64 B round trip, both busy-polling `poll(0)`",
+          "blocking round trip")
+    limit("pingpong/64/shmpipe_watched", "64 B round trip, blocking, `fileno` asked for",
           "blocking round trip")
     limit("typed/tick/send_recv", "typed `send`/`recv` of a 32 B struct", "`send_bytes` of its bytes")
     for row, label in [("empty/poll0", "`poll(Some(ZERO))` on an empty pipe"),

@@ -5,6 +5,9 @@
 //! * `first200k`: the first 200,000 messages of the same stream only;
 //! * `slow_reader`: 5 M messages, the reader doing about 25 ns of work on each (a
 //!   calibrated loop), so that the ring runs full;
+//! * `slow_writer`: 1 M messages, the writer doing that work on each, so that the reader
+//!   keeps up and finds the ring empty after every message (where a reader whose
+//!   `fileno` was asked for re-arms it every time);
 //! * `stream_1m`: 2,000 messages of 1 MiB.
 //!
 //! `SHMPIPE_BENCH_RING` sets the ring size of every contender that has one (a power of
@@ -15,7 +18,9 @@
 //! one `patient`: which is faster depends on what moving a cache line between the cores
 //! costs at the moment, and the faster of the two in each round is the yardstick),
 //! shmpipe (`send_bytes` /
-//! `recv_bytes_into`, default capacity), shmpipe whose writer gathers 64 messages and
+//! `recv_bytes_into`, default capacity), the same with a reader whose `fileno` was asked
+//! for (`shmpipe_watched`: what `multiprocessing.connection.wait` or an event loop does),
+//! shmpipe whose writer gathers 64 messages and
 //! sends them with `send_bytes_many` (the reader as before), and a Unix socket with 64 KiB buffered writes
 //! and reads and a 4-byte length prefix (what a user might write instead). Every reader
 //! checks an 8-byte sequence number in each message.
@@ -187,15 +192,20 @@ fn stream<T: Tx, R: Rx>(
     mut rx: R,
     size: usize,
     count: u64,
-    work_rounds: u64,
+    (work_rounds, writer_work): (u64, u64),
 ) -> (f64, Option<f64>) {
     let mut peer = Peer::spawn(move |n| {
         pin(1);
         let mut msg = vec![0x5Au8; size];
+        let mut acc = 0;
         for i in 0..n {
+            if writer_work > 0 {
+                acc ^= work(i, writer_work);
+            }
             msg[..8].copy_from_slice(&i.to_le_bytes());
             tx.send(&msg);
         }
+        black_box(acc);
         tx.flush();
     });
     let mut buf = vec![0u8; size];
@@ -237,7 +247,7 @@ fn shm_pair() -> (shmpipe::Connection, shmpipe::Connection) {
         .unwrap()
 }
 
-fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f64>) {
+fn run(kind: &str, size: usize, count: u64, work_rounds: (u64, u64)) -> (f64, Option<f64>) {
     match kind {
         "bare_ring" | "bare_ring_patient" | "bare_ring_bursts" => {
             let ring = match kind {
@@ -259,6 +269,13 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: u64) -> (f64, Option<f6
         }
         "shmpipe" => {
             let (rx, tx) = shm_pair();
+            stream(tx, rx, size, count, work_rounds)
+        }
+        "shmpipe_watched" => {
+            // A reader whose `fileno` was asked for (by a selector, `wait`, an event
+            // loop), which keeps the descriptor exact from then on.
+            let (rx, tx) = shm_pair();
+            rx.fileno().unwrap();
             stream(tx, rx, size, count, work_rounds)
         }
         _ => {
@@ -304,11 +321,13 @@ fn main() {
     let rounds = env("SHMPIPE_BENCH_ROUNDS", 5) as usize;
     let sustained = env("SHMPIPE_SUSTAINED_MESSAGES", 20_000_000);
     let work_rounds = calibrate();
+    // (name, message size, messages, (work per message of the reader, of the writer))
     let workloads = [
-        ("sustained", 64, sustained, 0),
-        ("first200k", 64, 200_000, 0),
-        ("slow_reader", 64, 5_000_000, work_rounds),
-        ("stream_1m", 1 << 20, 2_000, 0),
+        ("sustained", 64, sustained, (0, 0)),
+        ("first200k", 64, 200_000, (0, 0)),
+        ("slow_reader", 64, 5_000_000, (work_rounds, 0)),
+        ("slow_writer", 64, 1_000_000, (0, work_rounds)),
+        ("stream_1m", 1 << 20, 2_000, (0, 0)),
     ];
     let kinds = [
         "bare_ring",
@@ -316,6 +335,7 @@ fn main() {
         "bare_ring_bursts",
         "shmpipe",
         "shmpipe_batch64",
+        "shmpipe_watched",
         "socket_buffered",
     ];
     // `SHMPIPE_BENCH_ONLY=sustained,slow_reader,shmpipe` keeps the named workloads and
@@ -356,7 +376,9 @@ fn main() {
             }
         }
     }
-    println!("\nwork per message in slow_reader: {work_rounds} rounds (about 25 ns)");
+    println!(
+        "\nwork per message in slow_reader and slow_writer: {work_rounds} rounds (about 25 ns)"
+    );
     println!(
         "| workload | contender | best ns | median ns | rate ÷ the faster bare ring (median of rounds) |"
     );
