@@ -52,10 +52,11 @@ pub(crate) struct Rx {
     /// A `fileno` was handed out: receives keep its readiness exact (see
     /// `Endpoint::settle_watch`). Set through [`Rx::set_watched`].
     watched: Cell<bool>,
-    /// Whether the one-pass receive may run: the direction is not broken, no message is
-    /// lent out or half received, and no `fileno` was handed out. One test on the hot
-    /// path instead of four (DESIGN.md, "Per-message cost"), kept by the
-    /// setters of the four and by [`Breakable::break_with`].
+    /// Whether the one-pass receive may run: the direction is not broken, and no message
+    /// is lent out or half received. One test on the hot path instead of three
+    /// (DESIGN.md, "Per-message cost"), kept by the setters of the three and by
+    /// [`Breakable::break_with`]. (A watched `fileno` does not stop it: the one-pass
+    /// receive settles it, as every receive does.)
     fast: Cell<bool>,
     /// The last receive had to wait for its message (see `Endpoint::receive_whole`).
     pub waited: Cell<bool>,
@@ -95,10 +96,7 @@ impl Rx {
     /// Works out [`fast`](Rx::fast) again after one of what it sums up changed.
     fn review_fast(&self) {
         self.fast.set(
-            self.broken.get().is_none()
-                && !self.lent.get()
-                && self.partial.borrow().is_none()
-                && !self.watched.get(),
+            self.broken.get().is_none() && !self.lent.get() && self.partial.borrow().is_none(),
         );
     }
 
@@ -144,7 +142,6 @@ impl Rx {
     /// Records that a `fileno` was handed out (for the rest of the end's life).
     pub(crate) fn set_watched(&self) {
         self.watched.set(true);
-        self.review_fast();
     }
 
     /// Whether a receive may start: the ring is sound and no message is lent out

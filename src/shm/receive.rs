@@ -160,8 +160,7 @@ impl Endpoint {
         if !rx.fast() || self.keeps_distance(rx) {
             return Ok(false);
         }
-        // No `fileno` was handed out (`fast`), so there is no readiness to settle.
-        self.take_whole(rx, out, max)
+        self.receive_whole_at_once(rx, out, max)
     }
 
     /// Whether a reader chasing a streaming writer (see [`Endpoint::receive_whole`]) is
@@ -206,17 +205,6 @@ impl Endpoint {
     /// settles a watched `fileno`; returns whether it did. Keeps no distance.
     #[inline(always)]
     fn receive_whole_at_once<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
-        if !self.take_whole(rx, out, max)? {
-            return Ok(false);
-        }
-        self.after_receive()?;
-        Ok(true)
-    }
-
-    /// [`receive_whole_at_once`](Endpoint::receive_whole_at_once) without settling a
-    /// watched `fileno`.
-    #[inline(always)]
-    fn take_whole<S: Sink>(&self, rx: &Rx, out: &mut S, max: usize) -> Result<bool> {
         let Some(rec) = rx.consumer.peek_whole(max) else {
             return Ok(false);
         };
@@ -225,6 +213,7 @@ impl Endpoint {
         rx.consumer.append(&rec, out);
         self.release(rx, &rec)?;
         rx.waited.set(false);
+        self.after_receive()?;
         Ok(true)
     }
 
@@ -253,6 +242,7 @@ impl Endpoint {
         rx.consumer.append(&rec, &mut out);
         self.release(rx, &rec)?;
         rx.waited.set(false);
+        self.after_receive()?;
         Ok(Some(rec.len))
     }
 
