@@ -1,6 +1,7 @@
 //! The one error type every call returns, mirroring the exceptions of Python's
 //! `multiprocessing.connection`.
 
+use crate::violation::Violation;
 use std::fmt;
 use std::io;
 
@@ -47,10 +48,11 @@ pub enum Error {
     /// An argument was out of range, or a message did not validate as the type asked for.
     /// The text says which.
     Invalid(String),
-    /// The shared region broke the protocol: the other process wrote an impossible index
-    /// or record, or two processes used the same end at the same time. The direction
-    /// concerned stays broken; the text says what was seen.
-    Corrupt(String),
+    /// The other process broke the protocol: it wrote an impossible index or record into
+    /// the shared region, or sent a bad length prefix over a socket, or two processes
+    /// used the same end at the same time. The direction concerned stays broken; the
+    /// [`Violation`] says what was seen.
+    Corrupt(Violation),
     /// A blocking call gave up after the connection's
     /// [read](crate::Connection::set_read_timeout) or
     /// [write](crate::Connection::set_write_timeout) timeout, having consumed or sent
@@ -95,7 +97,7 @@ impl fmt::Display for Error {
                 write!(f, "message of {len} bytes is longer than the maximum {max}")
             }
             Error::Invalid(why) => write!(f, "invalid: {why}"),
-            Error::Corrupt(why) => write!(f, "shared region corrupt: {why}"),
+            Error::Corrupt(why) => write!(f, "protocol violated: {why}"),
             Error::Timeout => f.write_str("timed out"),
             Error::WouldBlock => f.write_str("the operation would block"),
             Error::Authentication(why) => write!(f, "authentication failed: {why}"),
@@ -161,9 +163,5 @@ impl Error {
             Error::Io(e) => e.kind() == io::ErrorKind::Interrupted,
             _ => false,
         }
-    }
-
-    pub(crate) fn corrupt(why: impl Into<String>) -> Self {
-        Error::Corrupt(why.into())
     }
 }

@@ -85,6 +85,7 @@ mod sys;
 mod timeouts;
 mod transport;
 mod typed;
+mod violation;
 
 #[cfg(feature = "tokio")]
 pub use async_connection::AsyncConnection;
@@ -96,3 +97,4 @@ pub use net::client::{Client, ClientBuilder};
 pub use net::listener::{Listener, ListenerBuilder, Peer};
 pub use select::wait;
 pub use typed::{Archived, Message};
+pub use violation::{Index, Violation};

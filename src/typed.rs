@@ -465,7 +465,7 @@ impl<T: Message> Drop for Archived<'_, T> {
             // A failure here (the ring broke, or the doorbell could not be rung) is kept
             // by the connection and reported by its next call.
             if let Err(Error::Io(e)) = ep.release(rx, &rec) {
-                rx.break_with(format!("could not wake the sender: {e}"));
+                rx.break_with(crate::Violation::WakeUpFailed { error: e.kind() });
             }
             let _ = ep.after_receive();
         }

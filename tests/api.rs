@@ -307,7 +307,10 @@ fn errors_convert_to_io_errors_of_the_matching_kind() {
             io::ErrorKind::InvalidInput,
         ),
         (Error::Invalid("x".into()), io::ErrorKind::InvalidInput),
-        (Error::Corrupt("x".into()), io::ErrorKind::InvalidData),
+        (
+            Error::Corrupt(shmpipe::Violation::HeldElsewhere),
+            io::ErrorKind::InvalidData,
+        ),
         (Error::Timeout, io::ErrorKind::TimedOut),
         (Error::WouldBlock, io::ErrorKind::WouldBlock),
     ];

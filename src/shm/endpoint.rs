@@ -66,7 +66,9 @@ pub(crate) struct Rx {
     /// How many times this reader looked at `head` while keeping its distance.
     #[cfg(test)]
     pub distance_looks: Cell<u64>,
-    broken: OnceCell<String>,
+    /// Why the direction broke, once it has (see [`Breakable`]); boxed, so that every
+    /// connection does not carry room for a violation it will most likely never have.
+    broken: OnceCell<Box<Broken>>,
 }
 
 impl Rx {
@@ -183,12 +185,14 @@ pub(crate) struct Tx {
     pub kernel_asked: Cell<u64>,
     /// Where typed messages too long for the ring's free space are serialized.
     pub scratch: Scratch,
-    broken: OnceCell<String>,
+    /// Why the direction broke, once it has (see [`Breakable`]); boxed, so that every
+    /// connection does not carry room for a violation it will most likely never have.
+    broken: OnceCell<Box<Broken>>,
 }
 
 /// Shared by `Rx` and `Tx`: a direction whose ring broke the protocol stays broken.
 pub(crate) trait Breakable {
-    fn broken(&self) -> &OnceCell<String>;
+    fn broken(&self) -> &OnceCell<Box<Broken>>;
 
     #[inline]
     fn usable(&self) -> Result<()> {
@@ -202,7 +206,10 @@ pub(crate) trait Breakable {
     #[cold]
     #[inline(never)]
     fn breakage(&self) -> Error {
-        Error::Corrupt(self.broken().get().cloned().unwrap_or_default())
+        match self.broken().get() {
+            Some(why) => Error::Corrupt(Broken::clone(why)),
+            None => unreachable!("only a broken direction reports its breakage"),
+        }
     }
 
     /// Called when the direction breaks: a half that keeps a fast-path flag clears it.
@@ -212,7 +219,7 @@ pub(crate) trait Breakable {
     #[inline(never)]
     fn break_with(&self, why: Broken) -> Error {
         // The first breakage is the one reported from then on: later ones follow from it.
-        let _ = self.broken().set(why.clone());
+        let _ = self.broken().set(Box::new(why.clone()));
         self.on_break();
         Error::Corrupt(why)
     }
@@ -223,7 +230,7 @@ pub(crate) trait Breakable {
 }
 
 impl Breakable for Rx {
-    fn broken(&self) -> &OnceCell<String> {
+    fn broken(&self) -> &OnceCell<Box<Broken>> {
         &self.broken
     }
 
@@ -233,7 +240,7 @@ impl Breakable for Rx {
 }
 
 impl Breakable for Tx {
-    fn broken(&self) -> &OnceCell<String> {
+    fn broken(&self) -> &OnceCell<Box<Broken>> {
         &self.broken
     }
 }

@@ -8,6 +8,7 @@ use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::Record;
 use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
+use crate::violation::Violation;
 use rkyv::util::AlignedVec;
 use std::time::Instant;
 
@@ -40,10 +41,11 @@ pub(crate) fn message_len(rec: &Record) -> Result<usize> {
     match rec.kind {
         Kind::Whole => Ok(rec.len),
         Kind::First => usize::try_from(rec.aux)
-            .map_err(|_| Error::corrupt("message length does not fit in memory")),
-        k => Err(Error::corrupt(format!(
-            "message starts with a {k:?} fragment"
-        ))),
+            .map_err(|_| Error::Corrupt(Violation::LengthTooLarge { len: rec.aux })),
+        k => Err(Error::Corrupt(Violation::MisplacedRecord {
+            kind: k.name(),
+            inside_message: false,
+        })),
     }
 }
 

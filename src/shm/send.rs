@@ -221,11 +221,7 @@ impl Endpoint {
     /// what it reassembled. Never waits: the room was kept free.
     pub(crate) fn cancel(&self, tx: &Tx, total: usize) -> Result<()> {
         let Some(grant) = tx.guard(tx.producer.reserve(0, 0))? else {
-            return Err(tx.break_with(
-                "no room for a cancel record, though it was kept free: another process \
-                 wrote on this end"
-                    .into(),
-            ));
+            return Err(tx.break_with(crate::Violation::CancelRoomTaken));
         };
         if tx.guard(tx.producer.commit(grant, Kind::Cancel, 0, total as u64))? {
             self.ring_data()?;

@@ -15,6 +15,8 @@
 //! fragmented message part-way (its timeout passed) ends it with a `CANCEL` record
 //! instead, and the receiver drops what it reassembled.
 
+use crate::violation::Violation;
+
 /// Size of a record header; also the alignment of every record.
 pub(crate) const HEADER: usize = 16;
 /// Alignment of records and so of payloads.
@@ -46,6 +48,18 @@ impl Kind {
             Kind::Last => 0x5348_0004,
             Kind::Padding => 0x5348_0005,
             Kind::Cancel => 0x5348_0006,
+        }
+    }
+
+    /// The kind's name, for what a violation reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Whole => "Whole",
+            Kind::First => "First",
+            Kind::Middle => "Middle",
+            Kind::Last => "Last",
+            Kind::Padding => "Padding",
+            Kind::Cancel => "Cancel",
         }
     }
 
@@ -92,14 +106,16 @@ pub(crate) struct Checked {
 
 /// Checks a header read at ring offset `pos`, with `avail` published bytes from `pos`
 /// on and `to_end` bytes before the ring's end. Returns why it is impossible otherwise.
-pub(crate) fn check(raw: RawHeader, avail: usize, to_end: usize) -> Result<Checked, String> {
-    let kind =
-        Kind::from_u32(raw.kind).ok_or_else(|| format!("unknown record kind {:#x}", raw.kind))?;
+pub(crate) fn check(raw: RawHeader, avail: usize, to_end: usize) -> Result<Checked, Violation> {
+    let kind = Kind::from_u32(raw.kind).ok_or(Violation::UnknownKind { kind: raw.kind })?;
+    let overrun = |len| Violation::RecordOverrun {
+        len,
+        published: avail,
+        to_end,
+    };
     if kind == Kind::Padding {
         if to_end > avail {
-            return Err(format!(
-                "padding of {to_end} bytes runs past the {avail} published bytes"
-            ));
+            return Err(overrun(0));
         }
         return Ok(Checked {
             kind,
@@ -111,9 +127,7 @@ pub(crate) fn check(raw: RawHeader, avail: usize, to_end: usize) -> Result<Check
     let len = raw.len as usize;
     let size = record_size(len);
     if size > avail || size > to_end {
-        return Err(format!(
-            "record of {len} bytes does not fit ({avail} bytes published, {to_end} to the ring's end)"
-        ));
+        return Err(overrun(len));
     }
     Ok(Checked {
         kind,
@@ -135,14 +149,15 @@ impl Reassembly {
     /// Starts from a `FIRST` record, which must announce more than it carries. (The
     /// announced total is checked against the receiver's limit before this, by the
     /// caller.)
-    pub(crate) fn start(rec: &Checked) -> Result<Reassembly, String> {
+    pub(crate) fn start(rec: &Checked) -> Result<Reassembly, Violation> {
         debug_assert_eq!(rec.kind, Kind::First);
-        let total = usize::try_from(rec.aux).map_err(|_| "message length overflows".to_string())?;
+        let total =
+            usize::try_from(rec.aux).map_err(|_| Violation::LengthTooLarge { len: rec.aux })?;
         if rec.len >= total || rec.len == 0 {
-            return Err(format!(
-                "first fragment of {} bytes for a message of {total}",
-                rec.len
-            ));
+            return Err(Violation::BadFirstFragment {
+                len: rec.len,
+                total,
+            });
         }
         Ok(Reassembly {
             total,
@@ -152,27 +167,32 @@ impl Reassembly {
 
     /// Accounts for the next fragment; returns true when it completes the message.
     /// (A `CANCEL` record is the caller's to handle before this.)
-    pub(crate) fn next(&mut self, rec: &Checked) -> Result<bool, String> {
+    pub(crate) fn next(&mut self, rec: &Checked) -> Result<bool, Violation> {
         let last = match rec.kind {
             Kind::Middle => false,
             Kind::Last => true,
-            k => return Err(format!("{k:?} record inside a fragmented message")),
+            k => {
+                return Err(Violation::MisplacedRecord {
+                    kind: k.name(),
+                    inside_message: true,
+                })
+            }
         };
         if rec.aux != self.received as u64 {
-            return Err(format!(
-                "fragment at offset {} where {} was expected",
-                rec.aux, self.received
-            ));
+            return Err(Violation::FragmentOutOfSequence {
+                offset: rec.aux,
+                expected: self.received,
+            });
         }
         let received = self.received + rec.len;
         if received > self.total
             || (last && received != self.total)
             || (!last && received == self.total)
         {
-            return Err(format!(
-                "fragments add up to {received} bytes of a {}-byte message",
-                self.total
-            ));
+            return Err(Violation::FragmentsDoNotAddUp {
+                received,
+                total: self.total,
+            });
         }
         self.received = received;
         Ok(last)

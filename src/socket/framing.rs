@@ -4,6 +4,7 @@
 //! 64-bit number. An empty message is a header of zero and nothing else.
 
 use crate::error::{Error, Result};
+use crate::violation::Violation;
 
 /// The longest header: `ff ff ff ff` and an 8-byte length.
 pub(crate) const MAX_HEADER: usize = 12;
@@ -53,9 +54,7 @@ pub(crate) fn decode(have: &[u8]) -> Result<Header> {
         -1 => Ok(Header::Complete {
             len: u64::from_be_bytes(have[4..MAX_HEADER].try_into().expect("8 bytes")),
         }),
-        _ => Err(Error::corrupt(format!(
-            "the peer sent a negative message length ({short})"
-        ))),
+        _ => Err(Error::Corrupt(Violation::NegativeLength { len: short })),
     }
 }
 

@@ -25,6 +25,7 @@ use crate::buffers::{grow_for, within, Parts, Scratch, Sink, SliceSink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::PeerSocket;
+use crate::violation::Violation;
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::SendFlags;
@@ -86,7 +87,7 @@ pub(crate) struct SocketEnd {
     /// Where typed messages are serialized, kept between them.
     pub send_scratch: Scratch,
     /// The peer broke the framing: the stream is out of step for good.
-    broken: RefCell<Option<String>>,
+    broken: RefCell<Option<Violation>>,
     /// The peer closed its end (we read EOF, or a send found the pipe broken).
     eof: Cell<bool>,
 }
@@ -380,9 +381,7 @@ impl SocketEnd {
                 Ok(Header::Incomplete(need)) => need,
                 Ok(Header::Complete { len }) => {
                     let len = usize::try_from(len).map_err(|_| {
-                        self.break_with(Error::corrupt(
-                            "the peer announced a message longer than memory",
-                        ))
+                        self.break_with(Error::Corrupt(Violation::LengthTooLarge { len }))
                     })?;
                     inc.len = Some(len);
                     return Ok(len);

@@ -147,8 +147,10 @@ pub mod layout {
     pub const HEADER_CAPACITY: usize = 16;
     pub const RING0_HEAD: usize = 4096;
     pub const RING0_TAIL: usize = 4096 + 128;
-    pub const RING1_HEAD: usize = 4096 + 512;
-    pub const RING1_TAIL: usize = 4096 + 512 + 128;
+    /// A ring's control block: five fields, each on a 128-byte line pair.
+    const CONTROL: usize = 5 * 128;
+    pub const RING1_HEAD: usize = 4096 + CONTROL;
+    pub const RING1_TAIL: usize = 4096 + CONTROL + 128;
     pub const RING0_DATA: usize = 8192;
 }
 

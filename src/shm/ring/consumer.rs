@@ -8,6 +8,7 @@ use crate::buffers::Sink;
 use crate::shm::fence;
 use crate::shm::fork_epoch;
 use crate::shm::wire::{self, Checked, Kind};
+use crate::violation::{Index, Violation};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 
@@ -97,16 +98,16 @@ impl Consumer {
             return Ok(());
         }
         if shared & CLAIMED != 0 {
-            return Err("another process holds a message of this end in place \
-                        (recv_archived_in_place) while this one reads: the end is used by two \
-                        processes at once"
-                .into());
+            return Err(Violation::HeldElsewhere);
         }
         let head = self.ring.ctl().head.load(SeqCst);
         if distance(shared, head) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
-            return Err(format!(
-                "published tail {shared} is impossible with head {head}"
-            ));
+            return Err(Violation::ImpossibleIndex {
+                index: Index::Tail,
+                published: shared,
+                last: self.published.get(),
+                other: head,
+            });
         }
         self.tail.set(shared);
         self.published.set(shared);
@@ -143,9 +144,7 @@ impl Consumer {
             let pos = tail as usize & self.ring.mask();
             let to_end = self.ring.capacity - pos;
             if avail < wire::HEADER {
-                return Err(format!(
-                    "{avail} published bytes cannot hold a record header"
-                ));
+                return Err(Violation::ShortHeader { published: avail });
             }
             let rec = wire::check(self.ring.read_header(pos), avail, to_end)?;
             if rec.kind == Kind::Padding {
@@ -362,25 +361,28 @@ impl Consumer {
 #[cold]
 #[inline(never)]
 fn impossible_head(head: u64, cached: u64, tail: u64) -> Broken {
-    format!("producer published head {head}, impossible after {cached} with tail {tail}")
+    Violation::ImpossibleIndex {
+        index: Index::Head,
+        published: head,
+        last: cached,
+        other: tail,
+    }
 }
 
 #[cold]
 #[inline(never)]
 fn held_by_parent() -> Broken {
-    "this message is held in place by the process this one was forked from; only that \
-     process can give it back"
-        .into()
+    Violation::HeldByParent
 }
 
 /// What a claim or release reports when the published `tail` is not the one we left.
 #[cold]
 #[inline(never)]
 fn moved(old: u64, seen: u64) -> Broken {
-    format!(
-        "tail moved from {old} to {seen} under us: another process is reading on this end \
-         at the same time"
-    )
+    Violation::ConcurrentReader {
+        expected: old,
+        found: seen,
+    }
 }
 
 /// Copies `len` bytes out of ring memory into our own.

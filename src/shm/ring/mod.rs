@@ -207,7 +207,7 @@ pub(super) const PREFETCH_ROOM: usize = PREFETCH_AHEAD + 64;
 pub(super) const PREFETCH_NEAR: usize = 64 << 10;
 
 /// Why the ring cannot be used any more: the peer broke the protocol.
-pub(crate) type Broken = String;
+pub(crate) type Broken = crate::Violation;
 
 /// Set in the published `tail` while a reader holds the record at `tail` in place
 /// (`recv_archived_in_place`); tails are otherwise multiples of 16. See [`Consumer::claim`].
@@ -265,6 +265,7 @@ mod tests {
     use super::*;
     use crate::shm::fence;
     use crate::shm::layout::{Layout, RingControl};
+    use crate::violation::{Index, Violation};
 
     /// A ring in ordinary memory, for single-process tests of the protocol.
     ///
@@ -392,7 +393,15 @@ mod tests {
         let t = test_ring(4096);
         let c = Consumer::new(t.ring);
         t.ring.ctl().head.store(4096 * 3, SeqCst);
-        assert!(c.peek().unwrap_err().contains("impossible"));
+        assert_eq!(
+            c.peek().unwrap_err(),
+            Violation::ImpossibleIndex {
+                index: Index::Head,
+                published: 4096 * 3,
+                last: 0,
+                other: 0
+            }
+        );
     }
 
     #[test]
@@ -402,7 +411,15 @@ mod tests {
         let big = vec![0u8; p.ring().max_record_payload()];
         assert!(send(&p, &big) && send(&p, &big));
         t.ring.ctl().tail.store(1 << 40, SeqCst);
-        assert!(p.reserve(16, 0).unwrap_err().contains("impossible"));
+        assert!(matches!(
+            p.reserve(16, 0).unwrap_err(),
+            Violation::ImpossibleIndex {
+                index: Index::Tail,
+                published: 1099511627776,
+                last: 0,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -411,7 +428,10 @@ mod tests {
         let (p, c) = (Producer::new(t.ring), Consumer::new(t.ring));
         assert!(send(&p, b"hello"));
         t.ring.write_header(0, Kind::Whole, 100_000, 0);
-        assert!(c.peek().unwrap_err().contains("does not fit"));
+        assert!(matches!(
+            c.peek().unwrap_err(),
+            Violation::RecordOverrun { len: 100_000, .. }
+        ));
     }
 
     #[test]
@@ -420,10 +440,10 @@ mod tests {
         let (p1, p2) = (Producer::new(t.ring), Producer::new(t.ring));
         assert!(send(&p1, b"one"));
         let g = p2.reserve(3, 0).unwrap().unwrap();
-        assert!(p2
-            .commit(g, Kind::Whole, 3, 0)
-            .unwrap_err()
-            .contains("another process"));
+        assert!(matches!(
+            p2.commit(g, Kind::Whole, 3, 0).unwrap_err(),
+            Violation::ConcurrentWriter { expected: 0, .. }
+        ));
     }
 
     #[test]

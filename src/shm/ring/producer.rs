@@ -9,6 +9,7 @@ use super::{distance, load_tail, sane, take_flag, Broken, RingRef, PREFETCH_ROOM
 pub(crate) const CANCEL_ROOM: usize = wire::HEADER;
 use crate::shm::fence;
 use crate::shm::wire::{self, Kind};
+use crate::violation::{Index, Violation};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
 
@@ -94,9 +95,12 @@ impl Producer {
         }
         let tail = load_tail(self.ring.ctl());
         if distance(tail, shared) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
-            return Err(format!(
-                "published head {shared} is impossible with tail {tail}"
-            ));
+            return Err(Violation::ImpossibleIndex {
+                index: Index::Head,
+                published: shared,
+                last: self.head.get(),
+                other: tail,
+            });
         }
         self.head.set(shared);
         self.cached_tail.set(tail);
@@ -381,16 +385,21 @@ impl Producer {
 #[cold]
 #[inline(never)]
 fn impossible_tail(tail: u64, cached: u64, head: u64) -> Broken {
-    format!("consumer published tail {tail}, impossible after {cached} with head {head}")
+    Violation::ImpossibleIndex {
+        index: Index::Tail,
+        published: tail,
+        last: cached,
+        other: head,
+    }
 }
 
 #[cold]
 #[inline(never)]
 fn head_moved(old: u64, seen: u64) -> Broken {
-    format!(
-        "head moved from {old} to {seen} under us: another process is writing on this end at \
-         the same time"
-    )
+    Violation::ConcurrentWriter {
+        expected: old,
+        found: seen,
+    }
 }
 
 /// An rkyv writer over a granted record's payload: `send` serializes an archive
