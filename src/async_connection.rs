@@ -22,6 +22,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Drained;
 use crate::shm::endpoint::Endpoint;
+use crate::shm::spin::{pause, ASYNC_LOOKS_PER_YIELD, ASYNC_SPIN_FOR};
 use crate::transport::Transport;
 use crate::typed::Message;
 use std::os::fd::OwnedFd;
@@ -100,11 +101,6 @@ struct Shared {
     /// wake-up may have been taken on its behalf, so it looks again instead.
     drains: u64,
 }
-
-/// How long a receive looks at an empty ring before it sleeps (see
-/// `AsyncConnection::spin_for_data`). Shorter than the blocking receive's spin: the
-/// runtime's other tasks run between rounds of looks, but the thread stays busy.
-const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(10);
 
 /// Which way a call waits.
 #[derive(Clone, Copy)]
@@ -303,17 +299,15 @@ impl AsyncConnection {
     }
 
     /// Before a receive that would sleep: look at the ring (memory only, no system call)
-    /// for up to [`SPIN_FOR`], yielding to the runtime's other tasks between looks. A
+    /// for up to [`ASYNC_SPIN_FOR`], yielding to the runtime's other tasks between looks. A
     /// sleep and wake-up through the reactor costs tens of microseconds; in a
     /// conversation the answer usually comes sooner.
     /// Returns whether something turned up.
     async fn spin_for_data(&self) -> bool {
-        let until = std::time::Instant::now() + SPIN_FOR;
+        let until = std::time::Instant::now() + ASYNC_SPIN_FOR;
         while std::time::Instant::now() < until {
-            // A yield lets other tasks run, but the runtime then polls its reactor (a
-            // system call): look a few dozen times between yields.
-            for _ in 0..32 {
-                std::hint::spin_loop();
+            for _ in 0..ASYNC_LOOKS_PER_YIELD {
+                pause(1);
                 if Self::data_ready(&self.lock().conn) {
                     return true;
                 }

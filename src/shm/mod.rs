@@ -6,7 +6,8 @@
 //! * `wire`: the record format and the checks every record from the other side passes;
 //! * `ring`: the single-producer single-consumer ring protocol (its `producer` and
 //!   `consumer` halves), the only place that touches ring memory;
-//! * `wakeup`: spinning, then sleeping until the other side rings;
+//! * `spin`: every wait in user space (how long and how often each waiter looks);
+//! * `wakeup`: announcing a sleep, and sleeping until the other side rings;
 //! * `fence`: the asymmetric fence that spares the writer a full fence per message;
 //! * `doorbell`: the sockets one side rings and the other sleeps on;
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
@@ -25,5 +26,6 @@ pub(crate) mod receive;
 pub(crate) mod region;
 pub(crate) mod ring;
 pub(crate) mod send;
+pub(crate) mod spin;
 pub(crate) mod wakeup;
 pub(crate) mod wire;

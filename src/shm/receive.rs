@@ -6,35 +6,12 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::Record;
+use crate::shm::spin::{pause, CAUGHT_UP_GAP, DISTANCE, DISTANCE_LOOKS, FIRST_LOOK, QUICK_SPINS};
 use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use crate::violation::Violation;
 use rkyv::util::AlignedVec;
 use std::time::Instant;
-
-/// How many times a blocking receive in a conversation that finds the ring empty looks
-/// again with the one-pass check before it enters the general wait: about a
-/// microsecond.
-const QUICK_SPINS: usize = 64;
-
-/// A reader that has caught up with a streaming writer looks again every this many
-/// pauses (see `Endpoint::receive_whole`): a few hundred nanoseconds, long enough for
-/// the writer to get ahead, short enough that a round trip hardly notices.
-const CAUGHT_UP_GAP: usize = 16;
-
-/// How far a reader chasing a streaming writer stays behind it, in bytes published and
-/// not yet read (see `Endpoint::receive_whole`): 32 cache lines.
-const DISTANCE: u64 = 2048;
-
-/// Pauses between two looks of a reader keeping its distance, once something is there
-/// to read: short, so that a reader behind a writer that paused
-/// loses little.
-const FIRST_LOOK: usize = 4;
-
-/// How many times a reader keeping its distance looks for the writer to get that far
-/// ahead before it takes what there is (or, with nothing there, goes to the general
-/// wait): a microsecond or two at most.
-const DISTANCE_LOOKS: usize = 4;
 
 /// The length of the message that starts with `rec`.
 pub(crate) fn message_len(rec: &Record) -> Result<usize> {
@@ -187,10 +164,7 @@ impl Endpoint {
             if ahead >= DISTANCE {
                 return Ok(true);
             }
-            let pauses = if ahead > 0 { FIRST_LOOK } else { CAUGHT_UP_GAP };
-            for _ in 0..pauses {
-                std::hint::spin_loop();
-            }
+            pause(if ahead > 0 { FIRST_LOOK } else { CAUGHT_UP_GAP });
             let now = rx.guard(rx.consumer.look_ahead())?;
             #[cfg(test)]
             rx.distance_looks.set(rx.distance_looks.get() + 1);
@@ -305,7 +279,7 @@ impl Endpoint {
                 }
             } else if !rx.guard(rx.consumer.has_data())? {
                 for _ in 0..QUICK_SPINS {
-                    std::hint::spin_loop();
+                    pause(1);
                     if self.receive_whole_at_once(rx, out, max)? {
                         rx.waited.set(true);
                         return Ok(true);

@@ -6,7 +6,8 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
-use crate::shm::wakeup::{self, Looks, Waiter, Woken};
+use crate::shm::spin::{self, Looks};
+use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::Kind;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
@@ -290,13 +291,13 @@ impl Endpoint {
     /// So a writer that may wait first spins, briefly, until an eighth of the ring is
     /// free (hysteresis; measured in DESIGN.md, "Per-message cost"), then writes a
     /// burst of records on the cached `tail`. The spin never waits for more than the
-    /// record needs once it has gone on for [`wakeup::SPIN_FOR`]:
+    /// record needs once it has gone on for [`spin::SPIN_FOR`]:
     /// the general wait that follows takes whatever room there is.
     fn look_for_room(&self, tx: &Tx, len: usize, keep: usize, deadline: Deadline) -> Result<()> {
         if deadline != Deadline::Now {
             let chunk = keep.max(tx.producer.ring().capacity() / REFILL_FRACTION);
             let mut refilled = |_| tx.guard(tx.producer.has_room(len, chunk));
-            wakeup::spin(&mut refilled, 1, deadline, Looks::Sparse)?;
+            spin::spin(&mut refilled, 1, deadline, Looks::Sparse)?;
         }
         if !tx.guard(tx.producer.has_room(len, keep))? {
             if deadline == Deadline::Now {

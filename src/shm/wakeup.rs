@@ -1,7 +1,7 @@
 //! Blocking without burning a core, and without a system call per message.
 //!
 //! A side that finds nothing to do (no record to read, or no room to write) first spins
-//! for a short while, re-checking the ring. If that does not help it *announces* that it
+//! for a short while, re-checking the ring (see [`crate::shm::spin`]). If that does not help it *announces* that it
 //! will sleep by raising its sleeping flag in the ring's control block, re-checks the
 //! ring once more, and only then sleeps in `poll(2)` on its doorbells (see
 //! [`crate::shm::doorbell`]), which also report the peer's death (see
@@ -24,14 +24,10 @@ use crate::shm::doorbell::{Doorbell, Drained};
 use crate::shm::fence;
 use crate::shm::liveness::hung_up;
 use crate::shm::ring::ASLEEP;
+use crate::shm::spin::{self, Looks};
 use rustix::event::{PollFd, PollFlags};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::Duration;
-
-/// How long to spin before going to sleep. Sleeping and being woken costs a few
-/// microseconds of system calls and scheduling on both sides; spinning for about that
-/// long first keeps a busy conversation entirely in user space.
-pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 
 /// The longest a sleeper sleeps before it re-checks the ring on its own.
 ///
@@ -76,69 +72,6 @@ pub(crate) enum Woken {
     TimedOut,
 }
 
-/// How often a spinning side looks at the ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Looks {
-    /// Between every two pauses: for a reader waiting for the next record, which it
-    /// wants the moment it is published.
-    Eager,
-    /// Once per [`SPARSE_GAP`] pauses: for a writer waiting for the reader to free a
-    /// chunk of the ring. Each look loads the reader's `tail`, pulling its cache line
-    /// from the reader's core, and the reader's next publish of `tail` (a locked
-    /// `compare_exchange`) then stalls until it has the line back: a writer looking
-    /// eagerly slows its reader down on every message. The chunk takes many records to
-    /// free, so looking less often delays the writer by at most one gap.
-    Sparse,
-}
-
-/// Pauses between two looks of a [`Looks::Sparse`] spin: about a microsecond on x86-64
-/// (a `pause` takes tens of cycles on recent cores, more on some), a small fraction of the
-/// time the reader takes to free a chunk.
-const SPARSE_GAP: usize = 32;
-
-/// Spins on `ready` for a while, never past `deadline`, looking as often as `looks` says.
-///
-/// The clock is read only after a first round of checks: a blocking receive in a busy
-/// conversation usually succeeds within that round, and reading the clock first would
-/// put a `clock_gettime` on every message's critical path.
-pub(crate) fn spin<F>(
-    ready: &mut F,
-    n: usize,
-    deadline: Deadline,
-    looks: Looks,
-) -> Result<Option<usize>>
-where
-    F: FnMut(usize) -> Result<bool>,
-{
-    let (rounds, gap) = match looks {
-        Looks::Eager => (64, 1),
-        Looks::Sparse => (2, SPARSE_GAP),
-    };
-    // With a deadline (poll with a timeout) respect it from the start.
-    let mut until = match deadline {
-        Deadline::Never => None,
-        d => Some(d.capped(SPIN_FOR)),
-    };
-    loop {
-        if until.is_some_and(Deadline::passed) {
-            return Ok(None);
-        }
-        for _ in 0..rounds {
-            for i in 0..n {
-                if ready(i)? {
-                    return Ok(Some(i));
-                }
-            }
-            for _ in 0..gap {
-                std::hint::spin_loop();
-            }
-        }
-        if until.is_none() {
-            until = Some(deadline.capped(SPIN_FOR));
-        }
-    }
-}
-
 /// Waits until `ready(i)` holds for some waiter, the peer of some waiter is gone, or the
 /// deadline passes. Signals never end the wait early, and no sleep lasts longer than
 /// [`BACKSTOP`] without a re-check. The sleeping flags are down again on return (a
@@ -147,7 +80,7 @@ pub(crate) fn wait<'a, F>(waiters: &[Waiter<'a>], mut ready: F, deadline: Deadli
 where
     F: FnMut(usize) -> Result<bool>,
 {
-    if let Some(i) = spin(&mut ready, waiters.len(), deadline, Looks::Eager)? {
+    if let Some(i) = spin::spin(&mut ready, waiters.len(), deadline, Looks::Eager)? {
         return Ok(Woken::Ready(i));
     }
     // Per waiter: the doorbell rung for it, then the other one. POLLHUP is always
