@@ -21,9 +21,8 @@
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Drained;
-use crate::shm::endpoint::Endpoint;
 use crate::shm::spin::{pause, ASYNC_LOOKS_PER_YIELD, ASYNC_SPIN_FOR};
-use crate::transport::Transport;
+use crate::transport::EventSources;
 use crate::typed::Message;
 use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard};
@@ -138,16 +137,12 @@ impl AsyncConnection {
             // dropped; nothing replaces or closes it meanwhile.
             unsafe { AsyncFd::register(fd) }.map_err(|e| Error::Io(e.into_parts().1))
         };
-        let readiness = match conn.transport()? {
-            Transport::Shm(ep) => {
-                ep.whole()?;
-                let bells = ep.bells();
-                let data = register(bells.data.fd().try_clone_to_owned()?)?;
-                let space = register(bells.space.fd().try_clone_to_owned()?)?;
-                ep.async_driven.set(true);
-                Readiness::Shm { data, space }
-            }
-            Transport::Socket(s) => Readiness::Socket(register(s.fd().try_clone_to_owned()?)?),
+        let readiness = match conn.transport()?.event_sources()? {
+            EventSources::Doorbells { data, space } => Readiness::Shm {
+                data: register(data)?,
+                space: register(space)?,
+            },
+            EventSources::Socket(sock) => Readiness::Socket(register(sock)?),
         };
         let was_nonblocking = conn.is_nonblocking();
         conn.set_nonblocking(true)?;
@@ -182,8 +177,8 @@ impl AsyncConnection {
             .unwrap_or_else(|p| p.into_inner())
             .conn;
         let _ = conn.set_nonblocking(self.was_nonblocking);
-        if let Some(Transport::Shm(ep)) = &conn.inner {
-            ep.async_driven.set(false);
+        if let Ok(t) = conn.transport() {
+            t.stop_event_driving();
         }
         conn
     }
@@ -191,14 +186,6 @@ impl AsyncConnection {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic inside an attempt leaves the connection as consistent as any error.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The shared-memory end of `conn`, if that is what it is.
-    fn endpoint(conn: &Connection) -> Option<&Endpoint> {
-        match conn.inner.as_ref()? {
-            Transport::Shm(ep) => Some(ep),
-            Transport::Socket(_) => None,
-        }
     }
 
     /// Runs `attempt` (a non-blocking call on the connection) until it does not say
@@ -242,10 +229,10 @@ impl AsyncConnection {
             notified.as_mut().enable();
             let seen = {
                 let shared = self.lock();
-                if let Some(ep) = Self::endpoint(&shared.conn) {
+                if let Ok(t) = shared.conn.transport() {
                     // Should the kernel refuse the reader's barrier, that is the limit
                     // DESIGN.md names ("The wake-up protocol").
-                    ep.announce(matches!(way, Wait::Data));
+                    t.announce(matches!(way, Wait::Data));
                 }
                 let seen = shared.drains;
                 match attempt(&shared.conn) {
@@ -320,18 +307,12 @@ impl AsyncConnection {
     /// Whether a receive would find something to take (a record, or a message half
     /// taken earlier) or an error to report; memory only.
     fn data_ready(conn: &Connection) -> bool {
-        let Some(Transport::Shm(ep)) = conn.inner.as_ref() else {
-            return true; // the attempt reports the error
-        };
-        let Some(rx) = ep.rx.as_ref() else {
-            return true;
-        };
-        rx.has_partial() || rx.consumer.has_data().unwrap_or(true)
+        conn.transport().map_or(true, |t| t.data_ready())
     }
 
     fn lower(conn: &Connection, way: Wait) {
-        if let Some(ep) = Self::endpoint(conn) {
-            ep.lower(matches!(way, Wait::Data));
+        if let Ok(t) = conn.transport() {
+            t.lower(matches!(way, Wait::Data));
         }
     }
 
@@ -347,12 +328,7 @@ impl AsyncConnection {
         let mut guard = ready?;
         let drained = {
             let mut shared = self.lock();
-            let Transport::Shm(ep) = shared.conn.transport()? else {
-                unreachable!("doorbells belong to shared-memory ends")
-            };
-            let bells = ep.bells();
-            let bell = if data { &bells.data } else { &bells.space };
-            let drained = bell.drain()?;
+            let drained = shared.conn.transport()?.drain_doorbell(data)?;
             shared.drains += 1;
             drained
         };
@@ -395,10 +371,8 @@ impl AsyncConnection {
             done: false,
         };
         let result = self
-            .retry(Wait::Space, |c| match c.transport()? {
-                Transport::Shm(ep) => ep.send_some(ep.sending()?, buf, &mut sending.at),
-                // All or nothing (or committed whole): nothing to take back.
-                Transport::Socket(_) => c.send_bytes(buf).map(|()| true),
+            .retry(Wait::Space, |c| {
+                c.transport()?.send_some(buf, &mut sending.at)
             })
             .await;
         sending.done = result.is_ok() || sending.at == 0;
@@ -567,14 +541,7 @@ impl AsyncConnection {
         let _turn = self.recv_turn.lock().await;
         // Memory and a look at the doorbells only: no drain, no wait.
         self.retry(Wait::Data, |c| {
-            let ready = match c.transport()? {
-                Transport::Shm(ep) => {
-                    ep.receiving()?;
-                    Self::data_ready(c) || ep.peer_gone()?
-                }
-                Transport::Socket(_) => c.poll(Some(std::time::Duration::ZERO))?,
-            };
-            if ready {
+            if c.transport()?.readable_now()? {
                 Ok(())
             } else {
                 Err(Error::WouldBlock)
@@ -599,11 +566,8 @@ impl Drop for Sending<'_> {
             return;
         }
         let shared = self.conn.lock();
-        if let Ok(Transport::Shm(ep)) = shared.conn.transport() {
-            let Ok(tx) = ep.sending() else { return };
-            // Never waits (the room was kept); an error here (the reader is gone, the
-            // ring broke) leaves nothing to take back.
-            let _ = ep.cancel(tx, self.total);
+        if let Ok(t) = shared.conn.transport() {
+            t.abandon_send(self.total);
         }
     }
 }

@@ -54,10 +54,7 @@ impl Input<'_> {
 
 /// The shared-memory end of a connection made by `pipe()`; `None` once closed.
 fn shm(conn: &Connection) -> Option<&crate::shm::endpoint::Endpoint> {
-    match conn.inner.as_ref()? {
-        crate::transport::Transport::Shm(ep) => Some(ep),
-        crate::transport::Transport::Socket(_) => None,
-    }
+    conn.inner.as_ref()?.shm()
 }
 
 fn region_of(conn: &Connection) -> &Region {

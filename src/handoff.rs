@@ -14,7 +14,6 @@ use crate::shm::doorbell::Doorbell;
 use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::layout::Layout;
 use crate::shm::region::Region;
-use crate::transport::Transport;
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -146,14 +145,7 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pass_to_child(&self, cmd: &mut Command, key: &str) -> Result<()> {
-        let ep = match self.transport()? {
-            Transport::Shm(ep) => ep,
-            Transport::Socket(_) => {
-                return Err(Error::Invalid(
-                    "only a shared-memory connection can be passed to a child this way".into(),
-                ))
-            }
-        };
+        let ep = shm_end(self)?;
         check_key(key)?;
         let bells = ep.bells();
         let fds = Fds::of(ep)?;
@@ -241,15 +233,15 @@ impl Connection {
 /// it names, for a child started by other means (which must keep those descriptors
 /// open, at the same numbers, across its exec).
 pub(crate) fn env_value(conn: &Connection) -> Result<(String, [RawFd; 3])> {
-    match conn.transport()? {
-        Transport::Shm(ep) => {
-            let fds = Fds::of(ep)?;
-            Ok((fds.encode(), fds.all().map(|n| n.fd)))
-        }
-        Transport::Socket(_) => Err(Error::Invalid(
-            "only a shared-memory connection can be passed to a child this way".into(),
-        )),
-    }
+    let fds = Fds::of(shm_end(conn)?)?;
+    Ok((fds.encode(), fds.all().map(|n| n.fd)))
+}
+
+/// The shared-memory end of `conn`: the only kind that can be passed this way.
+fn shm_end(conn: &Connection) -> Result<&Endpoint> {
+    conn.transport()?.shm().ok_or_else(|| {
+        Error::Invalid("only a shared-memory connection can be passed to a child this way".into())
+    })
 }
 
 /// Makes `end` of a pipe from descriptors received from another process (over a socket,

@@ -3,7 +3,6 @@
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::transport::Transport;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Which end a shared-memory connection is, and its three descriptors (memfd, data
@@ -12,23 +11,19 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 /// # Errors
 /// [`Error::Closed`]; [`Error::Invalid`] for a socket connection.
 pub fn end_and_fds(conn: &Connection) -> Result<(usize, [RawFd; 3])> {
-    match conn.transport()? {
-        Transport::Shm(ep) => {
-            ep.whole()?;
-            let bells = ep.bells();
-            Ok((
-                ep.end,
-                [
-                    ep.shared.region.memfd().as_raw_fd(),
-                    bells.data.fd().as_raw_fd(),
-                    bells.space.fd().as_raw_fd(),
-                ],
-            ))
-        }
-        Transport::Socket(_) => Err(Error::Invalid(
-            "a socket connection has no shared-memory descriptors".into(),
-        )),
-    }
+    let ep = conn.transport()?.shm().ok_or_else(|| {
+        Error::Invalid("a socket connection has no shared-memory descriptors".into())
+    })?;
+    ep.whole()?;
+    let bells = ep.bells();
+    Ok((
+        ep.end,
+        [
+            ep.shared.region.memfd().as_raw_fd(),
+            bells.data.fd().as_raw_fd(),
+            bells.space.fd().as_raw_fd(),
+        ],
+    ))
 }
 
 /// The socket of a socket connection (from a `Listener` or `Client` speaking CPython's
@@ -40,14 +35,14 @@ pub fn end_and_fds(conn: &Connection) -> Result<(usize, [RawFd; 3])> {
 /// split one, or one in the middle of a message (what was read of it, or is still to be
 /// sent, would not go with the copy).
 pub fn socket_fd(conn: &Connection) -> Result<RawFd> {
-    match conn.transport()? {
-        Transport::Socket(s) if s.at_rest() => Ok(s.fd().as_raw_fd()),
-        Transport::Socket(_) => Err(Error::Invalid(
+    match conn.transport()?.socket() {
+        Some(s) if s.at_rest() => Ok(s.fd().as_raw_fd()),
+        Some(_) => Err(Error::Invalid(
             "a socket connection in the middle of a message (or a half of one) cannot be \
              pickled"
                 .into(),
         )),
-        Transport::Shm(_) => Err(Error::Invalid(
+        None => Err(Error::Invalid(
             "a shared-memory connection has no socket".into(),
         )),
     }
@@ -89,18 +84,7 @@ pub fn from_fds(end: usize, memfd: OwnedFd, data: OwnedFd, space: OwnedFd) -> Re
 /// # Errors
 /// As `recv_bytes`.
 pub fn next_len(conn: &Connection) -> Result<(usize, bool)> {
-    let deadline = conn.limits.read_deadline();
-    match conn.transport()? {
-        Transport::Shm(ep) => {
-            let rx = ep.receiving()?;
-            let budget = crate::shm::receive::Budget::begin(rx, deadline)?;
-            let (len, next) = ep.next_message(rx, &budget)?;
-            let whole = matches!(next, crate::shm::receive::Next::Fresh(rec)
-                if rec.kind == crate::shm::wire::Kind::Whole);
-            Ok((len, whole))
-        }
-        Transport::Socket(s) => Ok((s.next_len(deadline)?, false)),
-    }
+    conn.transport()?.next_len(conn.limits.read_deadline())
 }
 
 /// Receives the next message if it is whole in the ring now and at most `max` bytes
@@ -117,22 +101,21 @@ pub fn recv_whole_now<'b>(
     max: usize,
     alloc: &mut dyn FnMut(usize) -> Option<&'b mut [u8]>,
 ) -> Result<Option<usize>> {
-    match conn.transport()? {
-        Transport::Shm(ep) => match &ep.rx {
-            Some(rx) => ep.take_whole_with(rx, max, alloc),
-            None => Ok(None),
-        },
-        Transport::Socket(_) => Ok(None),
-    }
+    conn.transport()?.receive_whole_with(max, alloc)
 }
 
 /// The capacity of each ring of a shared-memory connection; `None` for a socket or a
 /// closed connection.
 pub fn ring_capacity(conn: &Connection) -> Option<usize> {
-    match conn.transport().ok()? {
-        Transport::Shm(ep) => Some(ep.shared.region.layout().capacity),
-        Transport::Socket(_) => None,
-    }
+    Some(
+        conn.transport()
+            .ok()?
+            .shm()?
+            .shared
+            .region
+            .layout()
+            .capacity,
+    )
 }
 
 /// Makes waits in this process end with `ErrorKind::Interrupted` when a signal

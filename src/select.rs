@@ -5,7 +5,6 @@ use crate::deadline::{self, Deadline};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::wakeup::{self, Waiter, Woken};
-use crate::transport::Transport;
 use rustix::event::{PollFd, PollFlags};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
@@ -37,9 +36,8 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     }
     let mut ends: Vec<(&Endpoint, &Rx)> = Vec::with_capacity(conns.len());
     for c in conns {
-        let ep = match c.transport()? {
-            Transport::Shm(ep) => ep,
-            Transport::Socket(_) => return wait_on_descriptors(conns, timeout),
+        let Some(ep) = c.transport()?.shm() else {
+            return wait_on_descriptors(conns, timeout);
         };
         let rx = ep.receiving()?;
         rx.guard(rx.consumer.resync())?;

@@ -23,8 +23,11 @@ use crate::error::Result;
 use crate::shm::endpoint::Endpoint;
 use crate::shm::ring::GrantWriter;
 use crate::socket::stream::SocketEnd;
+use rkyv::util::AlignedVec;
 use std::os::fd::RawFd;
 use std::time::Duration;
+#[cfg(feature = "tokio")]
+use {crate::shm::doorbell::Drained, std::os::fd::OwnedFd};
 
 /// What a connection's messages travel through.
 pub(crate) enum Transport {
@@ -67,6 +70,21 @@ impl Transport {
         match self {
             Transport::Shm(ep) => ep.send_message(ep.sending()?, buf, deadline),
             Transport::Socket(s) => s.send_parts(buf, deadline),
+        }
+    }
+
+    /// Sends one message that `fill` writes straight into shared memory (its length, or
+    /// `None` if it did not fit, having published nothing), or else the bytes `whole`
+    /// makes from a scratch buffer, by `deadline`: a typed send's general path.
+    pub(crate) fn send_archive(
+        &self,
+        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> Option<usize>,
+        whole: impl FnOnce(&Scratch) -> Result<AlignedVec>,
+        deadline: Deadline,
+    ) -> Result<()> {
+        match self {
+            Transport::Shm(ep) => ep.send_filled(ep.sending()?, fill, whole, deadline),
+            Transport::Socket(s) => s.send_built(whole, deadline),
         }
     }
 
@@ -190,6 +208,147 @@ impl Transport {
         match self {
             Transport::Shm(_) => Ok(true),
             Transport::Socket(s) => s.push_out(deadline),
+        }
+    }
+}
+
+/// What an event loop (an `AsyncConnection`) needs to drive a connection without
+/// blocking: the descriptors to wait on, and the shared-memory handshake around them
+/// (a socket needs none of it: its readiness is the kernel's).
+#[cfg(feature = "tokio")]
+impl Transport {
+    /// Duplicates of the descriptors whose readiness wakes the loop: the data and space
+    /// doorbells, or the socket. From now on (until `event_driven(false)`) only the loop
+    /// drains the doorbells.
+    pub(crate) fn event_sources(&self) -> Result<EventSources> {
+        match self {
+            Transport::Shm(ep) => ep.event_sources(),
+            Transport::Socket(s) => Ok(EventSources::Socket(s.fd().try_clone_to_owned()?)),
+        }
+    }
+
+    /// Gives the doorbells back to the blocking calls (see
+    /// [`event_sources`](Transport::event_sources)).
+    pub(crate) fn stop_event_driving(&self) {
+        if let Transport::Shm(ep) = self {
+            ep.async_driven.set(false);
+        }
+    }
+
+    /// Whether a receive would find something to take or an error to report, by memory
+    /// alone (a socket: always worth a try).
+    pub(crate) fn data_ready(&self) -> bool {
+        match self {
+            Transport::Shm(ep) => ep.data_ready(),
+            Transport::Socket(_) => true,
+        }
+    }
+
+    /// Before sleeping on the doorbells: raise the sleeping flag of the receiving side
+    /// (`data`) or the sending side, ordered before the caller's next look.
+    pub(crate) fn announce(&self, data: bool) {
+        if let Transport::Shm(ep) = self {
+            ep.announce(data);
+        }
+    }
+
+    /// Takes down what [`announce`](Transport::announce) raised.
+    pub(crate) fn lower(&self, data: bool) {
+        if let Transport::Shm(ep) = self {
+            ep.lower(data);
+        }
+    }
+
+    /// Drains the data doorbell (`data`) or the space doorbell after the loop saw it
+    /// readable, closing anything passed with its bytes.
+    pub(crate) fn drain_doorbell(&self, data: bool) -> Result<Drained> {
+        match self {
+            Transport::Shm(ep) => ep.drain_doorbell(data),
+            Transport::Socket(_) => Ok(Drained::Empty),
+        }
+    }
+
+    /// Sends what fits now of `buf` from `*at` on, without waiting; true once the message
+    /// is committed. A socket sends all of it, or nothing.
+    pub(crate) fn send_some(&self, buf: &[u8], at: &mut usize) -> Result<bool> {
+        match self {
+            Transport::Shm(ep) => ep.send_some(ep.sending()?, buf, at),
+            Transport::Socket(s) => s.send(buf, Deadline::Now).map(|()| true),
+        }
+    }
+
+    /// Takes back a message of `total` bytes that [`send_some`](Transport::send_some)
+    /// left half sent (its future was dropped). Never waits.
+    pub(crate) fn abandon_send(&self, total: usize) {
+        if let Transport::Shm(ep) = self {
+            if let Ok(tx) = ep.sending() {
+                // An error (the reader is gone, the ring broke) leaves nothing to take back.
+                let _ = ep.cancel(tx, total);
+            }
+        }
+    }
+
+    /// Whether a message or EOF waits, by memory and a look at the descriptors, without
+    /// draining or waiting.
+    pub(crate) fn readable_now(&self) -> Result<bool> {
+        match self {
+            Transport::Shm(ep) => {
+                ep.receiving()?;
+                Ok(ep.data_ready() || ep.peer_gone()?)
+            }
+            Transport::Socket(s) => s.poll(Deadline::Now),
+        }
+    }
+}
+
+/// The descriptors an event loop waits on for a connection (see
+/// [`Transport::event_sources`]).
+#[cfg(feature = "tokio")]
+pub(crate) enum EventSources {
+    /// A shared-memory end's data and space doorbells.
+    Doorbells { data: OwnedFd, space: OwnedFd },
+    /// A socket connection's socket.
+    Socket(OwnedFd),
+}
+
+/// What the Python bindings need beyond the API (see `crate::interop`).
+impl Transport {
+    /// Waits by `deadline` for the next message; its length, not consuming it, and
+    /// whether all of it is in memory already.
+    pub(crate) fn next_len(&self, deadline: Deadline) -> Result<(usize, bool)> {
+        match self {
+            Transport::Shm(ep) => ep.next_len(deadline),
+            Transport::Socket(s) => Ok((s.next_len(deadline)?, false)),
+        }
+    }
+
+    /// The one-pass receive into memory that `alloc` gives for the message's length;
+    /// `Ok(None)`, consuming nothing, where it does not apply (see
+    /// `interop::recv_whole_now`).
+    pub(crate) fn receive_whole_with<'b>(
+        &self,
+        max: usize,
+        alloc: &mut dyn FnMut(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<Option<usize>> {
+        match self {
+            Transport::Shm(ep) => ep.take_whole_with(ep.receiving()?, max, alloc),
+            Transport::Socket(_) => Ok(None),
+        }
+    }
+
+    /// The shared-memory end, for what only it has (its descriptors, its ring).
+    pub(crate) fn shm(&self) -> Option<&Endpoint> {
+        match self {
+            Transport::Shm(ep) => Some(ep),
+            Transport::Socket(_) => None,
+        }
+    }
+
+    /// The socket end, for what only it has.
+    pub(crate) fn socket(&self) -> Option<&SocketEnd> {
+        match self {
+            Transport::Socket(s) => Some(s),
+            Transport::Shm(_) => None,
         }
     }
 }

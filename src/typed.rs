@@ -6,13 +6,11 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
-use crate::buffers::{within, Parts, Scratch, Sink, SliceSink};
+use crate::buffers::{Scratch, Sink, SliceSink};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::shm::endpoint::{Breakable, Endpoint, Rx};
-use crate::shm::receive::{Next, Read};
-use crate::shm::ring::{GrantWriter, Record};
-use crate::shm::wire::Kind;
+use crate::shm::lent::{InPlace, Lent};
+use crate::shm::ring::GrantWriter;
 use crate::transport::Transport;
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
@@ -122,36 +120,18 @@ impl Connection {
 
     #[inline(never)]
     fn send_slowly<T: Message>(&self, value: &T) -> Result<()> {
-        let deadline = self.limits.write_deadline();
-        let ep = match self.transport()? {
-            Transport::Shm(ep) => ep,
-            Transport::Socket(s) => {
-                let bytes = serialize(value, &s.send_scratch)?;
-                let sent = s.send(&bytes, deadline);
-                s.send_scratch.give_back(bytes);
-                return sent;
-            }
+        let fill = |w: &mut GrantWriter, scratch: &Scratch| {
+            let len = archive_into(value, w, scratch).ok()?.len();
+            scratch.note_archive(len);
+            Some(len)
         };
-        let tx = ep.sending()?;
-        ep.check_reader(tx)?;
-        tx.guard(tx.producer.resync())?;
-        if let Some(grant) = tx.guard(tx.producer.reserve_available())? {
-            ep.ask_about_reader_now_and_then(tx)?;
-            let mut writer = tx.producer.writer(&grant);
-            if let Ok(w) = archive_into(value, &mut writer, &tx.scratch) {
-                tx.scratch.note_archive(w.len());
-                if tx.guard(tx.producer.commit(grant, Kind::Whole, w.len(), 0))? {
-                    ep.ring_data()?;
-                }
-                return Ok(());
-            }
-            // Did not fit in the free space: nothing was published; go the long way.
-        }
-        let bytes = serialize(value, &tx.scratch)?;
-        tx.scratch.note_archive(bytes.len());
-        let sent = ep.send_message(tx, Parts::new(&[&bytes]), deadline);
-        tx.scratch.give_back(bytes);
-        sent
+        let whole = |scratch: &Scratch| {
+            let bytes = serialize(value, scratch)?;
+            scratch.note_archive(bytes.len());
+            Ok(bytes)
+        };
+        let deadline = self.limits.write_deadline();
+        self.transport()?.send_archive(fill, whole, deadline)
     }
 
     /// Receives the next message as a `T`: copied out of shared memory, validated, then
@@ -276,73 +256,32 @@ impl Connection {
     /// ```
     pub unsafe fn recv_archived_in_place<T: Message>(&self) -> Result<Archived<'_, T>> {
         let deadline = self.limits.read_deadline();
-        let ep = match self.transport()? {
-            // No ring to read in place: an archive in a copy of our own.
-            Transport::Socket(_) => return self.recv_archived(),
-            Transport::Shm(ep) => ep,
+        // No ring to read in place: an archive in a copy of our own.
+        let Some(ep) = self.transport()?.shm() else {
+            return self.recv_archived();
         };
-        let rx = ep.receiving()?;
-        // A whole record is held in place; anything else is reassembled into a copy.
-        enum Got {
-            InPlace(crate::shm::ring::Record),
-            Copy(AlignedVec),
-        }
-        let got = ep.receive_loop(rx, deadline, |len, next, budget| {
-            within(len, rx.max_message.get())?;
-            let next = match next {
-                Next::Fresh(first) if first.kind == Kind::Whole => {
-                    return Ok(Some(Got::InPlace(first)))
-                }
-                next => next,
-            };
-            let mut copy = rx.scratch.take();
-            match ep.read_message(rx, next, &mut copy, budget) {
-                Ok(Read::Done) => Ok(Some(Got::Copy(copy))),
-                Ok(Read::Cancelled) => {
-                    rx.scratch.give_back(copy);
-                    Ok(None)
-                }
-                Err(e) => {
-                    rx.scratch.give_back(copy);
-                    Err(e)
-                }
-            }
-        })?;
-        let first = match got {
-            Got::InPlace(first) => first,
-            Got::Copy(copy) => {
-                if let Err(e) = validate::<T>(&copy) {
-                    rx.scratch.give_back(copy);
-                    return Err(e);
-                }
-                return Ok(Archived {
-                    scratch: &rx.scratch,
-                    held: None,
+        let scratch = &ep.receiving()?.scratch;
+        Ok(
+            match ep.receive_in_place(deadline, |b| validate::<T>(b).map(drop))? {
+                InPlace::Copy(copy) => Archived {
+                    scratch,
                     bytes: Bytes::Copy(copy),
+                    held: None,
                     _t: PhantomData,
-                });
-            }
-        };
-        // Held in place for as long as the caller likes: claim it, so that not even a
-        // second process misusing this end can release it under us.
-        rx.guard(rx.consumer.claim())?;
-        // SAFETY: the record stays unreleased until the guard built below drops (it
-        // releases it in `Drop`): `rx.lent` stops this connection from releasing or
-        // re-reading it meanwhile, and the claim stops any other process holding a copy
-        // of this end. The peer does not write it: our caller promised that.
-        let bytes: &[u8] = unsafe { rx.consumer.payload(&first) };
-        if let Err(e) = validate::<T>(bytes) {
-            ep.release(rx, &first)?;
-            ep.after_receive()?;
-            return Err(e);
-        }
-        rx.set_lent(true);
-        Ok(Archived {
-            scratch: &rx.scratch,
-            held: Some((ep, rx, first)),
-            bytes: Bytes::Ring(bytes.as_ptr(), bytes.len()),
-            _t: PhantomData,
-        })
+                },
+                InPlace::Lent(lent) => Archived {
+                    scratch,
+                    // SAFETY: `lent`, kept in the guard, holds the record in place until the
+                    // guard drops; the peer leaves it alone (our caller promised that).
+                    bytes: Bytes::Ring(
+                        unsafe { lent.bytes() }.as_ptr(),
+                        unsafe { lent.bytes() }.len(),
+                    ),
+                    held: Some(lent),
+                    _t: PhantomData,
+                },
+            },
+        )
     }
 }
 
@@ -416,7 +355,7 @@ pub struct Archived<'c, T: Message> {
     /// Where a copy goes back to when the guard drops.
     scratch: &'c Scratch,
     /// The record to release on drop, when the message is read in place.
-    held: Option<(&'c Endpoint, &'c Rx, Record)>,
+    held: Option<Lent<'c>>,
     bytes: Bytes,
     _t: PhantomData<fn() -> T>,
 }
@@ -460,15 +399,8 @@ impl<T: Message> Drop for Archived<'_, T> {
         if let Bytes::Copy(copy) = &mut self.bytes {
             self.scratch.give_back(std::mem::take(copy));
         }
-        if let Some((ep, rx, rec)) = self.held.take() {
-            rx.set_lent(false);
-            // A failure here (the ring broke, or the doorbell could not be rung) is kept
-            // by the connection and reported by its next call.
-            if let Err(Error::Io(e)) = ep.release(rx, &rec) {
-                rx.break_with(crate::Violation::WakeUpFailed { error: e.kind() });
-            }
-            let _ = ep.after_receive();
-        }
+        // Releases a record held in place.
+        drop(self.held.take());
     }
 }
 

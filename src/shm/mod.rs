@@ -13,6 +13,7 @@
 //! * `liveness`: how EOF and broken pipe are detected (the kernel counts the ends);
 //! * `endpoint`: what one end holds in one process; `receive` and `send` move messages
 //!   through it, and `ops` adds what the transport contract asks beyond them;
+//! * `lent`: a message received in place, held in the ring until its guard drops;
 //! * `fork_epoch`: telling this process from its forked copies, cheaply.
 
 pub(crate) mod doorbell;
@@ -20,6 +21,7 @@ pub(crate) mod endpoint;
 pub(crate) mod fence;
 pub(crate) mod fork_epoch;
 pub(crate) mod layout;
+pub(crate) mod lent;
 pub(crate) mod liveness;
 pub(crate) mod ops;
 pub(crate) mod receive;

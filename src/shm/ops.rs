@@ -1,6 +1,7 @@
 //! What the transport contract ([`crate::transport`]) asks of a shared-memory end that
 //! `receive` and `send` do not already give in one call: a receive into a caller's
-//! buffer (with `BufferTooShort`), and `poll`.
+//! buffer (with `BufferTooShort`), `poll`, the next message's length, and what an event
+//! loop that drives the end needs.
 
 use crate::buffers::{within, Sink, SliceSink};
 use crate::deadline::Deadline;
@@ -92,5 +93,52 @@ impl Endpoint {
         };
         self.settle_watch_fully()?;
         Ok(ready)
+    }
+
+    /// Waits by `deadline` for the next message and returns its length without consuming
+    /// it, and whether all of it is in the ring (a whole record).
+    pub(crate) fn next_len(&self, deadline: Deadline) -> Result<(usize, bool)> {
+        let rx = self.receiving()?;
+        let budget = crate::shm::receive::Budget::begin(rx, deadline)?;
+        let (len, next) = self.next_message(rx, &budget)?;
+        let whole =
+            matches!(next, crate::shm::receive::Next::Fresh(rec) if rec.kind == Kind::Whole);
+        Ok((len, whole))
+    }
+
+    /// Whether a receive would find something to take (a record, or a message half
+    /// taken earlier) or an error to report: memory only.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn data_ready(&self) -> bool {
+        let Some(rx) = self.rx.as_ref() else {
+            return true; // the receive reports the error
+        };
+        rx.has_partial() || rx.consumer.has_data().unwrap_or(true)
+    }
+
+    /// Duplicates of the doorbells, for an event loop that will wait on them and from
+    /// now on drain them alone (see `async_driven`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn event_sources(&self) -> Result<crate::transport::EventSources> {
+        self.whole()?;
+        let bells = self.bells();
+        let sources = crate::transport::EventSources::Doorbells {
+            data: bells.data.fd().try_clone_to_owned()?,
+            space: bells.space.fd().try_clone_to_owned()?,
+        };
+        self.async_driven.set(true);
+        Ok(sources)
+    }
+
+    /// Drains the data doorbell (`data`) or the space doorbell, for an event loop that saw
+    /// it readable.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn drain_doorbell(&self, data: bool) -> Result<crate::shm::doorbell::Drained> {
+        let bells = self.bells();
+        if data {
+            bells.data.drain()
+        } else {
+            bells.space.drain()
+        }
     }
 }

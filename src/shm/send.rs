@@ -9,6 +9,7 @@ use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
 use crate::shm::spin::{self, Looks};
 use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::Kind;
+use rkyv::util::AlignedVec;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
 /// (see [`Endpoint::look_for_room`]).
@@ -24,6 +25,35 @@ impl Endpoint {
     #[inline(never)]
     pub(crate) fn ring_data(&self) -> Result<()> {
         self.bells().data.ring()
+    }
+
+    /// Sends one message that `fill` writes straight into the ring's free space
+    /// (returning its length, or `None` having published nothing if it did not fit), or
+    /// else the bytes that `whole` makes (in memory from the scratch it is given), by
+    /// `deadline`: the general path of a typed send.
+    pub(crate) fn send_filled(
+        &self,
+        tx: &Tx,
+        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> Option<usize>,
+        whole: impl FnOnce(&Scratch) -> Result<AlignedVec>,
+        deadline: Deadline,
+    ) -> Result<()> {
+        self.check_reader(tx)?;
+        tx.guard(tx.producer.resync())?;
+        if let Some(grant) = tx.guard(tx.producer.reserve_available())? {
+            self.ask_about_reader_now_and_then(tx)?;
+            if let Some(len) = fill(&mut tx.producer.writer(&grant), &tx.scratch) {
+                if tx.guard(tx.producer.commit(grant, Kind::Whole, len, 0))? {
+                    self.ring_data()?;
+                }
+                return Ok(());
+            }
+            // Did not fit in the free space: nothing was published; go the long way.
+        }
+        let bytes = whole(&tx.scratch)?;
+        let sent = self.send_message(tx, Parts::new(&[&bytes]), deadline);
+        tx.scratch.give_back(bytes);
+        sent
     }
 
     /// Sends `buf` as one message, within `deadline`: one record, or fragments of a

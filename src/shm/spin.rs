@@ -28,10 +28,12 @@ pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 /// How long an `AsyncConnection` receive looks at an empty ring before it sleeps in the
 /// reactor. Shorter than the blocking receive's spin: the runtime's other tasks run
 /// between rounds of looks, but the thread stays busy.
+#[cfg(feature = "tokio")]
 pub(crate) const ASYNC_SPIN_FOR: Duration = Duration::from_micros(10);
 
 /// Looks of an `AsyncConnection` receive between two yields to the runtime: a yield lets
 /// other tasks run, but the runtime then polls its reactor (a system call).
+#[cfg(feature = "tokio")]
 pub(crate) const ASYNC_LOOKS_PER_YIELD: usize = 32;
 
 /// How many times a blocking receive in a conversation that finds the ring empty looks

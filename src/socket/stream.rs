@@ -303,6 +303,20 @@ impl SocketEnd {
         self.send_parts(Parts::new(&[buf]), deadline)
     }
 
+    /// Sends as one message the bytes that `whole` makes in memory from our send scratch
+    /// (given back afterwards).
+    #[inline(never)]
+    pub(crate) fn send_built(
+        &self,
+        whole: impl FnOnce(&Scratch) -> Result<rkyv::util::AlignedVec>,
+        deadline: Deadline,
+    ) -> Result<()> {
+        let bytes = whole(&self.send_scratch)?;
+        let sent = self.send(&bytes, deadline);
+        self.send_scratch.give_back(bytes);
+        sent
+    }
+
     /// Sends the concatenation of `buf`'s pieces as one message.
     #[inline(never)]
     pub(crate) fn send_parts(&self, buf: Parts<'_>, deadline: Deadline) -> Result<()> {
