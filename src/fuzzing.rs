@@ -293,6 +293,7 @@ pub fn region_ops(data: &[u8]) {
 }
 
 /// The body of [`region_ops`], with the racing writes of [`region_ops_racing`] if any.
+/// (Long: one arm per operation the fuzzer can choose, read best side by side.)
 fn play(mut input: Input<'_>, racing: Option<Vec<(usize, Vec<u8>)>>) {
     let (a, b) = Builder::new()
         .capacity(layout::MIN_CAPACITY)

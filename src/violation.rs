@@ -161,6 +161,7 @@ pub enum Violation {
 }
 
 impl fmt::Display for Violation {
+    // Long: one arm per variant.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Violation::*;
         match self {

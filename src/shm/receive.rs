@@ -439,27 +439,7 @@ impl Endpoint {
                 let asm = rx.guard(Reassembly::start(&first.checked()))?;
                 (first, asm)
             }
-            Next::Resumed => {
-                // Go on in the kept buffer: no copy back and forth per attempt (a long
-                // message received in many non-blocking steps would cost quadratic
-                // copying); the caller's buffer gets the message once it is whole.
-                let mut p = rx.take_partial().expect("a partial message to resume");
-                let end = self.read_fragments(rx, &mut p.asm, &mut p.data, budget);
-                return match end {
-                    Ok(Read::Done) => {
-                        out.reserve_exact(p.data.len());
-                        out.extend_from_slice(&p.data);
-                        self.after_receive()?;
-                        Ok(Read::Done)
-                    }
-                    Ok(Read::Cancelled) => Ok(Read::Cancelled),
-                    Err(e) if e.gave_up() => {
-                        rx.keep_partial(p);
-                        Err(e)
-                    }
-                    Err(e) => Err(e),
-                };
-            }
+            Next::Resumed => return self.resume_message(rx, out, budget),
         };
         grow_for(out, asm.total, first.len);
         rx.consumer.append(&first, out);
@@ -482,6 +462,28 @@ impl Endpoint {
                 Err(e)
             }
             // A writer that died mid-message never sent the rest: EOF.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`read_message`](Endpoint::read_message) of a message half received by an
+    /// earlier call. It goes on in the kept buffer: no copy back and forth per attempt (a
+    /// long message received in many non-blocking steps would cost quadratic copying);
+    /// `out` gets the message once it is whole.
+    fn resume_message<S: Sink>(&self, rx: &Rx, out: &mut S, budget: &Budget) -> Result<Read> {
+        let mut p = rx.take_partial().expect("a partial message to resume");
+        match self.read_fragments(rx, &mut p.asm, &mut p.data, budget) {
+            Ok(Read::Done) => {
+                out.reserve_exact(p.data.len());
+                out.extend_from_slice(&p.data);
+                self.after_receive()?;
+                Ok(Read::Done)
+            }
+            Ok(Read::Cancelled) => Ok(Read::Cancelled),
+            Err(e) if e.gave_up() => {
+                rx.keep_partial(p);
+                Err(e)
+            }
             Err(e) => Err(e),
         }
     }

@@ -100,58 +100,83 @@ where
         many = waiters.iter().flat_map(pair).collect();
         &mut many
     };
-    let result = loop {
-        let fenced = waiters
-            .iter()
-            .all(|w| w.writer_fences.is_none_or(fence::writer_fences));
-        for w in waiters {
-            w.flag.store(ASLEEP, SeqCst);
-        }
-        // A refused barrier leaves a writer's publish unordered with our flag: then we
-        // do not count on being woken, and look again soon.
-        let for_records = waiters.iter().any(|w| w.writer_fences.is_some());
-        let backstop = if for_records && !fence::before_recheck(fenced) {
-            UNFENCED_BACKSTOP
-        } else {
-            BACKSTOP
-        };
+    // The flags come down however the wait ends, an error included.
+    let result = sleep_until(waiters, &mut ready, fds, deadline);
+    lower_flags(waiters);
+    result
+}
+
+/// The sleeping part of [`wait`]: announce, re-check, sleep on the doorbells (drained
+/// when they show bytes), look again, until something is ready, a peer is gone or the
+/// deadline passes.
+fn sleep_until<F>(
+    waiters: &[Waiter<'_>],
+    ready: &mut F,
+    fds: &mut [PollFd<'_>],
+    deadline: Deadline,
+) -> Result<Woken>
+where
+    F: FnMut(usize) -> Result<bool>,
+{
+    loop {
+        let backstop = announce(waiters);
         // Re-check after announcing (see the module documentation).
-        if let Some(i) = first_ready(&mut ready, waiters.len())? {
-            break Woken::Ready(i);
+        if let Some(i) = first_ready(ready, waiters.len())? {
+            return Ok(Woken::Ready(i));
         }
         for f in fds.iter_mut() {
             f.clear_revents();
         }
-        if let Err(e) = deadline::poll(fds, deadline.capped(backstop)) {
-            lower_flags(waiters);
-            return Err(e);
-        }
-        let mut gone = None;
-        for (i, w) in waiters.iter().enumerate() {
-            for (k, bell) in [w.bell, w.other.unwrap_or(w.bell)].into_iter().enumerate() {
-                let revents = fds[2 * i + k].revents();
-                // Draining closes any descriptor passed to us, which may reveal a
-                // hang-up that the descriptor in flight was hiding.
-                let drained_to_the_end = !hung_up(revents)
-                    && revents.contains(PollFlags::IN)
-                    && bell.drain()? == Drained::HungUp;
-                if hung_up(revents) || drained_to_the_end {
-                    gone = gone.or(Some(i));
-                }
-            }
-        }
-        if let Some(i) = first_ready(&mut ready, waiters.len())? {
-            break Woken::Ready(i);
+        deadline::poll(fds, deadline.capped(backstop))?;
+        let gone = drain_shown(waiters, fds)?;
+        if let Some(i) = first_ready(ready, waiters.len())? {
+            return Ok(Woken::Ready(i));
         }
         if let Some(i) = gone {
-            break Woken::PeerGone(i);
+            return Ok(Woken::PeerGone(i));
         }
         if deadline.passed() {
-            break Woken::TimedOut;
+            return Ok(Woken::TimedOut);
         }
-    };
-    lower_flags(waiters);
-    Ok(result)
+    }
+}
+
+/// Raises every waiter's sleeping flag, with the reader's half of the fence where a
+/// waiter waits for records. Returns how long a sleep may last before it looks again on
+/// its own: [`BACKSTOP`], or [`UNFENCED_BACKSTOP`] where a refused barrier leaves a
+/// writer's publish unordered with our flag (we do not count on being woken then).
+fn announce(waiters: &[Waiter<'_>]) -> Duration {
+    let fenced = waiters
+        .iter()
+        .all(|w| w.writer_fences.is_none_or(fence::writer_fences));
+    for w in waiters {
+        w.flag.store(ASLEEP, SeqCst);
+    }
+    let for_records = waiters.iter().any(|w| w.writer_fences.is_some());
+    if for_records && !fence::before_recheck(fenced) {
+        UNFENCED_BACKSTOP
+    } else {
+        BACKSTOP
+    }
+}
+
+/// After a sleep: drains every doorbell that `poll` showed readable (closing any
+/// descriptor passed to us, which may reveal a hang-up that the descriptor in flight was
+/// hiding), and returns the first waiter whose peer is gone.
+fn drain_shown(waiters: &[Waiter<'_>], fds: &[PollFd<'_>]) -> Result<Option<usize>> {
+    let mut gone = None;
+    for (i, w) in waiters.iter().enumerate() {
+        for (k, bell) in [w.bell, w.other.unwrap_or(w.bell)].into_iter().enumerate() {
+            let revents = fds[2 * i + k].revents();
+            let drained_to_the_end = !hung_up(revents)
+                && revents.contains(PollFlags::IN)
+                && bell.drain()? == Drained::HungUp;
+            if hung_up(revents) || drained_to_the_end {
+                gone = gone.or(Some(i));
+            }
+        }
+    }
+    Ok(gone)
 }
 
 /// Takes our sleeping flags down again.
