@@ -92,18 +92,8 @@ impl Fds {
     }
 }
 
-/// `fstat` of a raw number, which may not be open at all: `None` then.
-fn stat_raw(fd: RawFd) -> Option<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a `stat` on success and fails with EBADF on a number that is
-    // not open; it takes no ownership and changes nothing.
-    let ok = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0;
-    // SAFETY: initialised by the successful fstat.
-    ok.then(|| unsafe { st.assume_init() })
-}
-
 fn named(fd: RawFd) -> Result<Named> {
-    let st = stat_raw(fd).ok_or_else(std::io::Error::last_os_error)?;
+    let st = crate::sys::fstat_raw(fd).ok_or_else(std::io::Error::last_os_error)?;
     Ok(Named {
         fd,
         dev: st.st_dev,
@@ -166,10 +156,7 @@ impl Connection {
                     return Err(std::io::Error::from_raw_os_error(libc::EBADF));
                 }
                 for &fd in &numbers {
-                    let flags = libc::fcntl(fd, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                    crate::sys::keep_across_exec(fd)?;
                 }
                 Ok(())
             });
@@ -292,13 +279,11 @@ fn check_fds(fds: &Fds) -> Result<()> {
     }
     let bad = |fd: RawFd, what: &str| Error::Invalid(format!("descriptor {fd} {what}"));
     for n in all {
-        let st = stat_raw(n.fd).ok_or_else(|| bad(n.fd, "is not open"))?;
+        let st = crate::sys::fstat_raw(n.fd).ok_or_else(|| bad(n.fd, "is not open"))?;
         if (st.st_dev, st.st_ino) != (n.dev, n.ino) {
             return Err(bad(n.fd, "is not the file the parent passed"));
         }
-        // SAFETY: fcntl(F_GETFD) on a number just seen open; it changes nothing.
-        let flags = unsafe { libc::fcntl(n.fd, libc::F_GETFD) };
-        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+        if crate::sys::is_cloexec(n.fd) != Some(false) {
             return Err(bad(
                 n.fd,
                 "is close-on-exec: it was opened in this process, not passed to it",

@@ -1,5 +1,6 @@
-//! Receiving from sockets the other process can write to, without letting it hand us
-//! anything but bytes.
+//! Every raw system call of the library (the ones rustix's safe wrappers do not cover,
+//! each behind a safe function here), and foremost receiving from sockets the other
+//! process can write to, without letting it hand us anything but bytes.
 //!
 //! A Unix socket carries more than bytes: descriptors (`SCM_RIGHTS`), and, when the
 //! receiving socket asks for them, credentials, a pidfd (`SCM_PIDFD`) or a security
@@ -267,6 +268,74 @@ fn closer() -> Option<&'static Closer> {
                 drop(unsafe { Box::from_raw(mine) });
             }
         }
+    }
+}
+
+/// `fstat` of a raw number, which may not be open at all: `None` then.
+pub(crate) fn fstat_raw(fd: RawFd) -> Option<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` on success and fails with EBADF on a number that is
+    // not open; it takes no ownership and changes nothing.
+    let ok = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0;
+    // SAFETY: initialised by the successful fstat.
+    ok.then(|| unsafe { st.assume_init() })
+}
+
+/// Whether the raw number `fd` is close-on-exec; `None` if it is not open.
+pub(crate) fn is_cloexec(fd: RawFd) -> Option<bool> {
+    // SAFETY: fcntl(F_GETFD) on a number; it changes nothing and takes no ownership.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    (flags >= 0).then_some(flags & libc::FD_CLOEXEC != 0)
+}
+
+/// Clears close-on-exec on the raw number `fd`, so that it stays open across `exec`.
+/// Async-signal-safe (two `fcntl` calls, no allocation): for a `pre_exec` hook.
+pub(crate) fn keep_across_exec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl(F_GETFD/F_SETFD) on a number changes only its close-on-exec flag.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The credentials of the process at the other end of a Unix socket (`SO_PEERCRED`).
+/// Not rustix's `socket_peercred`: its pid is non-zero by type, and the kernel reports 0
+/// for a peer in a PID namespace we cannot see into.
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> std::io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct of
+    // that size, and takes no ownership of `fd`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred)
+}
+
+/// Registers `handler` to run in the child of every `fork` of this process
+/// (`pthread_atfork`). It must be async-signal-safe: the child of a multi-threaded
+/// process may call nothing else before `exec`.
+pub(crate) fn in_every_forked_child(handler: extern "C" fn()) -> std::io::Result<()> {
+    // SAFETY: registers a handler; the caller answers for its async-signal safety.
+    match unsafe { libc::pthread_atfork(None, None, Some(handler)) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
 

@@ -221,28 +221,7 @@ pub(crate) fn peer_of(fd: BorrowedFd<'_>, tcp: bool) -> Result<Peer> {
             .ok_or_else(|| Error::Invalid("the peer has no IP address".into()))?;
         Ok(Peer::Tcp(addr))
     } else {
-        // Not rustix's `socket_peercred`: its pid is non-zero by type, and the kernel
-        // reports 0 for a peer in a PID namespace we cannot see into.
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct of
-        // that size, and takes no ownership of `fd`.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        let cred = crate::sys::peer_credentials(fd)?;
         Ok(Peer::Unix {
             pid: cred.pid,
             uid: cred.uid,

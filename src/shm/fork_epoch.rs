@@ -32,12 +32,10 @@ pub(crate) fn current() -> u64 {
     // Acquire/Release: whoever sees the flag set also sees the registration done before
     // it, so no epoch is handed out before a handler exists.
     if !WATCHING_FORKS.load(Acquire) {
-        // SAFETY: registers a handler that only increments an atomic, which is
-        // async-signal-safe, as handlers run in the child of a multi-threaded fork must be.
-        let r = unsafe { libc::pthread_atfork(None, None, Some(in_child_after_fork)) };
-        // ENOMEM is the only documented failure; without the handler a child could
-        // release a message its parent still reads, so refuse to go on.
-        assert_eq!(r, 0, "pthread_atfork failed");
+        // The handler only increments an atomic, which is async-signal-safe. ENOMEM is
+        // the only documented failure; without the handler a child could release a
+        // message its parent still reads, so refuse to go on.
+        crate::sys::in_every_forked_child(in_child_after_fork).expect("pthread_atfork failed");
         WATCHING_FORKS.store(true, Release);
     }
     EPOCH.load(Relaxed)
