@@ -601,11 +601,7 @@ impl Endpoint {
         match (data, &self.rx, &self.tx) {
             (true, Some(rx), _) => rx.consumer.announce(true),
             (false, _, Some(tx)) => {
-                // The reader publishes `tail` with a locked instruction before it loads
-                // our flag: a `SeqCst` store here is the whole handshake.
-                tx.producer
-                    .sleeping_flag()
-                    .store(crate::shm::ring::ASLEEP, SeqCst);
+                tx.producer.announce();
                 true
             }
             _ => true,

@@ -55,7 +55,8 @@
 //! delays its own messages to us, as it could by withholding them: our sleeps are
 //! bounded (see `wakeup::BACKSTOP`), and EOF comes from the kernel, not from this.
 
-use std::sync::atomic::{compiler_fence, fence, AtomicU32, Ordering::Acquire, Ordering::SeqCst};
+use crate::shm::sync::{compiler_fence, fence, AtomicU32};
+use std::sync::atomic::{Ordering::Acquire, Ordering::SeqCst};
 use std::sync::OnceLock;
 
 /// Registers this process for expedited global memory barriers, once per process image
@@ -66,6 +67,11 @@ pub(crate) fn register() -> bool {
     // Miri runs no system calls: the ring's unit tests take the fenced path there.
     if cfg!(miri) {
         return false;
+    }
+    // Under loom the writer's compiler fence is a full fence (`crate::shm::sync`), so
+    // the fence-less path runs, as the fenced protocol it stands for.
+    if cfg!(loom) {
+        return true;
     }
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
@@ -106,7 +112,8 @@ pub(crate) fn before_recheck(writer_fences: bool) -> bool {
     if writer_fences {
         return true;
     }
-    if cfg!(miri) {
+    // Miri and loom run no system calls.
+    if cfg!(miri) || cfg!(loom) {
         return false;
     }
     #[cfg(test)]

@@ -18,7 +18,10 @@
 //! reader) and written by end 1 (the writer).
 
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+// The control block's atomics are loom's in the model check of the ring code (see
+// `crate::shm::sync`); the region header is plain memory always.
+use crate::shm::sync::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32 as PlainU32, AtomicU64 as PlainU64};
 
 /// `b"SHMPIPE\0"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
@@ -48,14 +51,14 @@ const DATA_OFFSET: usize = 2 * PAGE;
 /// the region; afterwards only `detached` changes.
 #[repr(C)]
 pub(crate) struct Header {
-    pub magic: AtomicU64,
-    pub version: AtomicU32,
-    pub rings: AtomicU32,
-    pub capacity: AtomicU64,
+    pub magic: PlainU64,
+    pub version: PlainU32,
+    pub rings: PlainU32,
+    pub capacity: PlainU64,
     /// `detached[e]` counts the copies of end `e` that were closed gracefully (close or
     /// drop). The writer on the other side compares it on every send, so that a graceful
     /// close is noticed without a system call; it then asks the kernel for the truth.
-    pub detached: [CachePadded<AtomicU64>; 2],
+    pub detached: [CachePadded<PlainU64>; 2],
 }
 
 /// The shared state of one single-producer single-consumer ring.
@@ -79,6 +82,23 @@ pub(crate) struct RingControl {
     /// a reader that announces itself on every message skip its `membarrier` (see
     /// [`crate::shm::fence`]). Written by the producer only, and never cleared.
     pub writer_fences: CachePadded<AtomicU32>,
+}
+
+impl RingControl {
+    /// A control block of a ring in ordinary memory, all zero: for the ring's unit tests
+    /// and its model check (under loom, atomics are not plain memory to zero).
+    #[cfg(test)]
+    pub(crate) fn new() -> RingControl {
+        let zero64 = || CachePadded::new(AtomicU64::new(0));
+        let zero32 = || CachePadded::new(AtomicU32::new(0));
+        RingControl {
+            head: zero64(),
+            tail: zero64(),
+            reader_sleeping: zero32(),
+            writer_sleeping: zero32(),
+            writer_fences: zero32(),
+        }
+    }
 }
 
 /// The geometry of one region: how many rings, how large, and where each part sits.

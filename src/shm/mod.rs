@@ -29,5 +29,6 @@ pub(crate) mod region;
 pub(crate) mod ring;
 pub(crate) mod send;
 pub(crate) mod spin;
+pub(crate) mod sync;
 pub(crate) mod wakeup;
 pub(crate) mod wire;

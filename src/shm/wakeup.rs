@@ -25,8 +25,9 @@ use crate::shm::fence;
 use crate::shm::liveness::hung_up;
 use crate::shm::ring::ASLEEP;
 use crate::shm::spin::{self, Looks};
+use crate::shm::sync::AtomicU32;
 use rustix::event::{PollFd, PollFlags};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 /// The longest a sleeper sleeps before it re-checks the ring on its own.

@@ -7,10 +7,11 @@ use super::{
 use crate::buffers::Sink;
 use crate::shm::fence;
 use crate::shm::fork_epoch;
+use crate::shm::sync::AtomicU32;
 use crate::shm::wire::{self, Checked, Kind};
 use crate::violation::{Index, Violation};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 
 /// A record found by the consumer, checked but not yet released.
 #[derive(Clone, Copy, Debug)]
@@ -348,6 +349,7 @@ impl Consumer {
                 self.tail.set(new_tail);
                 self.published.set(new_tail);
                 self.claimed_in.set(None);
+                crate::shm::sync::seq_cst_order();
                 Ok(take_flag(&self.ring.ctl().writer_sleeping) != 0)
             }
             Err(seen) => Err(moved(old, seen)),

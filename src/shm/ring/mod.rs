@@ -69,6 +69,8 @@
 
 mod consumer;
 mod copy;
+#[cfg(all(test, loom))]
+mod model;
 mod producer;
 
 pub(crate) use consumer::{Consumer, Record};
@@ -76,8 +78,10 @@ pub(crate) use producer::GrantWriter;
 pub(crate) use producer::{Grant, Producer, CANCEL_ROOM};
 
 use crate::shm::layout::RingControl;
+use crate::shm::sync::AtomicU32;
 use crate::shm::wire::{self, Kind, RawHeader};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32 as PlainU32, AtomicU64 as PlainU64};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 
 /// One ring as seen from one process: where its control block and data are.
 #[derive(Clone, Copy)]
@@ -131,7 +135,7 @@ impl RingRef {
     }
 
     /// The 16-byte header slot at ring position `pos` (a multiple of 16).
-    fn header_at(&self, pos: usize) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
+    fn header_at(&self, pos: usize) -> (&PlainU32, &PlainU32, &PlainU64) {
         debug_assert!(pos.is_multiple_of(wire::ALIGN) && pos + wire::HEADER <= self.capacity);
         // SAFETY: `pos + 16 <= capacity` so the slot is inside the data area, and 16-byte
         // aligned because the data area is page aligned. Access goes through atomics, so
@@ -139,9 +143,9 @@ impl RingRef {
         unsafe {
             let p = self.data.add(pos);
             (
-                AtomicU32::from_ptr(p as *mut u32),
-                AtomicU32::from_ptr(p.add(4) as *mut u32),
-                AtomicU64::from_ptr(p.add(8) as *mut u64),
+                PlainU32::from_ptr(p as *mut u32),
+                PlainU32::from_ptr(p.add(4) as *mut u32),
+                PlainU64::from_ptr(p.add(8) as *mut u64),
             )
         }
     }
@@ -273,10 +277,10 @@ mod tests {
     /// that it is the only way to the memory, which would invalidate the pointer the
     /// `RingRef` holds (Miri's Stacked Borrows reports it). A `Vec` makes no such claim
     /// about its buffer.
-    struct TestRing {
+    pub(super) struct TestRing {
         ctl: *mut RingControl,
         _data: Vec<u128>,
-        ring: RingRef,
+        pub(super) ring: RingRef,
     }
 
     impl Drop for TestRing {
@@ -287,9 +291,9 @@ mod tests {
         }
     }
 
-    fn test_ring(capacity: usize) -> TestRing {
+    pub(super) fn test_ring(capacity: usize) -> TestRing {
         // SAFETY: a control block of atomics and padding, for which all zeros is valid.
-        let ctl: *mut RingControl = Box::into_raw(Box::new(unsafe { std::mem::zeroed() }));
+        let ctl: *mut RingControl = Box::into_raw(Box::new(RingControl::new()));
         let mut data = vec![0u128; capacity / 16];
         // SAFETY: both live in the returned `TestRing` beside the `RingRef`, which frees
         // them only when dropped; `capacity` is a power of two of at least 4096.

@@ -8,10 +8,11 @@ use super::{distance, load_tail, sane, take_flag, Broken, RingRef, PREFETCH_ROOM
 /// at any aligned position without padding).
 pub(crate) const CANCEL_ROOM: usize = wire::HEADER;
 use crate::shm::fence;
+use crate::shm::sync::AtomicU32;
 use crate::shm::wire::{self, Kind};
 use crate::violation::{Index, Violation};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
 
 /// Space reserved for one record, not yet visible to the consumer.
 #[derive(Debug)]
@@ -69,6 +70,16 @@ impl Producer {
 
     pub(crate) fn sleeping_flag(&self) -> &AtomicU32 {
         &self.ring.ctl().writer_sleeping
+    }
+
+    /// Raises our sleeping flag before a wait for room, so that the reader rings the
+    /// space doorbell after its next release, and orders it before the caller's next
+    /// look at `tail` (the reader publishes `tail` with a locked instruction before it
+    /// loads the flag: a `SeqCst` store here completes the handshake).
+    #[cfg(any(all(test, loom), feature = "tokio"))]
+    pub(crate) fn announce(&self) {
+        self.sleeping_flag().store(super::ASLEEP, SeqCst);
+        crate::shm::sync::seq_cst_order();
     }
 
     /// Whether we publish with a full fence (for tests).
