@@ -10,6 +10,8 @@
 //! doorbells, is checked once, at adoption, and a bad one is
 //! [`Error::Invalid`](crate::Error::Invalid).)
 
+use crate::error::{Error, Result};
+use std::cell::OnceCell;
 use std::fmt;
 
 /// Which index of a ring the other side published.
@@ -245,5 +247,46 @@ impl fmt::Display for Violation {
             }
             WakeUpFailed { error } => write!(f, "could not wake the sender: {error}"),
         }
+    }
+}
+
+/// Breakage that sticks: once a direction of a shared-memory end, or a socket
+/// connection, has seen a [`Violation`], every later call on it reports that one (the
+/// first: later ones follow from it). Boxed, so that every connection does not carry
+/// room for a violation it will most likely never have.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Breakage(OnceCell<Box<Violation>>);
+
+impl Breakage {
+    /// `Ok` until something broke; then the error it reports from now on.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.0.get().is_none() {
+            return Ok(());
+        }
+        Err(self.error())
+    }
+
+    /// Whether something broke.
+    #[inline]
+    pub(crate) fn is_broken(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn error(&self) -> Error {
+        match self.0.get() {
+            Some(why) => Error::Corrupt(Violation::clone(why)),
+            None => unreachable!("only something broken reports its breakage"),
+        }
+    }
+
+    /// Records `why` (unless something broke before) and returns the error to report.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record(&self, why: Violation) -> Error {
+        let _ = self.0.set(Box::new(why.clone()));
+        Error::Corrupt(why)
     }
 }

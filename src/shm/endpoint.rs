@@ -12,6 +12,7 @@ use crate::shm::region::{InRegion, Region};
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
 use crate::shm::wakeup::{self, Waiter, Woken};
 use crate::shm::wire;
+use crate::violation::Breakage;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -68,7 +69,7 @@ pub(crate) struct Rx {
     pub distance_looks: Cell<u64>,
     /// Why the direction broke, once it has (see [`Breakable`]); boxed, so that every
     /// connection does not carry room for a violation it will most likely never have.
-    broken: OnceCell<Box<Broken>>,
+    broken: Breakage,
 }
 
 impl Rx {
@@ -85,7 +86,7 @@ impl Rx {
             chasing: Cell::new(false),
             #[cfg(test)]
             distance_looks: Cell::new(0),
-            broken: OnceCell::new(),
+            broken: Breakage::default(),
         }
     }
 
@@ -97,9 +98,8 @@ impl Rx {
 
     /// Works out [`fast`](Rx::fast) again after one of what it sums up changed.
     fn review_fast(&self) {
-        self.fast.set(
-            self.broken.get().is_none() && !self.lent.get() && self.partial.borrow().is_none(),
-        );
+        self.fast
+            .set(!self.broken.is_broken() && !self.lent.get() && self.partial.borrow().is_none());
     }
 
     /// Whether a message is lent out in place.
@@ -187,29 +187,17 @@ pub(crate) struct Tx {
     pub scratch: Scratch,
     /// Why the direction broke, once it has (see [`Breakable`]); boxed, so that every
     /// connection does not carry room for a violation it will most likely never have.
-    broken: OnceCell<Box<Broken>>,
+    broken: Breakage,
 }
 
-/// Shared by `Rx` and `Tx`: a direction whose ring broke the protocol stays broken.
+/// Shared by `Rx` and `Tx`: a direction whose ring broke the protocol stays broken
+/// (see [`Breakage`]).
 pub(crate) trait Breakable {
-    fn broken(&self) -> &OnceCell<Box<Broken>>;
+    fn breakage(&self) -> &Breakage;
 
     #[inline]
     fn usable(&self) -> Result<()> {
-        if self.broken().get().is_none() {
-            return Ok(());
-        }
-        Err(self.breakage())
-    }
-
-    /// The error a broken direction reports from now on (out of line: see `usable`).
-    #[cold]
-    #[inline(never)]
-    fn breakage(&self) -> Error {
-        match self.broken().get() {
-            Some(why) => Error::Corrupt(Broken::clone(why)),
-            None => unreachable!("only a broken direction reports its breakage"),
-        }
+        self.breakage().check()
     }
 
     /// Called when the direction breaks: a half that keeps a fast-path flag clears it.
@@ -218,10 +206,9 @@ pub(crate) trait Breakable {
     #[cold]
     #[inline(never)]
     fn break_with(&self, why: Broken) -> Error {
-        // The first breakage is the one reported from then on: later ones follow from it.
-        let _ = self.broken().set(Box::new(why.clone()));
+        let e = self.breakage().record(why);
         self.on_break();
-        Error::Corrupt(why)
+        e
     }
 
     fn guard<T>(&self, r: std::result::Result<T, Broken>) -> Result<T> {
@@ -230,7 +217,7 @@ pub(crate) trait Breakable {
 }
 
 impl Breakable for Rx {
-    fn broken(&self) -> &OnceCell<Box<Broken>> {
+    fn breakage(&self) -> &Breakage {
         &self.broken
     }
 
@@ -240,7 +227,7 @@ impl Breakable for Rx {
 }
 
 impl Breakable for Tx {
-    fn broken(&self) -> &OnceCell<Box<Broken>> {
+    fn breakage(&self) -> &Breakage {
         &self.broken
     }
 }
@@ -344,7 +331,7 @@ impl Endpoint {
                 #[cfg(test)]
                 kernel_asked: Cell::new(0),
                 scratch: Scratch::default(),
-                broken: OnceCell::new(),
+                broken: Breakage::default(),
             }
         });
         Endpoint {

@@ -25,7 +25,7 @@ use crate::buffers::{grow_for, within, Parts, Scratch, Sink, SliceSink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::PeerSocket;
-use crate::violation::Violation;
+use crate::violation::{Breakage, Violation};
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::SendFlags;
@@ -87,7 +87,7 @@ pub(crate) struct SocketEnd {
     /// Where typed messages are serialized, kept between them.
     pub send_scratch: Scratch,
     /// The peer broke the framing: the stream is out of step for good.
-    broken: RefCell<Option<Violation>>,
+    broken: Breakage,
     /// The peer closed its end (we read EOF, or a send found the pipe broken).
     eof: Cell<bool>,
 }
@@ -125,7 +125,7 @@ impl SocketEnd {
             max_message: Cell::new(max_message),
             scratch: Scratch::default(),
             send_scratch: Scratch::default(),
-            broken: RefCell::new(None),
+            broken: Breakage::default(),
             eof: Cell::new(false),
         }
     }
@@ -143,7 +143,7 @@ impl SocketEnd {
             max_message: Cell::new(self.max_message.get()),
             scratch: Scratch::default(),
             send_scratch: Scratch::default(),
-            broken: RefCell::new(self.broken.borrow().clone()),
+            broken: self.broken.clone(),
             eof: Cell::new(self.eof.get()),
         };
         let (receiving, sending) = (half(true), half(false));
@@ -194,17 +194,16 @@ impl SocketEnd {
     }
 
     fn usable(&self) -> Result<()> {
-        match &*self.broken.borrow() {
-            Some(why) => Err(Error::Corrupt(why.clone())),
-            None => Ok(()),
-        }
+        self.broken.check()
     }
 
+    /// Passes `e` on, and if it is a protocol violation, breaks the connection for good
+    /// (see [`Breakage`]).
     fn break_with(&self, e: Error) -> Error {
-        if let Error::Corrupt(why) = &e {
-            *self.broken.borrow_mut() = Some(why.clone());
+        match e {
+            Error::Corrupt(why) => self.broken.record(why),
+            e => e,
         }
-        e
     }
 
     /// Waits until the socket is readable (or `want_write`: writable), pushing out the
