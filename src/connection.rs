@@ -275,7 +275,11 @@ impl Connection {
     /// The connection's limit on received messages.
     #[inline]
     pub(crate) fn limit(&self) -> Result<usize> {
-        self.transport()?.max_message()
+        self.transport()?;
+        if !self.readable {
+            return Err(Error::NotReadable);
+        }
+        Ok(self.limits.max_message.get())
     }
 
     /// Like [`recv_bytes`](Connection::recv_bytes), but refuses a message longer than
@@ -352,7 +356,7 @@ impl Connection {
     #[inline(never)]
     fn recv_bytes_into_slowly(&self, buf: &mut [u8]) -> Result<usize> {
         self.transport()?
-            .receive_into_slice(buf, self.lazy_read_deadline())
+            .receive_into_slice(buf, self.limit()?, self.lazy_read_deadline())
     }
 
     /// Whether a message (or EOF) is waiting: `Some(d)` waits up to `d`, `None` waits
@@ -446,11 +450,11 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn set_max_message_size(&self, bytes: usize) -> Result<()> {
-        let t = self.transport()?;
+        self.transport()?;
         if !self.readable {
             return Err(Error::NotReadable);
         }
-        t.set_max_message(bytes);
+        self.limits.max_message.set(bytes);
         Ok(())
     }
 
@@ -463,10 +467,7 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn max_message_size(&self) -> Option<usize> {
-        if !self.readable {
-            return None;
-        }
-        self.inner.as_ref()?.max_message().ok()
+        self.limit().ok()
     }
 
     /// Whether [`close`](Connection::close) has been called.

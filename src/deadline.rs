@@ -171,8 +171,9 @@ fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
-/// A connection's timeouts and mode (this end, this process).
-#[derive(Clone, Default)]
+/// A connection's timeouts, mode and message size limit (this end, this process): what
+/// a connection keeps above the transport, the same for both.
+#[derive(Clone)]
 pub(crate) struct Limits {
     /// Non-blocking mode.
     pub nonblocking: Cell<bool>,
@@ -180,6 +181,20 @@ pub(crate) struct Limits {
     pub read_timeout: Cell<Option<Duration>>,
     /// How long a send may wait in blocking mode.
     pub write_timeout: Cell<Option<Duration>>,
+    /// The longest message a receive that allocates will take (see
+    /// [`Builder::max_message_size`](crate::Builder::max_message_size)).
+    pub max_message: Cell<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            nonblocking: Cell::new(false),
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
+            max_message: Cell::new(crate::shm::layout::DEFAULT_MAX_MESSAGE),
+        }
+    }
 }
 
 impl Limits {

@@ -59,7 +59,7 @@ pub fn from_socket(fd: OwnedFd) -> Result<Connection> {
         _ => return Err(Error::Invalid("not a stream socket".into())),
     }
     Ok(Connection::over_socket(
-        crate::socket::stream::SocketEnd::new(fd, crate::shm::layout::DEFAULT_MAX_MESSAGE),
+        crate::socket::stream::SocketEnd::new(fd),
     ))
 }
 

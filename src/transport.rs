@@ -130,15 +130,17 @@ impl Transport {
         }
     }
 
-    /// Receives the next message into `buf` (see `Connection::recv_bytes_into`).
+    /// Receives the next message into `buf` (see `Connection::recv_bytes_into`); `max`
+    /// bounds what a message too long for `buf` may allocate.
     pub(crate) fn receive_into_slice(
         &self,
         buf: &mut [u8],
+        max: usize,
         mut deadline: impl FnMut() -> Deadline,
     ) -> Result<usize> {
         match self {
-            Transport::Shm(ep) => ep.receive_into_slice(buf, deadline),
-            Transport::Socket(s) => s.receive_into_slice(buf, deadline()),
+            Transport::Shm(ep) => ep.receive_into_slice(buf, max, deadline),
+            Transport::Socket(s) => s.receive_into_slice(buf, max, deadline()),
         }
     }
 
@@ -156,23 +158,6 @@ impl Transport {
         match self {
             Transport::Shm(ep) => ep.watch_fd(),
             Transport::Socket(s) => Ok(s.raw_fd()),
-        }
-    }
-
-    /// The longest message a receive that allocates takes.
-    #[inline]
-    pub(crate) fn max_message(&self) -> Result<usize> {
-        match self {
-            Transport::Shm(ep) => Ok(ep.receiving()?.max_message.get()),
-            Transport::Socket(s) => Ok(s.max_message.get()),
-        }
-    }
-
-    /// Sets [`max_message`](Transport::max_message) (of an end that receives).
-    pub(crate) fn set_max_message(&self, bytes: usize) {
-        match self {
-            Transport::Shm(ep) => ep.rx.iter().for_each(|rx| rx.max_message.set(bytes)),
-            Transport::Socket(s) => s.max_message.set(bytes),
         }
     }
 

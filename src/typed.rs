@@ -261,8 +261,9 @@ impl Connection {
             return self.recv_archived();
         };
         let scratch = &ep.receiving()?.scratch;
+        let max = self.limit()?;
         Ok(
-            match ep.receive_in_place(deadline, |b| validate::<T>(b).map(drop))? {
+            match ep.receive_in_place(max, deadline, |b| validate::<T>(b).map(drop))? {
                 InPlace::Copy(copy) => Archived {
                     scratch,
                     bytes: Bytes::Copy(copy),

@@ -43,7 +43,7 @@ impl Terms {
 
 /// The listener's side, on an accepted socket.
 pub(crate) fn as_listener(fd: OwnedFd, terms: &Terms, deadline: Deadline) -> Result<Connection> {
-    let chan = SocketEnd::new(fd, DEFAULT_MAX_MESSAGE);
+    let chan = SocketEnd::new(fd);
     let mut peer_is_shmpipe = true;
     if let Some(key) = &terms.authkey {
         auth::deliver(&chan, key, terms.wants_shared_memory(), deadline)?;
@@ -61,9 +61,9 @@ pub(crate) fn as_client(fd: OwnedFd, terms: &Terms, deadline: Deadline) -> Resul
     // Only a client that may be handed a pipe's descriptors accepts passed descriptors,
     // and only until it has them (see `crate::sys`).
     let chan = if terms.wants_shared_memory() {
-        SocketEnd::for_descriptors(fd, DEFAULT_MAX_MESSAGE)
+        SocketEnd::for_descriptors(fd)
     } else {
-        SocketEnd::new(fd, DEFAULT_MAX_MESSAGE)
+        SocketEnd::new(fd)
     };
     let mut peer_is_shmpipe = true;
     if let Some(key) = &terms.authkey {

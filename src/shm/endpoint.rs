@@ -5,7 +5,7 @@
 use crate::buffers::Scratch;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
-use crate::shm::layout::{rings_of_end, DEFAULT_MAX_MESSAGE};
+use crate::shm::layout::rings_of_end;
 use crate::shm::liveness;
 use crate::shm::receive::Partial;
 use crate::shm::region::{InRegion, Region};
@@ -39,9 +39,6 @@ pub(crate) struct Bells {
 /// The receiving half of an end.
 pub(crate) struct Rx {
     pub consumer: Consumer,
-    /// The longest message a receive that allocates will take (see
-    /// [`Builder::max_message_size`](crate::Builder::max_message_size)).
-    pub max_message: Cell<usize>,
     /// A message is lent out in place by `recv_archived_in_place`; until its guard drops, the
     /// next record is not ours to look at. Set through [`Rx::set_lent`].
     lent: Cell<bool>,
@@ -76,7 +73,6 @@ impl Rx {
     fn new(consumer: Consumer) -> Rx {
         Rx {
             consumer,
-            max_message: Cell::new(DEFAULT_MAX_MESSAGE),
             lent: Cell::new(false),
             scratch: Scratch::default(),
             partial: RefCell::new(None),

@@ -56,18 +56,20 @@ pub(crate) enum InPlace<'c> {
 }
 
 impl Endpoint {
-    /// Receives the next message by `deadline` for reading in place: a whole record is
+    /// Receives the next message (at most `max` bytes long) by `deadline` for reading in
+    /// place: a whole record is
     /// claimed and lent out as it lies in the ring, anything else is reassembled into a
     /// copy. `validate` checks the bytes either way; a message that fails it is consumed
     /// and its error returned.
     pub(crate) fn receive_in_place(
         &self,
+        max: usize,
         deadline: Deadline,
         validate: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<InPlace<'_>> {
         let rx = self.receiving()?;
         let got = self.receive_loop(rx, deadline, |len, next, budget| {
-            within(len, rx.max_message.get())?;
+            within(len, max)?;
             let next = match next {
                 Next::Fresh(first) if first.kind == Kind::Whole => {
                     return Ok(Some(Err(first)));

@@ -31,10 +31,11 @@ impl Endpoint {
 
     /// Receives the next message into `buf`, returning its length; one that does not fit
     /// is consumed and handed over whole in [`Error::BufferTooShort`] (unless it is over
-    /// the size limit, when it stays).
+    /// `max`, the size limit, when it stays).
     pub(crate) fn receive_into_slice(
         &self,
         buf: &mut [u8],
+        max: usize,
         mut deadline: impl FnMut() -> Deadline,
     ) -> Result<usize> {
         let rx = self.receiving()?;
@@ -45,7 +46,7 @@ impl Endpoint {
         }
         self.receive_loop(rx, deadline(), |len, next, budget| {
             if len > buf.len() {
-                within(len, rx.max_message.get())?;
+                within(len, max)?;
                 let mut whole = Vec::new();
                 if self.read_message(rx, next, &mut whole, budget)? == Read::Done {
                     return Err(Error::BufferTooShort(whole));

@@ -80,8 +80,6 @@ pub(crate) struct SocketEnd {
     writes: bool,
     incoming: RefCell<Incoming>,
     outgoing: RefCell<Outgoing>,
-    /// The longest message a receive that allocates will take.
-    pub max_message: Cell<usize>,
     /// Where typed messages are received, kept between them.
     pub scratch: Scratch,
     /// Where typed messages are serialized, kept between them.
@@ -103,26 +101,25 @@ fn gave_up(deadline: Deadline) -> Error {
 impl SocketEnd {
     /// Wraps a connected stream socket, which from now on refuses passed descriptors
     /// (see `crate::sys`).
-    pub(crate) fn new(fd: OwnedFd, max_message: usize) -> SocketEnd {
+    pub(crate) fn new(fd: OwnedFd) -> SocketEnd {
         let clean = crate::sys::refuse_ancillary(fd.as_fd());
-        SocketEnd::wrap(fd, max_message, clean)
+        SocketEnd::wrap(fd, clean)
     }
 
     /// Wraps a client's socket that is to receive the descriptors of a shared-memory
     /// pipe: it accepts passed descriptors, and is closed on the closer thread.
-    pub(crate) fn for_descriptors(fd: OwnedFd, max_message: usize) -> SocketEnd {
+    pub(crate) fn for_descriptors(fd: OwnedFd) -> SocketEnd {
         crate::sys::accept_rights(fd.as_fd());
-        SocketEnd::wrap(fd, max_message, false)
+        SocketEnd::wrap(fd, false)
     }
 
-    fn wrap(fd: OwnedFd, max_message: usize, clean: bool) -> SocketEnd {
+    fn wrap(fd: OwnedFd, clean: bool) -> SocketEnd {
         SocketEnd {
             fd: Arc::new(PeerSocket::new(fd, clean)),
             reads: true,
             writes: true,
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
-            max_message: Cell::new(max_message),
             scratch: Scratch::default(),
             send_scratch: Scratch::default(),
             broken: Breakage::default(),
@@ -140,7 +137,6 @@ impl SocketEnd {
             writes: !reads,
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
-            max_message: Cell::new(self.max_message.get()),
             scratch: Scratch::default(),
             send_scratch: Scratch::default(),
             broken: self.broken.clone(),
@@ -447,11 +443,16 @@ impl SocketEnd {
 
     /// Receives the next message into `buf`, returning its length; one that does not fit
     /// is consumed and handed over whole in [`Error::BufferTooShort`] (unless it is over
-    /// the size limit, when it stays).
-    pub(crate) fn receive_into_slice(&self, buf: &mut [u8], deadline: Deadline) -> Result<usize> {
+    /// `max`, the size limit, when it stays).
+    pub(crate) fn receive_into_slice(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        deadline: Deadline,
+    ) -> Result<usize> {
         let len = self.next_len(deadline)?;
         if len > buf.len() {
-            within(len, self.max_message.get())?;
+            within(len, max)?;
             let mut whole = Vec::new();
             self.read_body(&mut whole, deadline)?;
             return Err(Error::BufferTooShort(whole));
