@@ -97,4 +97,4 @@ pub use net::client::{Client, ClientBuilder};
 pub use net::listener::{Listener, ListenerBuilder, Peer};
 pub use select::wait;
 pub use typed::{Archived, Message};
-pub use violation::{Index, Violation};
+pub use violation::{RingIndex, Violation};

@@ -17,22 +17,22 @@ use std::fmt;
 /// Which index of a ring the other side published.
 ///
 /// ```
-/// use shmpipe::Index;
-/// assert_eq!(Index::Head.to_string(), "head");
+/// use shmpipe::RingIndex;
+/// assert_eq!(RingIndex::Head.to_string(), "head");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Index {
+pub enum RingIndex {
     /// The writer's count of bytes published.
     Head,
     /// The reader's count of bytes consumed.
     Tail,
 }
 
-impl fmt::Display for Index {
+impl fmt::Display for RingIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Index::Head => "head",
-            Index::Tail => "tail",
+            RingIndex::Head => "head",
+            RingIndex::Tail => "tail",
         })
     }
 }
@@ -64,7 +64,7 @@ pub enum Violation {
     /// of 16.
     ImpossibleIndex {
         /// Which index.
-        index: Index,
+        index: RingIndex,
         /// The value published.
         published: u64,
         /// Its last value we knew of.
@@ -174,8 +174,8 @@ impl fmt::Display for Violation {
                 other,
             } => {
                 let other_name = match index {
-                    Index::Head => Index::Tail,
-                    Index::Tail => Index::Head,
+                    RingIndex::Head => RingIndex::Tail,
+                    RingIndex::Tail => RingIndex::Head,
                 };
                 write!(
                     f,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{fork, layout, memfd_of, RawRegion, Rng};
-use shmpipe::{pipe, Builder, Connection, Error, Index, Violation};
+use shmpipe::{pipe, Builder, Connection, Error, RingIndex, Violation};
 use std::time::Duration;
 
 /// Runs `scribble` on the region behind `conn` in another process.
@@ -25,7 +25,7 @@ fn an_impossible_head_breaks_that_direction_only() {
     scribble_from_another_process(&a, |r| r.write_u64(layout::RING0_HEAD, 1 << 50));
     match a.recv_bytes() {
         Err(Error::Corrupt(Violation::ImpossibleIndex {
-            index: Index::Head,
+            index: RingIndex::Head,
             published,
             ..
         })) => assert_eq!(published, 1 << 50),
@@ -109,7 +109,7 @@ fn an_impossible_tail_is_reported_to_the_writer() {
     // 64 bytes are left by the writer's last count; this needs more, so it reloads.
     match a.send_bytes(&[3; 100]) {
         Err(Error::Corrupt(Violation::ImpossibleIndex {
-            index: Index::Tail,
+            index: RingIndex::Tail,
             published,
             ..
         })) => assert_eq!(published, 1 << 40),

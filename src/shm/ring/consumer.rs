@@ -9,7 +9,7 @@ use crate::shm::fence;
 use crate::shm::fork_epoch;
 use crate::shm::sync::AtomicU32;
 use crate::shm::wire::{self, Checked, Kind};
-use crate::violation::{Index, Violation};
+use crate::violation::{RingIndex, Violation};
 use std::cell::Cell;
 use std::sync::atomic::{Ordering::Relaxed, Ordering::SeqCst};
 
@@ -104,7 +104,7 @@ impl Consumer {
         let head = self.ring.ctl().head.load(SeqCst);
         if distance(shared, head) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
             return Err(Violation::ImpossibleIndex {
-                index: Index::Tail,
+                index: RingIndex::Tail,
                 published: shared,
                 last: self.published.get(),
                 other: head,
@@ -364,7 +364,7 @@ impl Consumer {
 #[inline(never)]
 fn impossible_head(head: u64, cached: u64, tail: u64) -> Broken {
     Violation::ImpossibleIndex {
-        index: Index::Head,
+        index: RingIndex::Head,
         published: head,
         last: cached,
         other: tail,

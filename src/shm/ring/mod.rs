@@ -269,7 +269,7 @@ mod tests {
     use super::*;
     use crate::shm::fence;
     use crate::shm::layout::{Layout, RingControl};
-    use crate::violation::{Index, Violation};
+    use crate::violation::{RingIndex, Violation};
 
     /// A ring in ordinary memory, for single-process tests of the protocol.
     ///
@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(
             c.peek().unwrap_err(),
             Violation::ImpossibleIndex {
-                index: Index::Head,
+                index: RingIndex::Head,
                 published: 4096 * 3,
                 last: 0,
                 other: 0
@@ -418,7 +418,7 @@ mod tests {
         assert!(matches!(
             p.reserve(16, 0).unwrap_err(),
             Violation::ImpossibleIndex {
-                index: Index::Tail,
+                index: RingIndex::Tail,
                 published: 1099511627776,
                 last: 0,
                 ..

@@ -10,7 +10,7 @@ pub(crate) const CANCEL_ROOM: usize = wire::HEADER;
 use crate::shm::fence;
 use crate::shm::sync::AtomicU32;
 use crate::shm::wire::{self, Kind};
-use crate::violation::{Index, Violation};
+use crate::violation::{RingIndex, Violation};
 use std::cell::Cell;
 use std::sync::atomic::{Ordering::Relaxed, Ordering::Release, Ordering::SeqCst};
 
@@ -107,7 +107,7 @@ impl Producer {
         let tail = load_tail(self.ring.ctl());
         if distance(tail, shared) > self.ring.capacity as u64 || !shared.is_multiple_of(16) {
             return Err(Violation::ImpossibleIndex {
-                index: Index::Head,
+                index: RingIndex::Head,
                 published: shared,
                 last: self.head.get(),
                 other: tail,
@@ -397,7 +397,7 @@ impl Producer {
 #[inline(never)]
 fn impossible_tail(tail: u64, cached: u64, head: u64) -> Broken {
     Violation::ImpossibleIndex {
-        index: Index::Tail,
+        index: RingIndex::Tail,
         published: tail,
         last: cached,
         other: head,
