@@ -47,9 +47,6 @@ pub(crate) struct Rx {
     /// A message half received when its receive's deadline passed (see
     /// [`Partial`]). Changed through [`Rx::keep_partial`] and [`Rx::take_partial`].
     partial: RefCell<Option<Partial>>,
-    /// A `fileno` was handed out: receives keep its readiness exact (see
-    /// `Endpoint::settle_watch`). Set through [`Rx::set_watched`].
-    watched: Cell<bool>,
     /// Whether the one-pass receive may run: the direction is not broken, and no message
     /// is lent out or half received. One test on the hot path instead of three
     /// (DESIGN.md, "Per-message cost"), kept by the setters of the three and by
@@ -76,7 +73,6 @@ impl Rx {
             lent: Cell::new(false),
             scratch: Scratch::default(),
             partial: RefCell::new(None),
-            watched: Cell::new(false),
             fast: Cell::new(true),
             waited: Cell::new(true),
             chasing: Cell::new(false),
@@ -130,16 +126,6 @@ impl Rx {
         let partial = self.partial.take();
         self.review_fast();
         partial
-    }
-
-    /// Whether a `fileno` was handed out.
-    pub(crate) fn watched(&self) -> bool {
-        self.watched.get()
-    }
-
-    /// Records that a `fileno` was handed out (for the rest of the end's life).
-    pub(crate) fn set_watched(&self) {
-        self.watched.set(true);
     }
 
     /// Whether a receive may start: the ring is sound and no message is lent out
@@ -532,10 +518,7 @@ impl Endpoint {
             pending_set: Cell::new(false),
             space_stale: Cell::new(true),
         });
-        if let Some(rx) = &self.rx {
-            rx.set_watched();
-            self.settle_watch()?;
-        }
+        self.settle_watch()?;
         Ok(raw)
     }
 
@@ -617,7 +600,7 @@ impl Endpoint {
             return Ok(());
         };
         // An `AsyncConnection` drains the doorbells itself (see `async_driven`).
-        if !rx.watched() || self.async_driven.get() {
+        if self.async_driven.get() {
             return Ok(());
         }
         let set_pending = || -> Result<()> {
