@@ -363,13 +363,17 @@ impl Producer {
 
     /// The reader announces itself on every message it waits for: publish with a full
     /// fence from now on, and say so in the region, so that it can skip its `membarrier`
-    /// (see [`crate::shm::fence`]). The store is `Release`: a reader that sees it also
-    /// sees every record we published before, with or without a fence.
+    /// (see [`crate::shm::fence`]); a writer that always fenced (its process could not
+    /// register for `membarrier`) says so too. The store is `Release`: a reader that
+    /// sees it also sees every record we published before, with or without a fence.
     #[cold]
     #[inline(never)]
     fn fence_from_now_on(&self) {
-        if self.fenceless.replace(false) {
-            self.ring.ctl().writer_fences.store(1, Release);
+        self.fenceless.set(false);
+        let word = &self.ring.ctl().writer_fences;
+        // Relaxed: only a writer of this end sets the word, and never clears it.
+        if word.load(Relaxed) == 0 {
+            word.store(1, Release);
         }
     }
 
