@@ -52,6 +52,13 @@ fn authentication_error(why: String) -> PyErr {
     })
 }
 
+/// How long a receive waits before it looks for a Python signal that did not interrupt
+/// its wait: as often as the library's own backstop wakes a sleeper, so an idle receive
+/// wakes no more than a Rust one. The kernel may run a process's signal handler on any
+/// thread, and a signal may land between two of the wait's sleeps; either way only this
+/// look sees it (the `Ctrl-C` of a program blocked in `recv`).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
 /// Messages up to this long are sent and received without letting go of the GIL when
 /// that need not wait: the copy costs less than releasing and taking back the GIL.
 const FAST_PATH_MAX: usize = 64 << 10;
@@ -320,12 +327,16 @@ impl RawConnection {
                     return Ok(None);
                 }
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                shmpipe::__interop::interruptible_by(kick.as_fd(), || c.poll(left)).map(Some)
+                let slice = left.map_or(SIGNAL_CHECK, |left| left.min(SIGNAL_CHECK));
+                shmpipe::__interop::interruptible_by(kick.as_fd(), || c.poll(Some(slice))).map(Some)
             })?;
             match ready {
                 Some(true) => return Ok(true),
                 Some(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
-                _ => {}
+                // A signal whose handler ran on another thread, or between two of the
+                // wait's sleeps, interrupted no system call of ours: look for it now.
+                Some(false) => py.check_signals()?,
+                None => {}
             }
         }
     }

@@ -82,6 +82,27 @@ def test_ctrl_c_interrupts_a_blocked_recv():
     assert b.recv() == "after"
 
 
+def test_ctrl_c_that_lands_on_another_thread_still_interrupts_a_blocked_recv():
+    # The kernel may run a process's signal handler on any thread, and a signal can land
+    # between two of the receive's sleeps: either way no system call of the receiving
+    # thread is interrupted. Python's handler still marks the signal for the main
+    # thread, and the receive must notice (it used to sleep on until a message came).
+    a, b = shmpipe.Pipe()
+    done = threading.Event()
+    bystander = threading.Thread(target=done.wait, args=(30,))
+    bystander.start()
+    timer = threading.Timer(0.2, signal.pthread_kill, (bystander.ident, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            b.recv()
+    finally:
+        done.set()
+        bystander.join()
+    a.send("after")
+    assert b.recv() == "after"
+
+
 def test_a_handler_that_does_not_raise_lets_recv_go_on():
     a, b = shmpipe.Pipe()
     seen = []
