@@ -71,7 +71,17 @@ def test_a_300_mib_message():
     p.join(30)
 
 
-def test_ctrl_c_interrupts_a_blocked_recv():
+@pytest.fixture
+def ctrl_c():
+    # Python turns SIGINT into KeyboardInterrupt only if the process did not inherit it
+    # ignored, and a shell ignores it for a job it starts in the background: a test run
+    # started that way would wait for a KeyboardInterrupt that never comes.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_interrupts_a_blocked_recv(ctrl_c):
     a, b = shmpipe.Pipe()
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -82,7 +92,7 @@ def test_ctrl_c_interrupts_a_blocked_recv():
     assert b.recv() == "after"
 
 
-def test_ctrl_c_that_lands_on_another_thread_still_interrupts_a_blocked_recv():
+def test_ctrl_c_that_lands_on_another_thread_still_interrupts_a_blocked_recv(ctrl_c):
     # The kernel may run a process's signal handler on any thread, and a signal can land
     # between two of the receive's sleeps: either way no system call of the receiving
     # thread is interrupted. Python's handler still marks the signal for the main
