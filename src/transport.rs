@@ -203,7 +203,8 @@ impl Transport {
 #[cfg(feature = "tokio")]
 impl Transport {
     /// Duplicates of the descriptors whose readiness wakes the loop: the data and space
-    /// doorbells, or the socket. From now on (until `event_driven(false)`) only the loop
+    /// doorbells, or the socket. From now on (until
+    /// [`stop_event_driving`](Transport::stop_event_driving)) only the loop
     /// drains the doorbells.
     pub(crate) fn event_sources(&self) -> Result<EventSources> {
         match self {

@@ -270,17 +270,17 @@ impl Connection {
                     held: None,
                     _t: PhantomData,
                 },
-                InPlace::Lent(lent) => Archived {
-                    scratch,
-                    // SAFETY: `lent`, kept in the guard, holds the record in place until the
-                    // guard drops; the peer leaves it alone (our caller promised that).
-                    bytes: Bytes::Ring(
-                        unsafe { lent.bytes() }.as_ptr(),
-                        unsafe { lent.bytes() }.len(),
-                    ),
-                    held: Some(lent),
-                    _t: PhantomData,
-                },
+                InPlace::Lent(lent) => {
+                    // SAFETY: `lent`, kept in the guard, holds the record in place until
+                    // the guard drops; the peer leaves it alone (our caller promised that).
+                    let bytes = unsafe { lent.bytes() };
+                    Archived {
+                        scratch,
+                        bytes: Bytes::Ring(bytes.as_ptr(), bytes.len()),
+                        held: Some(lent),
+                        _t: PhantomData,
+                    }
+                }
             },
         )
     }

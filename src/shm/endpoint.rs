@@ -555,36 +555,6 @@ impl Endpoint {
         Ok(())
     }
 
-    /// For an event loop that waits on our doorbells itself (an `AsyncConnection`):
-    /// raises the sleeping flag of the reading side (`data`) or of the sending side, and
-    /// orders it before the caller's next look at the ring. Returns `false` if the
-    /// writer may still miss the flag (see [`Consumer::announce`]). An end without that
-    /// side does nothing.
-    ///
-    /// [`Consumer::announce`]: crate::shm::ring::Consumer::announce
-    #[cfg(feature = "tokio")]
-    pub(crate) fn announce(&self, data: bool) -> bool {
-        match (data, &self.rx, &self.tx) {
-            (true, Some(rx), _) => rx.consumer.announce(true),
-            (false, _, Some(tx)) => {
-                tx.producer.announce();
-                true
-            }
-            _ => true,
-        }
-    }
-
-    /// Takes down the flag that [`announce`](Endpoint::announce) raised.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn lower(&self, data: bool) {
-        let flag = match (data, &self.rx, &self.tx) {
-            (true, Some(rx), _) => rx.consumer.sleeping_flag(),
-            (false, _, Some(tx)) => tx.producer.sleeping_flag(),
-            _ => return,
-        };
-        flag.store(0, SeqCst);
-    }
-
     /// Our sending side is about to raise its sleeping flag: a wake-up may come to the
     /// space doorbell after it stopped waiting, which a watched `fileno` must drain.
     pub(crate) fn note_wait_for_room(&self) {

@@ -131,6 +131,36 @@ impl Endpoint {
         Ok(sources)
     }
 
+    /// For an event loop that waits on our doorbells itself (an `AsyncConnection`):
+    /// raises the sleeping flag of the reading side (`data`) or of the sending side, and
+    /// orders it before the caller's next look at the ring. Returns `false` if the
+    /// writer may still miss the flag (see [`Consumer::announce`]). An end without that
+    /// side does nothing.
+    ///
+    /// [`Consumer::announce`]: crate::shm::ring::Consumer::announce
+    #[cfg(feature = "tokio")]
+    pub(crate) fn announce(&self, data: bool) -> bool {
+        match (data, &self.rx, &self.tx) {
+            (true, Some(rx), _) => rx.consumer.announce(true),
+            (false, _, Some(tx)) => {
+                tx.producer.announce();
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Takes down the flag that [`announce`](Endpoint::announce) raised.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn lower(&self, data: bool) {
+        let flag = match (data, &self.rx, &self.tx) {
+            (true, Some(rx), _) => rx.consumer.sleeping_flag(),
+            (false, _, Some(tx)) => tx.producer.sleeping_flag(),
+            _ => return,
+        };
+        flag.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Drains the data doorbell (`data`) or the space doorbell, for an event loop that saw
     /// it readable.
     #[cfg(feature = "tokio")]
