@@ -10,6 +10,8 @@
 //! * `pingpong/64/shmpipe_watched`: the blocking round trip once both ends' `fileno` was
 //!   asked for (as `multiprocessing.connection.wait` or an event loop does), against the
 //!   blocking one.
+//! * `pingpong/64/iceoryx2_polling` (built with `--features iceoryx2`): iceoryx2's
+//!   busy-polling round trip (`benches/common/iceoryx2.rs`), against shmpipe's.
 //! * `empty/poll0`, `empty/nonblocking`: one look at an empty ring that does not wait
 //!   (`poll(Some(ZERO))`, a non-blocking `recv_bytes_into`), the writer alive in
 //!   another process.
@@ -36,6 +38,9 @@ mod bare_ring;
 mod cacheline;
 #[path = "common/ends.rs"]
 mod ends;
+#[cfg(feature = "iceoryx2")]
+#[path = "common/iceoryx2.rs"]
+mod iceoryx2;
 #[path = "common/peer.rs"]
 mod peer;
 #[path = "../tests/common/shared_word.rs"]
@@ -220,6 +225,11 @@ impl Bench<'_> {
                 self.pingpong_with(kind, (a, b))
             }
             "bare_ring" => self.pingpong_with(kind, bare_pair()),
+            #[cfg(feature = "iceoryx2")]
+            "iceoryx2_polling" => {
+                let round = self.round.to_string();
+                self.pingpong_with(kind, iceoryx2::pair(&round))
+            }
             _ => self.pingpong_with(kind, socketpair()),
         }
     }
@@ -232,6 +242,10 @@ impl Bench<'_> {
             ends::echo(&mut there, &mut echo, count);
         });
         drop(there);
+        // One round trip untimed: a contender that connects on first use (iceoryx2)
+        // does so here.
+        peer.go(1);
+        ends::round_trips(&mut here, &payload, &mut scratch, 1);
         self.row(&format!("pingpong/64/{kind}"), |iters| {
             peer.go(iters);
             ends::round_trips(&mut here, &payload, &mut scratch, iters)
@@ -321,12 +335,16 @@ impl Bench<'_> {
 }
 
 /// Rows whose ratio to a limit the summary reports: (row, limit).
-const AGAINST: [(&str, &str); 10] = [
+const AGAINST: [(&str, &str); 11] = [
     ("stream/64/shmpipe", "stream/64/bare_ring"),
     ("stream/64/socketpair", "stream/64/bare_ring"),
     ("pingpong/64/shmpipe", "pingpong/64/bare_ring"),
     ("pingpong/64/shmpipe_polling", "pingpong/64/shmpipe"),
     ("pingpong/64/shmpipe_watched", "pingpong/64/shmpipe"),
+    (
+        "pingpong/64/iceoryx2_polling",
+        "pingpong/64/shmpipe_polling",
+    ),
     ("pingpong/64/bare_ring", "pingpong/64/cacheline"),
     ("pingpong/64/socketpair", "pingpong/64/bare_ring"),
     ("stream/1048576/shmpipe", "stream/1048576/memcpy"),
@@ -396,6 +414,8 @@ fn main() {
             "shmpipe",
             "shmpipe_polling",
             "shmpipe_watched",
+            #[cfg(feature = "iceoryx2")]
+            "iceoryx2_polling",
             "socketpair",
         ] {
             b.pingpong(kind);

@@ -2,7 +2,7 @@
 """The README's benchmark table, from one run of the three benches:
 
     cargo bench -p shmpipe-benches --bench sustained > sustained.out
-    cargo bench -p shmpipe-benches --bench limits > limits.out
+    cargo bench -p shmpipe-benches --bench limits --features iceoryx2 > limits.out
     python python/bench.py --json python.json
     python3 benches/readme_table.py sustained.out limits.out python.json
 
@@ -61,6 +61,11 @@ def main(sustained, limits, python):
     limit("pingpong/64/shmpipe", "64 B round trip, blocking", "bare ring")
     limit("pingpong/64/shmpipe_polling", "64 B round trip, both busy-polling `poll(0)`",
           "blocking round trip")
+    iox = lim.get("pingpong/64/iceoryx2_polling")
+    if iox:  # built with `--features iceoryx2`; the ratio is iceoryx2's time ÷ shmpipe's
+        out.append(f"| 64 B round trip, iceoryx2 busy-polling (loaned samples) | {ns(iox[1])} "
+                   f"({ns(iox[2])}) | shmpipe busy-polling (time; above 1: shmpipe ahead) "
+                   f"| {iox[4]} |")
     limit("pingpong/64/shmpipe_watched", "64 B round trip, blocking, `fileno` asked for",
           "blocking round trip")
     limit("typed/tick/send_recv", "typed `send`/`recv` of a 32 B struct", "`send_bytes` of its bytes")

@@ -31,17 +31,33 @@
 //! (median of rounds). The bare rings' readers sample how full they find the ring during
 //! the sustained stream, which shows the mode each ran in.
 //!
+//! **Is the yardstick in its fast mode?** This machine has slow phases, lasting minutes
+//! to hours, in which moving a cache line between the cores costs 3-5 times as much and
+//! every ring, the bare ones included, slows down with it: a ratio to a bare ring taken
+//! then says little about what the ring allows. So just before and just after the bare
+//! rings run on a workload, the bench bounces one cache line between the two processes
+//! (`benches/common/cacheline.rs`: the median of five batches of 4,000 round trips) and counts the round as one with
+//! the yardstick in its fast mode when both round trips took at most
+//! `SHMPIPE_BENCH_FAST_LINE_NS` (default 150 ns; 60-80 ns in a fast phase here, 250-330
+//! in a slow one). The table gives the ratio over those rounds too, and how many there
+//! were; the probes' figures are printed per round.
+//!
 //! `cargo bench -p shmpipe-benches --bench sustained` (about a minute per round on 2 cores).
 
 #[path = "common/bare_ring.rs"]
 mod bare_ring;
+#[path = "common/cacheline.rs"]
+mod cacheline;
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "../tests/common/shared_word.rs"]
+mod shared_word;
 #[path = "common/stats.rs"]
 mod stats;
 
 use bare_ring::BareRing;
 use peer::Peer;
+use shared_word::SharedWord;
 use stats::median;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -287,6 +303,25 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: (u64, u64)) -> (f64, Op
     }
 }
 
+/// One cache line bounced between this process and a forked peer on the other core:
+/// ns per round trip (see "Is the yardstick in its fast mode?" above).
+fn line_round_trip() -> f64 {
+    let line = SharedWord::new();
+    let mut peer = Peer::spawn(|count| {
+        pin(1);
+        cacheline::answer(&line, count)
+    });
+    // A first batch untimed (the peer moving to its CPU, the page's first faults), then
+    // the median of five.
+    let n = 4_000;
+    let mut batches: Vec<f64> = (0..6)
+        .map(|_| cacheline::bounce(&line, n, |n| peer.go(n)).as_secs_f64() * 1e9 / n as f64)
+        .skip(1)
+        .collect();
+    drop(peer);
+    median(&mut batches)
+}
+
 /// What a pipe costs to have: microseconds to make (and drop) one, beside a socketpair,
 /// and the descriptors one duplex pipe holds in the process that made both ends.
 fn cost_of_a_pipe() {
@@ -359,8 +394,13 @@ fn main() {
     // (workload, kind) -> ns per message, one per round.
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut fill = Vec::new();
+    let fast_line = env("SHMPIPE_BENCH_FAST_LINE_NS", 150) as f64;
+    // (workload) -> per round: was the yardstick in its fast mode?
+    let mut fast: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
+    let mut probes = Vec::new();
     for round in 0..rounds {
         for &(name, size, count, w) in &workloads {
+            let before = line_round_trip();
             for &kind in &kinds {
                 // The bare ring does not fragment: a message must fit in it.
                 if kind == "bare_ring" && size + 16 > bare_ring::ring_size() {
@@ -373,6 +413,14 @@ fn main() {
                 if let (Some(b), "sustained") = (backlog, name) {
                     fill.push(format!("{kind} {:.1}%", b * 100.0));
                 }
+                if kind == "bare_ring_patient" {
+                    // The yardstick has run: probe again, right after it.
+                    let after = line_round_trip();
+                    fast.entry(name)
+                        .or_default()
+                        .push(before.max(after) <= fast_line);
+                    probes.push(format!("r{} {name} {before:.0}/{after:.0}", round + 1));
+                }
             }
         }
     }
@@ -380,9 +428,10 @@ fn main() {
         "\nwork per message in slow_reader and slow_writer: {work_rounds} rounds (about 25 ns)"
     );
     println!(
-        "| workload | contender | best ns | median ns | rate ÷ the faster bare ring (median of rounds) |"
+        "| workload | contender | best ns | median ns | rate ÷ the faster bare ring (median of rounds) \
+         | the same, rounds with the yardstick in its fast mode | such rounds |"
     );
-    println!("|---|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---|");
     for &(name, ..) in &workloads {
         for &kind in &kinds {
             let mine = &ns[&(name, kind)];
@@ -400,15 +449,31 @@ fn main() {
                 println!("| {name} | {kind} | - | - | - |");
                 continue;
             }
-            let ratio = median(&mut ratios);
-            let ratio = if ratio.is_nan() {
+            let in_fast = &fast[name];
+            let mut fast_ratios: Vec<f64> = ratios
+                .iter()
+                .zip(in_fast)
+                .filter(|(_, &f)| f)
+                .map(|(r, _)| *r)
+                .collect();
+            let show = |r: f64| {
+                if r.is_nan() {
+                    "-".to_string()
+                } else {
+                    format!("{r:.2}")
+                }
+            };
+            let ratio = show(median(&mut ratios));
+            let fast_ratio = if fast_ratios.is_empty() {
                 "-".to_string()
             } else {
-                format!("{ratio:.2}")
+                show(median(&mut fast_ratios))
             };
             println!(
-                "| {name} | {kind} | {best:.1} | {:.1} | {ratio} |",
+                "| {name} | {kind} | {best:.1} | {:.1} | {ratio} | {fast_ratio} | {} of {} |",
                 median(&mut mine.clone()),
+                fast_ratios.len(),
+                in_fast.len(),
             );
         }
     }
@@ -416,5 +481,10 @@ fn main() {
         "\nbare rings, sustained: how much of the ring their readers found published and \
          unread on average, per round (near 0: the ring runs nearly empty; near 1: full): {}",
         fill.join(", ")
+    );
+    println!(
+        "\ncache-line round trip before/after the bare rings, ns (fast mode: both at most \
+         {fast_line:.0}): {}",
+        probes.join(", ")
     );
 }
