@@ -415,11 +415,9 @@ impl AsyncConnection {
         }
         // The connection's kept buffer, as the blocking `send` uses (a dropped future
         // simply drops it).
-        let bytes = crate::typed::serialize(value, self.lock().conn.send_scratch()?)?;
+        let bytes = crate::typed::serialize(value, &self.lock().conn.scratch.send)?;
         let sent = self.send_bytes(&bytes).await;
-        if let Ok(scratch) = self.lock().conn.send_scratch() {
-            scratch.give_back(bytes);
-        }
+        self.lock().conn.scratch.send.give_back(bytes);
         sent
     }
 

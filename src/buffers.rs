@@ -29,6 +29,43 @@ pub(crate) fn grow_for<S: Sink>(out: &mut S, total: usize, len: usize) {
     }
 }
 
+/// The bytes of a message whose receive gave up part-way (its deadline passed, or a
+/// signal came), kept for the next receive, so that a timeout consumes nothing as far as
+/// the caller can tell. The next receive goes on in this buffer and hands the message to
+/// its caller once it is whole: what came is copied once when the first receive gives up
+/// and once at the end, however many receives it takes (copying back and forth on every
+/// attempt would make a long message received in non-blocking steps cost quadratic
+/// time). Both transports keep one; what each keeps beside it is where the next byte
+/// comes from (the fragments still to come in a ring, the frame's length on a socket).
+pub(crate) struct HalfReceived(rkyv::util::AlignedVec);
+
+impl HalfReceived {
+    /// Keeps what `out` holds (copied once), and empties `out`.
+    pub(crate) fn keep<S: Sink>(out: &mut S) -> HalfReceived {
+        let mut kept = rkyv::util::AlignedVec::with_capacity(out.len());
+        kept.extend_from_slice(out.as_slice());
+        out.clear();
+        HalfReceived(kept)
+    }
+
+    /// The buffer to go on in.
+    pub(crate) fn bytes(&mut self) -> &mut rkyv::util::AlignedVec {
+        &mut self.0
+    }
+
+    /// Bytes received so far.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The message, whole now, into `out` (emptied first).
+    pub(crate) fn deliver<S: Sink>(self, out: &mut S) {
+        out.clear();
+        out.reserve_exact(self.0.len());
+        out.extend_from_slice(&self.0);
+    }
+}
+
 /// A buffer for typed messages that do not fit the ring whole, kept from one message to
 /// the next. A fresh multi-megabyte buffer per message costs more than the transfer: the
 /// allocator maps new pages, the kernel zeroes each one on first touch, and unmaps them
@@ -43,6 +80,14 @@ pub(crate) struct Scratch {
     arena: Cell<Option<Arena>>,
     /// See [`Scratch::archive_hint`].
     last_len: Cell<usize>,
+}
+
+/// A connection's two [`Scratch`]es: one per direction, so that a typed message being
+/// received (an `Archived` guard may hold its buffer) and one being sent never share.
+#[derive(Default)]
+pub(crate) struct Scratches {
+    pub receive: Scratch,
+    pub send: Scratch,
 }
 
 impl Scratch {

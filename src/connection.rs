@@ -1,7 +1,7 @@
 //! [`Connection`]: one end of a pipe, with the methods of Python's
 //! `multiprocessing.connection.Connection`.
 
-use crate::buffers::{Parts, Sink, SliceSink};
+use crate::buffers::{Parts, Scratches, Sink, SliceSink};
 use crate::deadline::{Deadline, Limits};
 use crate::error::{Error, Result};
 use crate::shm::endpoint::Endpoint;
@@ -39,6 +39,9 @@ pub struct Connection {
     pub(crate) inner: Option<Transport>,
     /// Timeouts and non-blocking mode, which every blocking call turns into a deadline.
     pub(crate) limits: Limits,
+    /// The buffers typed messages are serialized into and received into, kept between
+    /// messages whatever the transport.
+    pub(crate) scratch: Scratches,
     readable: bool,
     writable: bool,
 }
@@ -49,6 +52,7 @@ impl Connection {
         Connection {
             inner: Some(Transport::Shm(ep)),
             limits: Limits::default(),
+            scratch: Scratches::default(),
             readable,
             writable,
         }
@@ -58,6 +62,7 @@ impl Connection {
         Connection {
             inner: Some(Transport::Socket(end)),
             limits: Limits::default(),
+            scratch: Scratches::default(),
             readable: true,
             writable: true,
         }
@@ -134,6 +139,7 @@ impl Connection {
         let half = |inner: Transport, readable: bool| Connection {
             inner: Some(inner),
             limits: self.limits.clone(),
+            scratch: Scratches::default(),
             readable,
             writable: !readable,
         };

@@ -17,13 +17,12 @@
 //! (timeouts and mode, which become a [`Deadline`]; directions; the public errors) is
 //! written once, above it, in `connection.rs`.
 
-use crate::buffers::{Parts, Scratch, Sink};
+use crate::buffers::{Parts, Sink};
 use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::shm::endpoint::Endpoint;
 use crate::shm::ring::GrantWriter;
 use crate::socket::stream::SocketEnd;
-use rkyv::util::AlignedVec;
 use std::os::fd::RawFd;
 use std::time::Duration;
 #[cfg(feature = "tokio")]
@@ -52,15 +51,15 @@ impl Transport {
     }
 
     /// [`send_now`](Transport::send_now) for a message serialized in place by `fill`
-    /// into room for at least `at_least` bytes (see `Endpoint::send_filled_now`).
+    /// into room for `guess` bytes (see `Endpoint::send_filled_now`).
     #[inline(always)]
     pub(crate) fn send_filled_now(
         this: &Option<Transport>,
-        at_least: usize,
-        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> bool,
+        guess: usize,
+        fill: impl FnOnce(&mut GrantWriter) -> bool,
     ) -> Result<bool> {
         match this {
-            Some(Transport::Shm(ep)) => ep.send_filled_now(ep.sending()?, at_least, fill),
+            Some(Transport::Shm(ep)) => ep.send_filled_now(ep.sending()?, guess, fill),
             _ => Ok(false),
         }
     }
@@ -73,18 +72,17 @@ impl Transport {
         }
     }
 
-    /// Sends one message that `fill` writes straight into shared memory (its length, or
-    /// `None` if it did not fit, having published nothing), or else the bytes `whole`
-    /// makes from a scratch buffer, by `deadline`: a typed send's general path.
-    pub(crate) fn send_archive(
+    /// Sends one message that `fill` writes straight into shared memory (returning its
+    /// length, or `None` if it did not fit, having published nothing) if there is room
+    /// for it now: a typed send's first try. `Ok(false)`: nothing was sent (no room, or
+    /// no shared memory), and the caller sends the message's bytes.
+    pub(crate) fn send_filled(
         &self,
-        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> Option<usize>,
-        whole: impl FnOnce(&Scratch) -> Result<AlignedVec>,
-        deadline: Deadline,
-    ) -> Result<()> {
+        fill: impl FnOnce(&mut GrantWriter) -> Option<usize>,
+    ) -> Result<bool> {
         match self {
-            Transport::Shm(ep) => ep.send_filled(ep.sending()?, fill, whole, deadline),
-            Transport::Socket(s) => s.send_built(whole, deadline),
+            Transport::Shm(ep) => ep.send_filled(ep.sending()?, fill),
+            Transport::Socket(_) => Ok(false),
         }
     }
 
@@ -158,16 +156,6 @@ impl Transport {
         match self {
             Transport::Shm(ep) => ep.watch_fd(),
             Transport::Socket(s) => Ok(s.raw_fd()),
-        }
-    }
-
-    /// The buffers typed messages are serialized into and received into.
-    pub(crate) fn scratch(&self, sending: bool) -> Result<&Scratch> {
-        match (self, sending) {
-            (Transport::Shm(ep), true) => Ok(&ep.sending()?.scratch),
-            (Transport::Shm(ep), false) => Ok(&ep.receiving()?.scratch),
-            (Transport::Socket(s), true) => Ok(&s.send_scratch),
-            (Transport::Socket(s), false) => Ok(&s.scratch),
         }
     }
 

@@ -6,7 +6,7 @@
 //! the archive, and `recv::<T>` of `send_bytes(archive)` works, so a bytes-only relay
 //! forwards typed messages unchanged.
 
-use crate::buffers::{Scratch, Sink, SliceSink};
+use crate::buffers::{Parts, Scratch, Sink, SliceSink};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::shm::lent::{InPlace, Lent};
@@ -110,28 +110,34 @@ impl Connection {
     pub fn send<T: Message>(&self, value: &T) -> Result<()> {
         // The common case, in one pass: serialized straight into room the cached index
         // shows, for an archive of the type's size or of the last one's.
-        let at_least = size_of::<rkyv::Archived<T>>();
-        let fill = |w: &mut GrantWriter, scratch: &Scratch| archive_into(value, w, scratch).is_ok();
-        if Transport::send_filled_now(&self.inner, at_least, fill)? {
+        let scratch = &self.scratch.send;
+        let guess = size_of::<rkyv::Archived<T>>().max(scratch.archive_hint());
+        let fill = |w: &mut GrantWriter| archive_into(value, w, scratch).is_ok();
+        if Transport::send_filled_now(&self.inner, guess, fill)? {
             return Ok(());
         }
         self.send_slowly(value)
     }
 
+    /// A typed send's general path: serialized into the ring's free space if it fits
+    /// now, else into the send scratch and sent as bytes (in fragments if need be).
     #[inline(never)]
     fn send_slowly<T: Message>(&self, value: &T) -> Result<()> {
-        let fill = |w: &mut GrantWriter, scratch: &Scratch| {
+        let scratch = &self.scratch.send;
+        let fill = |w: &mut GrantWriter| {
             let len = archive_into(value, w, scratch).ok()?.len();
             scratch.note_archive(len);
             Some(len)
         };
-        let whole = |scratch: &Scratch| {
-            let bytes = serialize(value, scratch)?;
-            scratch.note_archive(bytes.len());
-            Ok(bytes)
-        };
-        let deadline = self.limits.write_deadline();
-        self.transport()?.send_archive(fill, whole, deadline)
+        let transport = self.transport()?;
+        if transport.send_filled(fill)? {
+            return Ok(());
+        }
+        let bytes = serialize(value, scratch)?;
+        scratch.note_archive(bytes.len());
+        let sent = transport.send(Parts::new(&[&bytes]), self.limits.write_deadline());
+        scratch.give_back(bytes);
+        sent
     }
 
     /// Receives the next message as a `T`: copied out of shared memory, validated, then
@@ -163,22 +169,11 @@ impl Connection {
             let len = sink.len();
             return decode::<T>(&small.0[..len]);
         }
-        let scratch = self.scratch()?;
+        let scratch = &self.scratch.receive;
         let copy = self.receive_copy(scratch)?;
         let value = decode::<T>(&copy);
         scratch.give_back(copy);
         value
-    }
-
-    /// The buffer kept for typed sends.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn send_scratch(&self) -> Result<&Scratch> {
-        self.transport()?.scratch(true)
-    }
-
-    /// The buffer kept for typed receives.
-    fn scratch(&self) -> Result<&Scratch> {
-        self.transport()?.scratch(false)
     }
 
     /// The next message, in the kept buffer (aligned for rkyv).
@@ -216,7 +211,7 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn recv_archived<T: Message>(&self) -> Result<Archived<'_, T>> {
-        let scratch = self.scratch()?;
+        let scratch = &self.scratch.receive;
         let copy = self.receive_copy(scratch)?;
         if let Err(e) = validate::<T>(&copy) {
             scratch.give_back(copy);
@@ -260,10 +255,11 @@ impl Connection {
         let Some(ep) = self.transport()?.shm() else {
             return self.recv_archived();
         };
-        let scratch = &ep.receiving()?.scratch;
+        let scratch = &self.scratch.receive;
         let max = self.limit()?;
+        let validate = |b: &[u8]| validate::<T>(b).map(drop);
         Ok(
-            match ep.receive_in_place(max, deadline, |b| validate::<T>(b).map(drop))? {
+            match ep.receive_in_place(max, deadline, scratch, validate)? {
                 InPlace::Copy(copy) => Archived {
                     scratch,
                     bytes: Bytes::Copy(copy),

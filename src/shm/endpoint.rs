@@ -2,7 +2,6 @@
 //! (which also tell it when the other end is gone), and the producer and/or consumer
 //! state of the rings it uses. Dropping an `Endpoint` is what closes an end.
 
-use crate::buffers::Scratch;
 use crate::error::{Error, Result};
 use crate::shm::doorbell::Doorbell;
 use crate::shm::layout::rings_of_end;
@@ -42,8 +41,6 @@ pub(crate) struct Rx {
     /// A message is lent out in place by `recv_archived_in_place`; until its guard drops, the
     /// next record is not ours to look at. Set through [`Rx::set_lent`].
     lent: Cell<bool>,
-    /// Where typed messages too long to travel whole are reassembled, kept between them.
-    pub scratch: Scratch,
     /// A message half received when its receive's deadline passed (see
     /// [`Partial`]). Changed through [`Rx::keep_partial`] and [`Rx::take_partial`].
     partial: RefCell<Option<Partial>>,
@@ -71,7 +68,6 @@ impl Rx {
         Rx {
             consumer,
             lent: Cell::new(false),
-            scratch: Scratch::default(),
             partial: RefCell::new(None),
             fast: Cell::new(true),
             waited: Cell::new(true),
@@ -165,8 +161,6 @@ pub(crate) struct Tx {
     /// How often we asked the kernel about the reader (for tests of that rate).
     #[cfg(test)]
     pub kernel_asked: Cell<u64>,
-    /// Where typed messages too long for the ring's free space are serialized.
-    pub scratch: Scratch,
     /// Why the direction broke, once it has (see [`Breakable`]); boxed, so that every
     /// connection does not carry room for a violation it will most likely never have.
     broken: Breakage,
@@ -312,7 +306,6 @@ impl Endpoint {
                 reader_asked_at: Cell::new(written),
                 #[cfg(test)]
                 kernel_asked: Cell::new(0),
-                scratch: Scratch::default(),
                 broken: Breakage::default(),
             }
         });

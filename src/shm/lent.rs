@@ -1,7 +1,7 @@
 //! Receiving a message in place (`recv_archived_in_place`): the record stays in the ring,
 //! claimed, while the caller looks at it, and is released when the [`Lent`] guard drops.
 
-use crate::buffers::within;
+use crate::buffers::{within, Scratch};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
@@ -50,8 +50,8 @@ impl Drop for Lent<'_> {
 pub(crate) enum InPlace<'c> {
     /// A whole record, held in place and validated.
     Lent(Lent<'c>),
-    /// A message that came in fragments, reassembled into a copy from the receiving
-    /// half's scratch (give it back there), and validated.
+    /// A message that came in fragments, reassembled into a copy taken from the scratch
+    /// the caller gave (give it back there), and validated.
     Copy(AlignedVec),
 }
 
@@ -59,12 +59,13 @@ impl Endpoint {
     /// Receives the next message (at most `max` bytes long) by `deadline` for reading in
     /// place: a whole record is
     /// claimed and lent out as it lies in the ring, anything else is reassembled into a
-    /// copy. `validate` checks the bytes either way; a message that fails it is consumed
-    /// and its error returned.
+    /// copy taken from `scratch`. `validate` checks the bytes either way; a message that
+    /// fails it is consumed and its error returned.
     pub(crate) fn receive_in_place(
         &self,
         max: usize,
         deadline: Deadline,
+        scratch: &Scratch,
         validate: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<InPlace<'_>> {
         let rx = self.receiving()?;
@@ -76,15 +77,15 @@ impl Endpoint {
                 }
                 next => next,
             };
-            let mut copy = rx.scratch.take();
+            let mut copy = scratch.take();
             match self.read_message(rx, next, &mut copy, budget) {
                 Ok(Read::Done) => Ok(Some(Ok(copy))),
                 Ok(Read::Cancelled) => {
-                    rx.scratch.give_back(copy);
+                    scratch.give_back(copy);
                     Ok(None)
                 }
                 Err(e) => {
-                    rx.scratch.give_back(copy);
+                    scratch.give_back(copy);
                     Err(e)
                 }
             }
@@ -92,7 +93,7 @@ impl Endpoint {
         let first = match got {
             Ok(copy) => {
                 if let Err(e) = validate(&copy) {
-                    rx.scratch.give_back(copy);
+                    scratch.give_back(copy);
                     return Err(e);
                 }
                 return Ok(InPlace::Copy(copy));

@@ -1,7 +1,7 @@
 //! Receiving: waiting for the next record, and copying a message (whole or in
 //! fragments) out of the ring into memory of our own.
 
-use crate::buffers::{grow_for, Sink};
+use crate::buffers::{grow_for, HalfReceived, Sink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
@@ -10,7 +10,6 @@ use crate::shm::spin::{pause, CAUGHT_UP_GAP, DISTANCE, DISTANCE_LOOKS, FIRST_LOO
 use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use crate::violation::Violation;
-use rkyv::util::AlignedVec;
 use std::time::Instant;
 
 /// The length of the message that starts with `rec`.
@@ -46,10 +45,10 @@ pub(crate) enum Read {
     Cancelled,
 }
 
-/// The first fragments of a message whose receive ran out of time; the next receive
-/// goes on from here, so that a timeout consumes nothing as far as the caller can tell.
+/// The first fragments of a message whose receive ran out of time, and where the rest
+/// must go on; the next receive goes on from here.
 pub(crate) struct Partial {
-    pub data: AlignedVec,
+    pub data: HalfReceived,
     pub asm: Reassembly,
 }
 
@@ -454,11 +453,9 @@ impl Endpoint {
                 Ok(Read::Cancelled)
             }
             Err(e) if e.gave_up() => {
-                // Keep what was taken for the next call (copied once).
-                let mut data = AlignedVec::with_capacity(out.len());
-                data.extend_from_slice(out.as_slice());
+                // Keep what was taken for the next call.
+                let data = HalfReceived::keep(out);
                 rx.keep_partial(Partial { data, asm });
-                out.clear();
                 Err(e)
             }
             // A writer that died mid-message never sent the rest: EOF.
@@ -467,15 +464,13 @@ impl Endpoint {
     }
 
     /// [`read_message`](Endpoint::read_message) of a message half received by an
-    /// earlier call. It goes on in the kept buffer: no copy back and forth per attempt (a
-    /// long message received in many non-blocking steps would cost quadratic copying);
-    /// `out` gets the message once it is whole.
+    /// earlier call. It goes on in the kept buffer ([`HalfReceived`]); `out` gets the
+    /// message once it is whole.
     fn resume_message<S: Sink>(&self, rx: &Rx, out: &mut S, budget: &Budget) -> Result<Read> {
         let mut p = rx.take_partial().expect("a partial message to resume");
-        match self.read_fragments(rx, &mut p.asm, &mut p.data, budget) {
+        match self.read_fragments(rx, &mut p.asm, p.data.bytes(), budget) {
             Ok(Read::Done) => {
-                out.reserve_exact(p.data.len());
-                out.extend_from_slice(&p.data);
+                p.data.deliver(out);
                 self.after_receive()?;
                 Ok(Read::Done)
             }

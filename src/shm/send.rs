@@ -1,7 +1,7 @@
 //! Sending: writing records into the ring, waiting for room, and noticing that
 //! nobody reads any more.
 
-use crate::buffers::{Parts, Scratch};
+use crate::buffers::Parts;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
@@ -9,7 +9,6 @@ use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
 use crate::shm::spin::{self, Looks};
 use crate::shm::wakeup::{Waiter, Woken};
 use crate::shm::wire::Kind;
-use rkyv::util::AlignedVec;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
 /// (see [`Endpoint::look_for_room`]).
@@ -27,33 +26,28 @@ impl Endpoint {
         self.bells().data.ring()
     }
 
-    /// Sends one message that `fill` writes straight into the ring's free space
-    /// (returning its length, or `None` having published nothing if it did not fit), or
-    /// else the bytes that `whole` makes (in memory from the scratch it is given), by
-    /// `deadline`: the general path of a typed send.
+    /// Sends one message that `fill` writes straight into the ring's free space,
+    /// returning its length, or `None` having published nothing if it did not fit: the
+    /// first try of a typed send's general path. `Ok(false)`: it did not fit, and
+    /// nothing was sent.
     pub(crate) fn send_filled(
         &self,
         tx: &Tx,
-        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> Option<usize>,
-        whole: impl FnOnce(&Scratch) -> Result<AlignedVec>,
-        deadline: Deadline,
-    ) -> Result<()> {
+        fill: impl FnOnce(&mut GrantWriter) -> Option<usize>,
+    ) -> Result<bool> {
         self.check_reader(tx)?;
         tx.guard(tx.producer.resync())?;
-        if let Some(grant) = tx.guard(tx.producer.reserve_available())? {
-            self.ask_about_reader_now_and_then(tx)?;
-            if let Some(len) = fill(&mut tx.producer.writer(&grant), &tx.scratch) {
-                if tx.guard(tx.producer.commit(grant, Kind::Whole, len, 0))? {
-                    self.ring_data()?;
-                }
-                return Ok(());
-            }
-            // Did not fit in the free space: nothing was published; go the long way.
+        let Some(grant) = tx.guard(tx.producer.reserve_available())? else {
+            return Ok(false);
+        };
+        self.ask_about_reader_now_and_then(tx)?;
+        let Some(len) = fill(&mut tx.producer.writer(&grant)) else {
+            return Ok(false);
+        };
+        if tx.guard(tx.producer.commit(grant, Kind::Whole, len, 0))? {
+            self.ring_data()?;
         }
-        let bytes = whole(&tx.scratch)?;
-        let sent = self.send_message(tx, Parts::new(&[&bytes]), deadline);
-        tx.scratch.give_back(bytes);
-        sent
+        Ok(true)
     }
 
     /// Sends `buf` as one message, within `deadline`: one record, or fragments of a
@@ -127,19 +121,17 @@ impl Endpoint {
 
     /// The one-pass send of [`send_whole_now`](Endpoint::send_whole_now) for a message
     /// written in place by `fill` (a typed message, serialized into the ring), given room
-    /// by the cached `tail` for `at_least` payload bytes or as many as the last archive
-    /// the general path sent ([`Scratch::archive_hint`]). `fill` returns whether the
+    /// by the cached `tail` for `guess` payload bytes. `fill` returns whether the
     /// message fit; `false`, having published nothing, when it did not or when anything
     /// is out of the ordinary.
     #[inline(always)]
     pub(crate) fn send_filled_now(
         &self,
         tx: &Tx,
-        at_least: usize,
-        fill: impl FnOnce(&mut GrantWriter, &Scratch) -> bool,
+        guess: usize,
+        fill: impl FnOnce(&mut GrantWriter) -> bool,
     ) -> Result<bool> {
         let p = &tx.producer;
-        let guess = at_least.max(tx.scratch.archive_hint());
         if !tx.nothing_new() || guess > p.ring().max_record_payload() {
             return Ok(false);
         }
@@ -147,7 +139,7 @@ impl Endpoint {
             return Ok(false);
         };
         let mut writer = p.writer(&grant);
-        if !fill(&mut writer, &tx.scratch) {
+        if !fill(&mut writer) {
             return Ok(false);
         }
         match p.commit(grant, Kind::Whole, writer.len(), 0) {

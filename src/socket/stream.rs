@@ -21,7 +21,7 @@
 
 use super::framing::{self, Header, MAX_HEADER};
 use super::poll;
-use crate::buffers::{grow_for, within, Parts, Scratch, Sink, SliceSink};
+use crate::buffers::{grow_for, within, HalfReceived, Parts, Sink, SliceSink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::PeerSocket;
@@ -53,7 +53,7 @@ struct Incoming {
     /// The length, once the header is complete.
     len: Option<usize>,
     /// The payload taken by earlier receives whose deadline passed.
-    body: Vec<u8>,
+    body: Option<HalfReceived>,
 }
 
 /// The unsent rest of a message whose send ran out of time.
@@ -80,10 +80,6 @@ pub(crate) struct SocketEnd {
     writes: bool,
     incoming: RefCell<Incoming>,
     outgoing: RefCell<Outgoing>,
-    /// Where typed messages are received, kept between them.
-    pub scratch: Scratch,
-    /// Where typed messages are serialized, kept between them.
-    pub send_scratch: Scratch,
     /// The peer broke the framing: the stream is out of step for good.
     broken: Breakage,
     /// The peer closed its end (we read EOF, or a send found the pipe broken).
@@ -120,8 +116,6 @@ impl SocketEnd {
             writes: true,
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
-            scratch: Scratch::default(),
-            send_scratch: Scratch::default(),
             broken: Breakage::default(),
             eof: Cell::new(false),
         }
@@ -137,8 +131,6 @@ impl SocketEnd {
             writes: !reads,
             incoming: RefCell::default(),
             outgoing: RefCell::default(),
-            scratch: Scratch::default(),
-            send_scratch: Scratch::default(),
             broken: self.broken.clone(),
             eof: Cell::new(self.eof.get()),
         };
@@ -180,7 +172,7 @@ impl SocketEnd {
         self.reads
             && self.writes
             && inc.have == 0
-            && inc.body.is_empty()
+            && inc.body.is_none()
             && !self.has_unsent_output()
     }
 
@@ -296,20 +288,6 @@ impl SocketEnd {
     #[inline(never)]
     pub(crate) fn send(&self, buf: &[u8], deadline: Deadline) -> Result<()> {
         self.send_parts(Parts::new(&[buf]), deadline)
-    }
-
-    /// Sends as one message the bytes that `whole` makes in memory from our send scratch
-    /// (given back afterwards).
-    #[inline(never)]
-    pub(crate) fn send_built(
-        &self,
-        whole: impl FnOnce(&Scratch) -> Result<rkyv::util::AlignedVec>,
-        deadline: Deadline,
-    ) -> Result<()> {
-        let bytes = whole(&self.send_scratch)?;
-        let sent = self.send(&bytes, deadline);
-        self.send_scratch.give_back(bytes);
-        sent
     }
 
     /// Sends the concatenation of `buf`'s pieces as one message.
@@ -468,27 +446,23 @@ impl SocketEnd {
         let mut inc = self.incoming.borrow_mut();
         let len = inc.len.expect("next_len read the header");
         out.clear();
-        if inc.body.is_empty() {
+        let Some(mut body) = inc.body.take() else {
             // The usual case: straight into the caller's buffer. If the call gives up
-            // part-way, what came is copied to `inc.body`, once.
+            // part-way, what came is kept for the next.
             drop(inc);
             if let Some(e) = self.read_into(out, len, deadline)? {
-                self.incoming.borrow_mut().body = out.as_slice().to_vec();
-                out.clear();
+                self.incoming.borrow_mut().body = Some(HalfReceived::keep(out));
                 return Err(e);
             }
             return Ok(());
-        }
-        // Resuming: go on in `inc.body` (no copying back and forth however many times a
-        // call gives up), and hand the whole to the caller at the end.
-        let mut body = std::mem::take(&mut inc.body);
+        };
+        // Resuming: go on in the kept buffer, and hand the whole to the caller at the end.
         drop(inc);
-        if let Some(e) = self.read_into(&mut body, len, deadline)? {
-            self.incoming.borrow_mut().body = body;
+        if let Some(e) = self.read_into(body.bytes(), len, deadline)? {
+            self.incoming.borrow_mut().body = Some(body);
             return Err(e);
         }
-        grow_for(out, len, len);
-        out.extend_from_slice(&body);
+        body.deliver(out);
         Ok(())
     }
 
@@ -537,7 +511,8 @@ impl SocketEnd {
         self.reading()?;
         {
             let inc = self.incoming.borrow();
-            if inc.len == Some(inc.body.len()) || self.eof.get() {
+            let have = inc.body.as_ref().map_or(0, HalfReceived::len);
+            if inc.len == Some(have) || self.eof.get() {
                 return Ok(true);
             }
         }
