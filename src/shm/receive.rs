@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Rx};
 use crate::shm::ring::Record;
 use crate::shm::spin::{pause, CAUGHT_UP_GAP, DISTANCE, DISTANCE_LOOKS, FIRST_LOOK, QUICK_SPINS};
-use crate::shm::wakeup::{Waiter, Woken};
+use crate::shm::wakeup::{Side, Waiter, Woken};
 use crate::shm::wire::{Kind, Reassembly};
 use crate::violation::Violation;
 use std::time::Instant;
@@ -369,10 +369,9 @@ impl Endpoint {
     pub(crate) fn data_waiter<'a>(&'a self, rx: &'a Rx) -> Waiter<'a> {
         let bells = self.bells();
         Waiter {
-            flag: rx.consumer.sleeping_flag(),
+            side: Side::Reader(&rx.consumer),
             bell: &bells.data,
             other: self.other_bell(&bells.space),
-            writer_fences: Some(rx.consumer.writer_fences()),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
 use crate::shm::spin::{self, Looks};
-use crate::shm::wakeup::{Waiter, Woken};
+use crate::shm::wakeup::{Side, Waiter, Woken};
 use crate::shm::wire::Kind;
 
 /// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
@@ -348,13 +348,11 @@ impl Endpoint {
 
     fn wait_for_room(&self, tx: &Tx, len: usize, keep: usize, deadline: Deadline) -> Result<()> {
         let bells = self.bells();
-        let flag = tx.producer.sleeping_flag();
         let ready = || tx.producer.has_room(len, keep);
         let waiter = Waiter {
-            flag,
+            side: Side::Writer(&tx.producer),
             bell: &bells.space,
             other: self.other_bell(&bells.data),
-            writer_fences: None,
         };
         self.note_wait_for_room();
         let woken = self.wait_one(waiter, ready, deadline)?;

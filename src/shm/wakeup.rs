@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::shm::doorbell::{Doorbell, Drained};
 use crate::shm::fence;
 use crate::shm::liveness::hung_up;
-use crate::shm::ring::ASLEEP;
+use crate::shm::ring::{Consumer, Producer};
 use crate::shm::spin::{self, Looks};
 use crate::shm::sync::AtomicU32;
 use rustix::event::{PollFd, PollFlags};
@@ -45,21 +45,34 @@ const BACKSTOP: Duration = Duration::from_millis(100);
 /// flag, so the wait re-checks the ring on its own this often.
 const UNFENCED_BACKSTOP: Duration = Duration::from_millis(1);
 
-/// One thing to wait for: a ring condition, the flag that announces we sleep on it, the
-/// doorbell the other side rings for it, and our other doorbell. Both doorbells report
-/// the peer's death, and both are drained when they show bytes: stray bytes or passed
-/// descriptors on either could otherwise hide a hang-up (see [`crate::shm::doorbell`]).
+/// One thing to wait for: our side of a ring (whose sleeping flag announces that we
+/// sleep), the doorbell the other side rings for it, and our other doorbell. Both
+/// doorbells report the peer's death, and both are drained when they show bytes: stray
+/// bytes or passed descriptors on either could otherwise hide a hang-up (see
+/// [`crate::shm::doorbell`]).
 pub(crate) struct Waiter<'a> {
-    pub flag: &'a AtomicU32,
+    pub side: Side<'a>,
     pub bell: &'a Doorbell,
     /// Our other doorbell, or `None` when another thread of this process waits on it: a
     /// half of a [`split`](crate::Connection::split) end, whose other half would lose the
     /// wake-ups we drained from it. Either doorbell reports the peer's death.
     pub other: Option<&'a Doorbell>,
-    /// Waiting for records (`flag` is the reader's): the writer's `writer_fences` word.
-    /// The writer may publish without a fence, so announcing takes the reader's half of
-    /// the asymmetric fence ([`crate::shm::fence`]) unless the word says it fences.
-    pub writer_fences: Option<&'a AtomicU32>,
+}
+
+/// Which side of a ring waits: the reader, for records, or the writer, for room.
+#[derive(Clone, Copy)]
+pub(crate) enum Side<'a> {
+    Reader(&'a Consumer),
+    Writer(&'a Producer),
+}
+
+impl<'a> Side<'a> {
+    fn flag(self) -> &'a AtomicU32 {
+        match self {
+            Side::Reader(c) => c.sleeping_flag(),
+            Side::Writer(p) => p.sleeping_flag(),
+        }
+    }
 }
 
 /// What ended a wait.
@@ -142,18 +155,23 @@ where
     }
 }
 
-/// Raises every waiter's sleeping flag, with the reader's half of the fence where a
-/// waiter waits for records. Returns how long a sleep may last before it looks again on
-/// its own: [`BACKSTOP`], or [`UNFENCED_BACKSTOP`] where a refused barrier leaves a
-/// writer's publish unordered with our flag (we do not count on being woken then).
+/// Announces on every waiter's ring, as [`Consumer::announce`] and
+/// [`Producer::announce`] do for one, with one fence for all: a reader may need the
+/// asymmetric fence's barrier ([`crate::shm::fence`]), and one serves every ring.
+/// Returns how long a sleep may last before it looks again on its own: [`BACKSTOP`], or
+/// [`UNFENCED_BACKSTOP`] where a refused barrier leaves a writer's publish unordered
+/// with our flag (we do not count on being woken then).
 fn announce(waiters: &[Waiter<'_>]) -> Duration {
-    let fenced = waiters
-        .iter()
-        .all(|w| w.writer_fences.is_none_or(fence::writer_fences));
+    let (mut for_records, mut fenced) = (false, true);
     for w in waiters {
-        w.flag.store(ASLEEP, SeqCst);
+        match w.side {
+            Side::Reader(c) => {
+                for_records = true;
+                fenced &= c.raise_flag(false);
+            }
+            Side::Writer(p) => p.announce(),
+        }
     }
-    let for_records = waiters.iter().any(|w| w.writer_fences.is_some());
     if for_records && !fence::before_recheck(fenced) {
         UNFENCED_BACKSTOP
     } else {
@@ -183,7 +201,7 @@ fn drain_shown(waiters: &[Waiter<'_>], fds: &[PollFd<'_>]) -> Result<Option<usiz
 /// Takes our sleeping flags down again.
 fn lower_flags(waiters: &[Waiter<'_>]) {
     for w in waiters {
-        w.flag.store(0, SeqCst);
+        w.side.flag().store(0, SeqCst);
     }
 }
 

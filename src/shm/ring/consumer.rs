@@ -85,10 +85,18 @@ impl Consumer {
     /// Returns `false` if the writer's next publish may still miss the flag (the kernel
     /// refused our barrier): the caller must then not count on being woken.
     pub(crate) fn announce(&self, watching: bool) -> bool {
+        fence::before_recheck(self.raise_flag(watching))
+    }
+
+    /// The first step of [`announce`](Consumer::announce), for a caller that announces
+    /// on several rings with one fence ([`crate::shm::wakeup`]): raises the flag, and
+    /// returns what the ring's `writer_fences` word said before it went up (the argument
+    /// [`fence::before_recheck`] then takes).
+    pub(crate) fn raise_flag(&self, watching: bool) -> bool {
         let fences = fence::writer_fences(self.writer_fences());
         let flag = if watching { ASLEEP | WATCHING } else { ASLEEP };
         self.sleeping_flag().store(flag, SeqCst);
-        fence::before_recheck(fences)
+        fences
     }
 
     /// Adopts the published `tail` if another process holding a copy of this end has

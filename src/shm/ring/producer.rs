@@ -76,7 +76,6 @@ impl Producer {
     /// space doorbell after its next release, and orders it before the caller's next
     /// look at `tail` (the reader publishes `tail` with a locked instruction before it
     /// loads the flag: a `SeqCst` store here completes the handshake).
-    #[cfg(any(all(test, loom), feature = "tokio"))]
     pub(crate) fn announce(&self) {
         self.sleeping_flag().store(super::ASLEEP, SeqCst);
         crate::shm::sync::seq_cst_order();
