@@ -31,16 +31,19 @@
 //! (median of rounds). The bare rings' readers sample how full they find the ring during
 //! the sustained stream, which shows the mode each ran in.
 //!
-//! **Is the yardstick in its fast mode?** This machine has slow phases, lasting minutes
-//! to hours, in which moving a cache line between the cores costs 3-5 times as much and
-//! every ring, the bare ones included, slows down with it: a ratio to a bare ring taken
-//! then says little about what the ring allows. So just before and just after the bare
-//! rings run on a workload, the bench bounces one cache line between the two processes
-//! (`benches/common/cacheline.rs`: the median of five batches of 4,000 round trips) and counts the round as one with
-//! the yardstick in its fast mode when both round trips took at most
-//! `SHMPIPE_BENCH_FAST_LINE_NS` (default 150 ns; 60-80 ns in a fast phase here, 250-330
-//! in a slow one). The table gives the ratio over those rounds too, and how many there
-//! were; the probes' figures are printed per round.
+//! **Is the yardstick in its fast mode?** On this VM the cost of moving a cache line
+//! between the two cores changes from minute to minute, in three steps (the two virtual
+//! CPUs land on two hardware threads of one core, on two cores that share a cache, or
+//! farther apart): a round trip of one line takes about 30, 70 or 300 ns, and every
+//! ring's speed, the bare ones' included, follows it (the bare ring's 64 B stream ran
+//! 10-12, 25-40 and 50-180 ns in the three). A ratio to a bare ring says what the ring
+//! allows only when that ring is in its fast mode. So just before and just after the
+//! bare rings run on a workload, the bench bounces one cache line between the two
+//! processes (`benches/common/cacheline.rs`: the median of five batches of 4,000 round
+//! trips), and counts the round as one with the yardstick in its fast mode when both
+//! round trips took at most `SHMPIPE_BENCH_FAST_LINE_NS` (default 45 ns). The table
+//! gives the ratio over those rounds too, and how many there were; the probes' figures
+//! are printed per round.
 //!
 //! `cargo bench -p shmpipe-benches --bench sustained` (about a minute per round on 2 cores).
 
@@ -399,7 +402,7 @@ fn main() {
     // (workload, kind) -> ns per message, one per round.
     let mut ns: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut fill = Vec::new();
-    let fast_line = env("SHMPIPE_BENCH_FAST_LINE_NS", 150) as f64;
+    let fast_line = env("SHMPIPE_BENCH_FAST_LINE_NS", 45) as f64;
     // (workload) -> per round: was the yardstick in its fast mode?
     let mut fast: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
     let mut probes = Vec::new();
