@@ -21,7 +21,8 @@
 //! `recv_bytes_into`, default capacity), the same with a reader whose `fileno` was asked
 //! for (`shmpipe_watched`: what `multiprocessing.connection.wait` or an event loop does),
 //! shmpipe whose writer gathers 64 messages and
-//! sends them with `send_bytes_many` (the reader as before), and a Unix socket with 64 KiB buffered writes
+//! sends them with `send_bytes_many` (the reader as before), `shmpipe::Queue` with one
+//! producer and one consumer (`queue`), and a Unix socket with 64 KiB buffered writes
 //! and reads and a 4-byte length prefix (what a user might write instead). Every reader
 //! checks an 8-byte sequence number in each message.
 //!
@@ -186,6 +187,21 @@ impl Tx for Batched {
     }
 }
 
+/// `shmpipe::Queue` with one producer and one consumer (`put_bytes` /
+/// `get_bytes_into`).
+struct QueueEnd(shmpipe::Queue);
+
+impl Tx for QueueEnd {
+    fn send(&mut self, msg: &[u8]) {
+        self.0.put_bytes(msg).unwrap();
+    }
+}
+impl Rx for QueueEnd {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.0.get_bytes_into(buf).unwrap()
+    }
+}
+
 struct SocketTx(BufWriter<UnixStream>);
 struct SocketRx(BufReader<UnixStream>);
 
@@ -295,6 +311,10 @@ fn run(kind: &str, size: usize, count: u64, work_rounds: (u64, u64)) -> (f64, Op
             let (rx, tx) = shm_pair();
             stream(tx, rx, size, count, work_rounds)
         }
+        "queue" => {
+            let q = shmpipe::Queue::with_capacity(bare_ring::ring_size()).unwrap();
+            stream(QueueEnd(q.clone()), QueueEnd(q), size, count, work_rounds)
+        }
         "shmpipe_watched" => {
             // A reader whose `fileno` was asked for (by a selector, `wait`, an event
             // loop), which keeps the descriptor exact from then on.
@@ -379,6 +399,7 @@ fn main() {
         "shmpipe",
         "shmpipe_batch64",
         "shmpipe_watched",
+        "queue",
         "socket_buffered",
     ];
     // `SHMPIPE_BENCH_ONLY=sustained,slow_reader,shmpipe` keeps the named workloads and

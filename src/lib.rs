@@ -37,6 +37,9 @@
 //! Unix socket get shared memory ([`Connection::is_shared_memory`]); a Python program, or
 //! a peer over TCP, gets CPython's wire protocol and HMAC authentication.
 //!
+//! [`Queue`] is `multiprocessing.Queue` on the same rings: any number of processes put
+//! and get, and one killed at any point does not block the others.
+//!
 //! The other process is not trusted: whatever it writes into the shared memory (even
 //! while a receive reads it) and whatever it does to its descriptors, a safe call
 //! returns data or an error.
@@ -47,8 +50,8 @@
 //! * the public API: `connection` (the byte methods), `typed` (rkyv messages), `select`
 //!   (`wait`), `handoff` (passing an end to an exec'd child), `timeouts` (deadlines and
 //!   non-blocking mode), `async_connection` (tokio, feature `tokio`), `builder`, `error`;
-//!   and `net/` (addresses, `Listener`, `Client`, the handshake and the move to shared
-//!   memory);
+//!   `net/` (addresses, `Listener`, `Client`, the handshake and the move to shared
+//!   memory); and `queue/` (`Queue`, over the ring of `shm/`);
 //! * `transport`: the seam, a connection's messages go through one of
 //! * `shm/`, the shared-memory mechanism (the region and its layout, the ring protocol,
 //!   the record format, doorbells, wake-ups, liveness, and the per-process `Endpoint`
@@ -78,6 +81,7 @@ mod deadline;
 mod error;
 mod handoff;
 mod net;
+mod queue;
 mod select;
 mod shm;
 mod socket;
@@ -95,6 +99,7 @@ pub use error::{Error, Result};
 pub use net::address::Address;
 pub use net::client::{Client, ClientBuilder};
 pub use net::listener::{Listener, ListenerBuilder, Peer};
+pub use queue::Queue;
 pub use select::wait;
 pub use typed::{Archived, Message};
 pub use violation::{RingIndex, Violation};

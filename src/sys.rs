@@ -339,6 +339,52 @@ pub(crate) fn in_every_forked_child(handler: extern "C" fn()) -> std::io::Result
     }
 }
 
+/// `fcntl(F_OFD_SETLK)`: takes a write lock on byte `at` of `fd`'s file for the open
+/// file description `fd` refers to, without waiting. `Ok(false)`: another holds it. The
+/// kernel drops the lock when the last descriptor of that description closes, which a
+/// process's death does (the queue's liveness, `crate::queue::members`).
+pub(crate) fn ofd_try_lock(fd: BorrowedFd<'_>, at: u64) -> std::io::Result<bool> {
+    let mut lock = ofd_lock(libc::F_WRLCK, at);
+    // SAFETY: `lock` is a valid `flock` that the call reads; the descriptor is open.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    match r {
+        0 => Ok(true),
+        _ => match std::io::Error::last_os_error() {
+            e if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+            e => Err(e),
+        },
+    }
+}
+
+/// `fcntl(F_OFD_GETLK)`: whether some other open file description holds a lock on byte
+/// `at` of `fd`'s file.
+pub(crate) fn ofd_is_locked(fd: BorrowedFd<'_>, at: u64) -> std::io::Result<bool> {
+    let mut lock = ofd_lock(libc::F_WRLCK, at);
+    // SAFETY: `lock` is a valid `flock` that the call reads and overwrites.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+fn ofd_lock(kind: libc::c_int, at: u64) -> libc::flock {
+    // SAFETY: `flock` is plain data; all zeroes is a valid value (and `l_pid` must be 0
+    // for the OFD commands).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = at as libc::off_t;
+    lock.l_len = 1;
+    lock
+}
+
+/// Closes `fd` in a forked child (async-signal-safe: a bare `close`).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closes a descriptor number the caller owns in this process.
+    unsafe { libc::close(fd) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ fn validate<T: Message>(bytes: &[u8]) -> Result<&rkyv::Archived<T>> {
     })
 }
 
-fn decode<T: Message>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: Message>(bytes: &[u8]) -> Result<T> {
     rkyv::deserialize::<T, BoxedError>(validate::<T>(bytes)?).map_err(|e| {
         Error::Invalid(format!(
             "cannot deserialize {}: {e}",

@@ -1,0 +1,89 @@
+//! The queue's control page: a memfd of one page, sealed, mapped `MAP_SHARED`, holding
+//! the two locks, the wake-up words and the members' generations. Every field is an
+//! atomic, so a reference to it is sound whatever any process writes there; what a
+//! value means is checked where it is used (a lock word naming no member, a count that
+//! makes no sense, are a participant's misbehaviour, never undefined behaviour).
+//!
+//! The same memfd carries the members' liveness locks (`crate::queue::members`): byte
+//! `k` of the file is locked by the process that holds member slot `k`.
+
+use crate::error::Result;
+use crossbeam_utils::CachePadded;
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{MemfdFlags, SealFlags};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// How many processes can use one queue at once (each holds a member slot).
+pub(crate) const SLOTS: usize = 128;
+
+/// The control page's contents.
+#[repr(C)]
+pub(crate) struct Control {
+    /// The producers' turn: held by the process whose producer writes into the ring
+    /// (see `crate::queue::lock`), and how many messages producers have put.
+    pub producers: CachePadded<TurnWords>,
+    /// The consumers' turn, and how many messages consumers have got.
+    pub consumers: CachePadded<TurnWords>,
+    /// Bumped after a put when a consumer waits for data; the futex it sleeps on.
+    pub data_seq: CachePadded<AtomicU32>,
+    /// How many consumers sleep (or are about to) on `data_seq`.
+    pub data_waiters: AtomicU32,
+    /// Bumped after a get when a producer waits for room.
+    pub space_seq: CachePadded<AtomicU32>,
+    /// How many producers sleep (or are about to) on `space_seq`.
+    pub space_waiters: AtomicU32,
+    /// Per member slot: bumped each time a process takes the slot, so that a lock word
+    /// naming a slot's earlier holder is recognised as naming a process that is gone.
+    pub generations: [AtomicU32; SLOTS],
+}
+
+/// One side's lock word, and the count of messages that side has moved, written only
+/// by the lock's holder (so a plain store, and a line that stays with that side: the
+/// other side reads it only for `Queue::len`).
+#[repr(C)]
+pub(crate) struct TurnWords {
+    pub lock: AtomicU32,
+    pub moved: AtomicU64,
+}
+
+const PAGE: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Control>() <= PAGE);
+
+/// A mapped control page.
+pub(crate) struct ControlPage {
+    map: MmapRaw,
+    memfd: File,
+}
+
+impl ControlPage {
+    /// Creates, sizes, seals and maps a zeroed control page.
+    pub(crate) fn create() -> Result<ControlPage> {
+        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        let fd = match rustix::fs::memfd_create("shmpipe-queue", flags | MemfdFlags::NOEXEC_SEAL) {
+            Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("shmpipe-queue", flags)?,
+            other => other?,
+        };
+        rustix::fs::ftruncate(&fd, PAGE as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        ControlPage::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> Result<ControlPage> {
+        let memfd = File::from(fd);
+        let map = MmapOptions::new().len(PAGE).map_raw(&memfd)?;
+        Ok(ControlPage { map, memfd })
+    }
+
+    pub(crate) fn memfd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    pub(crate) fn get(&self) -> &Control {
+        // SAFETY: offset 0 of a page-long, page-aligned shared mapping that lives as long
+        // as `self`; `Control` is all atomics (valid for every bit pattern, and shareable
+        // with another process) and fits in the page.
+        unsafe { &*(self.map.as_ptr() as *const Control) }
+    }
+}

@@ -1,0 +1,122 @@
+//! The queue's two locks (producers', consumers'): a futex word holding its holder's
+//! member token, which a waiter takes over when the holder is gone (killed, crashed)
+//! however it went, and which a live holder stalls for as long as it holds it.
+//!
+//! Taking it is one `compare_exchange` when it is free. A waiter marks the word
+//! [`CONTENDED`] and sleeps on it (a shared futex: the word is in another process's
+//! mapping too), at most [`LOOK_AGAIN`] at a time; each time it wakes without the lock
+//! it asks `crate::queue::members` whether the holder the word names is alive, and if not
+//! takes the word over from that exact value (a `compare_exchange`, so of two waiters
+//! that both saw the holder gone one wins). The releaser swaps the word to
+//! [`NOBODY`] and wakes one sleeper if the word was marked.
+//!
+//! Whoever takes a lock over from a dead holder is told so ([`Taken::FromTheDead`]): what
+//! the lock protects may be half done, and the caller repairs it (the ring's indices are
+//! resynchronized from what was published).
+
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::queue::control::Control;
+use crate::queue::members::{Member, CONTENDED, NOBODY};
+use rustix::thread::futex;
+use std::sync::atomic::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::time::Duration;
+
+/// The longest a waiter sleeps before it looks at the holder's liveness again: how long
+/// a dead holder can keep the others waiting.
+pub(crate) const LOOK_AGAIN: Duration = Duration::from_millis(20);
+
+/// How the lock was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// From a holder that released it.
+    Clean,
+    /// From a holder that is gone, part-way through whatever it was doing.
+    FromTheDead,
+}
+
+/// Takes `word` for `me` by `deadline`. `Err(Timeout)` / `Err(WouldBlock)` when the
+/// deadline passes first.
+pub(crate) fn lock(
+    word: &AtomicU32,
+    me: &Member,
+    control: &Control,
+    deadline: Deadline,
+) -> Result<Taken> {
+    if word
+        .compare_exchange(NOBODY, me.token, Acquire, Relaxed)
+        .is_ok()
+    {
+        return Ok(Taken::Clean);
+    }
+    loop {
+        let held = word.load(Relaxed);
+        if held == NOBODY {
+            // Taken with the mark: others may be asleep, and our release must wake one.
+            if word
+                .compare_exchange(NOBODY, me.token | CONTENDED, Acquire, Relaxed)
+                .is_ok()
+            {
+                return Ok(Taken::Clean);
+            }
+            continue;
+        }
+        if held & !CONTENDED == me.token {
+            return Err(Error::Invalid(
+                "this process holds the queue's lock already (a put or get re-entered)".into(),
+            ));
+        }
+        if !me.may_be_alive(control, held)? {
+            if word
+                .compare_exchange(held, me.token | CONTENDED, Acquire, Relaxed)
+                .is_ok()
+            {
+                return Ok(Taken::FromTheDead);
+            }
+            continue;
+        }
+        if held & CONTENDED == 0
+            && word
+                .compare_exchange(held, held | CONTENDED, Relaxed, Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let nap = match deadline {
+            Deadline::Now => return Err(Error::WouldBlock),
+            Deadline::Never => LOOK_AGAIN,
+            Deadline::At(_) => match deadline.remaining() {
+                Some(left) if !left.is_zero() => left.min(LOOK_AGAIN),
+                _ => return Err(Error::Timeout),
+            },
+        };
+        sleep_while(word, held | CONTENDED, nap)?;
+    }
+}
+
+/// Releases `word`, which `me` holds, and wakes one sleeper if any may sleep.
+pub(crate) fn unlock(word: &AtomicU32) {
+    if word.swap(NOBODY, Release) & CONTENDED != 0 {
+        let _ = futex::wake(word, futex::Flags::empty(), 1);
+    }
+}
+
+/// Sleeps on `word` while it holds `value`, for at most `nap` (a shared futex: no
+/// `FUTEX_PRIVATE_FLAG`, the word is in a mapping other processes share).
+pub(crate) fn sleep_while(word: &AtomicU32, value: u32, nap: Duration) -> Result<()> {
+    let timeout = futex::Timespec {
+        tv_sec: nap.as_secs() as i64,
+        tv_nsec: nap.subsec_nanos() as i64,
+    };
+    match futex::wait(word, futex::Flags::empty(), value, Some(&timeout)) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e == rustix::io::Errno::AGAIN
+                || e == rustix::io::Errno::TIMEDOUT
+                || e == rustix::io::Errno::INTR =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

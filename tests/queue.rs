@@ -1,0 +1,417 @@
+//! `Queue` between real processes: many producers and consumers, and participants that
+//! die holding a turn or part-way through a put or a get (SIGKILL).
+
+mod common;
+
+use common::{fork, Exit, Rng};
+use shmpipe::{Error, Queue};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
+use std::time::Duration;
+
+/// A message: who put it, and its number in that producer's stream.
+fn msg(producer: u64, seq: u64) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[..8].copy_from_slice(&producer.to_le_bytes());
+    m[8..].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+fn parse(m: &[u8]) -> (u64, u64) {
+    assert_eq!(m.len(), 16, "a torn or foreign message");
+    (
+        u64::from_le_bytes(m[..8].try_into().unwrap()),
+        u64::from_le_bytes(m[8..].try_into().unwrap()),
+    )
+}
+
+/// Memory shared with forked children: `n` flags and a counter.
+struct Shared {
+    ptr: *mut u8,
+    n: usize,
+}
+
+impl Shared {
+    fn new(n: usize) -> Shared {
+        // SAFETY: a fresh anonymous shared mapping; unmapped on drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                n + 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        Shared {
+            ptr: ptr as *mut u8,
+            n,
+        }
+    }
+
+    fn flag(&self, i: usize) -> &AtomicU8 {
+        assert!(i < self.n);
+        // SAFETY: inside the zeroed mapping, which outlives `self`'s borrows.
+        unsafe { &*(self.ptr.add(8 + i) as *const AtomicU8) }
+    }
+
+    fn counter(&self) -> &AtomicU64 {
+        // SAFETY: the mapping's first 8 bytes, page aligned.
+        unsafe { &*(self.ptr as *const AtomicU64) }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.n + 8) };
+    }
+}
+
+#[test]
+fn every_message_of_many_producers_reaches_exactly_one_of_many_consumers_in_order() {
+    const PRODUCERS: u64 = 3;
+    const CONSUMERS: usize = 2;
+    const N: u64 = 20_000;
+    // Small, so that producers wait for room and consumers for data.
+    let q = Queue::with_capacity(16 * 1024).unwrap();
+    let mut reports = Vec::new();
+    let mut consumers = Vec::new();
+    for _ in 0..CONSUMERS {
+        let (here, there) = shmpipe::pipe(false).unwrap();
+        let q = q.clone();
+        consumers.push(fork(move || {
+            let mut got = Vec::new();
+            loop {
+                let m = q.get_bytes().unwrap();
+                if m.is_empty() {
+                    break;
+                }
+                got.extend_from_slice(&m);
+            }
+            there.send_bytes(&got).unwrap();
+            0
+        }));
+        reports.push(here);
+    }
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let q = q.clone();
+            fork(move || {
+                for seq in 0..N {
+                    q.put_bytes(&msg(p, seq)).unwrap();
+                }
+                0
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    for _ in 0..CONSUMERS {
+        q.put_bytes(b"").unwrap();
+    }
+    let mut seen = vec![vec![false; N as usize]; PRODUCERS as usize];
+    for (report, consumer) in reports.iter().zip(consumers) {
+        let got = report.recv_bytes().unwrap();
+        consumer.join();
+        let mut last = vec![None; PRODUCERS as usize];
+        for m in got.chunks(16) {
+            let (p, seq) = parse(m);
+            assert!(
+                last[p as usize] < Some(seq),
+                "producer {p}'s messages out of order"
+            );
+            last[p as usize] = Some(seq);
+            assert!(
+                !seen[p as usize][seq as usize],
+                "message {p}/{seq} delivered twice"
+            );
+            seen[p as usize][seq as usize] = true;
+        }
+    }
+    for (p, s) in seen.iter().enumerate() {
+        assert!(s.iter().all(|&x| x), "producer {p} lost messages");
+    }
+    assert!(q.is_empty());
+}
+
+#[test]
+fn threads_of_one_process_share_a_queue_through_clones() {
+    let q = Queue::with_capacity(8192).unwrap();
+    let putters: Vec<_> = (0..4u64)
+        .map(|p| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for seq in 0..5_000 {
+                    q.put_bytes(&msg(p, seq)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut last = [None; 4];
+    for _ in 0..20_000 {
+        let (p, seq) = parse(&q.get_bytes().unwrap());
+        assert!(last[p as usize] < Some(seq));
+        last[p as usize] = Some(seq);
+    }
+    for t in putters {
+        t.join().unwrap();
+    }
+    assert!(matches!(q.try_get_bytes(), Err(Error::WouldBlock)));
+}
+
+/// A child that takes a turn and dies holding it, by exiting or by SIGKILL: the parent
+/// gets the turn within a few naps and goes on.
+fn dies_holding(producers: bool, killed: bool) {
+    let q = Queue::new().unwrap();
+    q.put_bytes(b"before").unwrap();
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            q.__take_turn_for_good(producers).unwrap();
+            ready_w.write_all(b"!").unwrap();
+            if killed {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            0
+        })
+    };
+    let mut b = [0u8];
+    ready_r.read_exact(&mut b).unwrap();
+    if killed {
+        child.signal(libc::SIGKILL);
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+    } else {
+        child.join();
+    }
+    let long = Duration::from_secs(30);
+    if producers {
+        q.put_bytes_timeout(b"after", long).unwrap();
+        assert_eq!(q.get_bytes_timeout(long).unwrap(), b"before");
+        assert_eq!(q.get_bytes_timeout(long).unwrap(), b"after");
+    } else {
+        assert_eq!(q.get_bytes_timeout(long).unwrap(), b"before");
+    }
+}
+
+#[test]
+fn a_producer_that_exits_holding_the_turn_does_not_block_the_others() {
+    dies_holding(true, false);
+}
+
+#[test]
+fn a_producer_killed_holding_the_turn_does_not_block_the_others() {
+    dies_holding(true, true);
+}
+
+#[test]
+fn a_consumer_killed_holding_the_turn_does_not_block_the_others() {
+    dies_holding(false, true);
+}
+
+/// The parent process of a forked child dies holding a turn while the child, which
+/// never used the queue, lives on: the child must not keep the parent looking alive.
+#[test]
+fn a_forked_child_that_never_used_the_queue_does_not_keep_a_dead_holder_alive() {
+    let q = Queue::new().unwrap();
+    q.put_bytes(b"waiting").unwrap();
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let holder = {
+        let q = q.clone();
+        fork(move || {
+            q.__take_turn_for_good(false).unwrap();
+            // A child of the holder that keeps running, never touching the queue.
+            let bystander = fork(|| loop {
+                std::thread::sleep(Duration::from_secs(1));
+            });
+            ready_w.write_all(&bystander.pid.to_le_bytes()).unwrap();
+            std::mem::forget(bystander);
+            0
+        })
+    };
+    let mut pid = [0u8; 4];
+    ready_r.read_exact(&mut pid).unwrap();
+    holder.join();
+    let got = q.get_bytes_timeout(Duration::from_secs(30));
+    // SAFETY: the bystander is our grandchild; init reaps it.
+    unsafe { libc::kill(libc::pid_t::from_le_bytes(pid), libc::SIGKILL) };
+    assert_eq!(got.unwrap(), b"waiting");
+}
+
+/// SIGKILL rounds: a consumer child is killed at a random point of a stream of gets;
+/// every message is then got by the parent or was got by the child (which marks each
+/// one it got), none twice, in order, and at most the one the child was finishing when
+/// it died is unaccounted for.
+#[test]
+fn a_consumer_killed_at_any_point_loses_at_most_the_message_it_was_getting() {
+    const N: usize = 3_000;
+    let rounds = std::env::var("SHMPIPE_QUEUE_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut rng = Rng(0x5eed);
+    for round in 0..rounds {
+        let q = Queue::with_capacity(1 << 20).unwrap();
+        for seq in 0..N as u64 {
+            q.put_bytes(&msg(0, seq)).unwrap();
+        }
+        let marks = Shared::new(N);
+        let child = {
+            let q = q.clone();
+            let marks = &marks;
+            fork(move || loop {
+                let (_, seq) = parse(&q.get_bytes().unwrap());
+                marks.flag(seq as usize).store(1, SeqCst);
+                marks.counter().fetch_add(1, SeqCst);
+            })
+        };
+        let kill_after = rng.below(N as u64 - 1);
+        while marks.counter().load(SeqCst) < kill_after {
+            std::hint::spin_loop();
+        }
+        child.signal(libc::SIGKILL);
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+        let mut last = None;
+        let mut mine = vec![false; N];
+        while let Ok(m) = q.get_bytes_timeout(Duration::from_millis(200)) {
+            let (_, seq) = parse(&m);
+            assert!(last < Some(seq), "round {round}: out of order");
+            last = Some(seq);
+            mine[seq as usize] = true;
+        }
+        let mut missing = 0;
+        for (seq, got) in mine.iter().enumerate() {
+            let theirs = marks.flag(seq).load(SeqCst) == 1;
+            assert!(
+                !(theirs && *got),
+                "round {round}: message {seq} delivered twice"
+            );
+            if !theirs && !*got {
+                missing += 1;
+            }
+        }
+        assert!(missing <= 1, "round {round}: {missing} messages lost");
+    }
+}
+
+/// SIGKILL rounds for a producer: every message whose put returned arrives, in order,
+/// none twice; at most the one being put when it died is lost or arrives unmarked.
+#[test]
+fn a_producer_killed_at_any_point_loses_at_most_the_message_it_was_putting() {
+    const N: usize = 3_000;
+    let mut rng = Rng(0xfeed);
+    for round in 0..20 {
+        let q = Queue::with_capacity(1 << 20).unwrap();
+        let marks = Shared::new(N);
+        let child = {
+            let q = q.clone();
+            let marks = &marks;
+            fork(move || {
+                for seq in 0..N as u64 {
+                    q.put_bytes(&msg(0, seq)).unwrap();
+                    marks.flag(seq as usize).store(1, SeqCst);
+                    marks.counter().fetch_add(1, SeqCst);
+                }
+                loop {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let kill_after = rng.below(N as u64);
+        while marks.counter().load(SeqCst) < kill_after {
+            std::hint::spin_loop();
+        }
+        child.signal(libc::SIGKILL);
+        assert_eq!(child.wait(), Exit::Signal(libc::SIGKILL));
+        let put = marks.counter().load(SeqCst) as usize;
+        let mut next = 0;
+        while let Ok(m) = q.try_get_bytes() {
+            let (_, seq) = parse(&m);
+            assert_eq!(seq, next, "round {round}: lost, repeated or out of order");
+            next += 1;
+        }
+        // Everything whose put returned, and at most the one it was putting.
+        assert!(
+            next as usize == put || next as usize == put + 1,
+            "round {round}: {put} put, {next} got"
+        );
+        // And the queue goes on working.
+        q.put_bytes(b"more").unwrap();
+        assert_eq!(q.get_bytes().unwrap(), b"more");
+    }
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
+struct Job {
+    id: u64,
+    name: String,
+    args: Vec<u32>,
+}
+
+#[test]
+fn typed_messages_cross_processes_and_garbage_gets_an_error_not_a_value() {
+    let q = Queue::with_capacity(64 * 1024).unwrap();
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            for id in 0..1_000u64 {
+                let job = Job {
+                    id,
+                    name: format!("job {id}"),
+                    args: (0..(id % 7) as u32).collect(),
+                };
+                q.put(&job).unwrap();
+            }
+            q.put_bytes(&[0xff; 40]).unwrap();
+            0
+        })
+    };
+    for id in 0..1_000u64 {
+        let job: Job = q.get().unwrap();
+        assert_eq!(job.id, id);
+        assert_eq!(job.name, format!("job {id}"));
+        assert_eq!(job.args, (0..(id % 7) as u32).collect::<Vec<_>>());
+    }
+    assert!(matches!(q.get::<Job>(), Err(Error::Invalid(_))));
+    child.join();
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_message_longer_than_half_the_queue_is_refused_whole_and_nothing_is_put() {
+    let q = Queue::with_capacity(4096).unwrap();
+    assert!(matches!(
+        q.put_bytes(&[1; 3000]),
+        Err(Error::MessageTooLong { len: 3000, .. })
+    ));
+    assert!(q.is_empty());
+    q.put_bytes(b"fits").unwrap();
+    assert_eq!(q.get_bytes().unwrap(), b"fits");
+}
+
+#[test]
+fn after_close_this_process_neither_puts_nor_gets_but_others_go_on() {
+    let q = Queue::new().unwrap();
+    q.put_bytes(b"one").unwrap();
+    q.close();
+    assert!(matches!(q.put_bytes(b"x"), Err(Error::Closed)));
+    assert!(matches!(q.get_bytes(), Err(Error::Closed)));
+    // A child forked after the close has the queue open, as multiprocessing's has.
+    let child = {
+        let q = q.clone();
+        fork(move || {
+            let got = q.get_bytes().unwrap();
+            q.put_bytes(b"two").unwrap();
+            (got != b"one") as i32
+        })
+    };
+    child.join();
+    assert!(matches!(q.get_bytes(), Err(Error::Closed)));
+    assert_eq!(q.len(), 1);
+}
