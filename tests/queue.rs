@@ -415,3 +415,49 @@ fn after_close_this_process_neither_puts_nor_gets_but_others_go_on() {
     assert!(matches!(q.get_bytes(), Err(Error::Closed)));
     assert_eq!(q.len(), 1);
 }
+
+#[test]
+fn a_nonblocking_get_takes_the_turn_over_from_a_dead_holder_at_once() {
+    let q = Queue::new().unwrap();
+    q.put_bytes(b"there").unwrap();
+    let holder = {
+        let q = q.clone();
+        fork(move || {
+            q.__take_turn_for_good(false).unwrap();
+            0
+        })
+    };
+    holder.join();
+    // A live holder would give `WouldBlock`; a dead one's turn is taken over.
+    assert_eq!(q.try_get_bytes().unwrap(), b"there");
+    assert!(matches!(q.try_get_bytes(), Err(Error::WouldBlock)));
+}
+
+#[test]
+fn a_nonblocking_get_behind_a_live_holder_would_block() {
+    let q = Queue::new().unwrap();
+    q.put_bytes(b"there").unwrap();
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let holder = {
+        let q = q.clone();
+        fork(move || {
+            q.__take_turn_for_good(false).unwrap();
+            ready_w.write_all(b"!").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let mut b = [0u8];
+    ready_r.read_exact(&mut b).unwrap();
+    assert!(matches!(q.try_get_bytes(), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.get_bytes_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    drop(holder); // killed and reaped
+    assert_eq!(
+        q.get_bytes_timeout(Duration::from_secs(30)).unwrap(),
+        b"there"
+    );
+}

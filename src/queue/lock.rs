@@ -49,6 +49,10 @@ pub(crate) fn lock(
     {
         return Ok(Taken::Clean);
     }
+    // Whether to ask the kernel about the holder: after a nap that nobody cut short,
+    // and before giving up. A holder that releases wakes us, so a live one costs no
+    // system call beyond the futex's.
+    let mut suspect = false;
     loop {
         let held = word.load(Relaxed);
         if held == NOBODY {
@@ -63,10 +67,15 @@ pub(crate) fn lock(
         }
         if held & !CONTENDED == me.token {
             return Err(Error::Invalid(
-                "this process holds the queue's lock already (a put or get re-entered)".into(),
+                "this process holds the queue's turn already (a put or get re-entered)".into(),
             ));
         }
-        if !me.may_be_alive(control, held)? {
+        let gives_up = match deadline {
+            Deadline::Now => true,
+            Deadline::At(_) => deadline.passed(),
+            Deadline::Never => false,
+        };
+        if (suspect || gives_up) && !me.may_be_alive(control, held)? {
             if word
                 .compare_exchange(held, me.token | CONTENDED, Acquire, Relaxed)
                 .is_ok()
@@ -75,6 +84,12 @@ pub(crate) fn lock(
             }
             continue;
         }
+        if gives_up {
+            return Err(match deadline {
+                Deadline::Now => Error::WouldBlock,
+                _ => Error::Timeout,
+            });
+        }
         if held & CONTENDED == 0
             && word
                 .compare_exchange(held, held | CONTENDED, Relaxed, Relaxed)
@@ -82,15 +97,10 @@ pub(crate) fn lock(
         {
             continue;
         }
-        let nap = match deadline {
-            Deadline::Now => return Err(Error::WouldBlock),
-            Deadline::Never => LOOK_AGAIN,
-            Deadline::At(_) => match deadline.remaining() {
-                Some(left) if !left.is_zero() => left.min(LOOK_AGAIN),
-                _ => return Err(Error::Timeout),
-            },
-        };
-        sleep_while(word, held | CONTENDED, nap)?;
+        let nap = deadline
+            .remaining()
+            .map_or(LOOK_AGAIN, |left| left.min(LOOK_AGAIN));
+        suspect = sleep_while(word, held | CONTENDED, nap)?;
     }
 }
 
@@ -102,21 +112,16 @@ pub(crate) fn unlock(word: &AtomicU32) {
 }
 
 /// Sleeps on `word` while it holds `value`, for at most `nap` (a shared futex: no
-/// `FUTEX_PRIVATE_FLAG`, the word is in a mapping other processes share).
-pub(crate) fn sleep_while(word: &AtomicU32, value: u32, nap: Duration) -> Result<()> {
+/// `FUTEX_PRIVATE_FLAG`, the word is in a mapping other processes share). Returns
+/// whether the nap ran its whole length (nobody woke us, the word did not change).
+pub(crate) fn sleep_while(word: &AtomicU32, value: u32, nap: Duration) -> Result<bool> {
     let timeout = futex::Timespec {
         tv_sec: nap.as_secs() as i64,
         tv_nsec: nap.subsec_nanos() as i64,
     };
     match futex::wait(word, futex::Flags::empty(), value, Some(&timeout)) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if e == rustix::io::Errno::AGAIN
-                || e == rustix::io::Errno::TIMEDOUT
-                || e == rustix::io::Errno::INTR =>
-        {
-            Ok(())
-        }
+        Err(rustix::io::Errno::TIMEDOUT) => Ok(true),
+        Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
