@@ -297,6 +297,8 @@ fn a_consumer_killed_at_any_point_loses_at_most_the_message_it_was_getting() {
             }
         }
         assert!(missing <= 1, "round {round}: {missing} messages lost");
+        // Whatever the child was doing when it died, the counts agree with the ring.
+        assert_eq!(q.len(), 0, "round {round}");
     }
 }
 
@@ -341,6 +343,7 @@ fn a_producer_killed_at_any_point_loses_at_most_the_message_it_was_putting() {
             next as usize == put || next as usize == put + 1,
             "round {round}: {put} put, {next} got"
         );
+        assert_eq!(q.len(), 0, "round {round}");
         // And the queue goes on working.
         q.put_bytes(b"more").unwrap();
         assert_eq!(q.get_bytes().unwrap(), b"more");
@@ -460,4 +463,72 @@ fn a_nonblocking_get_behind_a_live_holder_would_block() {
         q.get_bytes_timeout(Duration::from_secs(30)).unwrap(),
         b"there"
     );
+}
+
+#[test]
+fn a_producer_blocked_by_the_item_limit_is_woken_by_a_get_in_another_process() {
+    let q = Queue::with_limits(1 << 20, Some(3)).unwrap();
+    let producer = {
+        let q = q.clone();
+        fork(move || {
+            for seq in 0..1_000 {
+                q.put_bytes(&msg(0, seq)).unwrap();
+            }
+            0
+        })
+    };
+    for seq in 0..1_000 {
+        assert!(q.len() <= 3, "the limit let more in");
+        assert_eq!(parse(&q.get_bytes().unwrap()), (0, seq));
+    }
+    producer.join();
+    assert!(q.is_empty());
+}
+
+#[test]
+fn join_returns_once_every_task_got_elsewhere_is_done() {
+    let q = Queue::new().unwrap();
+    for seq in 0..100 {
+        q.put_bytes(&msg(0, seq)).unwrap();
+    }
+    let worker = {
+        let q = q.clone();
+        fork(move || {
+            for _ in 0..100 {
+                q.get_bytes().unwrap();
+                q.task_done().unwrap();
+            }
+            0
+        })
+    };
+    q.join().unwrap();
+    assert!(q.is_empty());
+    worker.join();
+    assert!(matches!(q.task_done(), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn a_queue_rebuilt_from_its_descriptors_is_the_same_queue_and_foreign_ones_are_refused() {
+    let q = Queue::new().unwrap();
+    let (ring, control) = q.__fds();
+    let again = Queue::__from_fds(
+        ring.try_clone_to_owned().unwrap(),
+        control.try_clone_to_owned().unwrap(),
+    )
+    .unwrap();
+    again.put_bytes(b"through the copy").unwrap();
+    assert_eq!(q.get_bytes().unwrap(), b"through the copy");
+    // A pipe's region (two rings) is no queue's ring.
+    let (a, _b) = shmpipe::pipe(true).unwrap();
+    // SAFETY: the pipe's memfd, open for as long as `a`; duplicated to be owned once.
+    let region = unsafe { std::os::fd::BorrowedFd::borrow_raw(common::memfd_of(&a)) };
+    let control_copy = control.try_clone_to_owned().unwrap();
+    assert!(matches!(
+        Queue::__from_fds(region.try_clone_to_owned().unwrap(), control_copy),
+        Err(Error::Invalid(_))
+    ));
+    // Nor is a file of another size a control page.
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let ring_copy = ring.try_clone_to_owned().unwrap();
+    assert!(Queue::__from_fds(ring_copy, file.into()).is_err());
 }

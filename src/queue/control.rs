@@ -7,7 +7,7 @@
 //! The same memfd carries the members' liveness locks (`crate::queue::members`): byte
 //! `k` of the file is locked by the process that holds member slot `k`.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crossbeam_utils::CachePadded;
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -34,14 +34,32 @@ pub(crate) struct Control {
     pub space_seq: CachePadded<AtomicU32>,
     /// How many producers sleep (or are about to) on `space_seq`.
     pub space_waiters: AtomicU32,
+    /// The most messages the queue holds (0: no limit beyond its bytes); set when the
+    /// queue is made.
+    pub max_items: AtomicU64,
+    /// Messages put and not yet marked done (`JoinableQueue`'s count).
+    pub unfinished: CachePadded<AtomicU64>,
+    /// Bumped when `unfinished` reaches 0 with someone waiting in `join`.
+    pub done_seq: AtomicU32,
+    /// How many `join`s sleep (or are about to) on `done_seq`.
+    pub done_waiters: AtomicU32,
     /// Per member slot: bumped each time a process takes the slot, so that a lock word
     /// naming a slot's earlier holder is recognised as naming a process that is gone.
     pub generations: [AtomicU32; SLOTS],
 }
 
-/// One side's lock word, and the count of messages that side has moved, written only
-/// by the lock's holder (so a plain store, and a line that stays with that side: the
-/// other side reads it only for `Queue::len`).
+/// One side's lock word, and how many messages that side has moved, written only by the
+/// lock's holder (a plain store, on a line that stays with that side: the other side
+/// reads it for `Queue::len` and the item limit).
+///
+/// Every record carries its put's number (the record's `aux`), and both counts derive
+/// from it, so a process that dies between a publish and its count leaves nothing wrong
+/// for long: a producer counts after its record is published (dying between, the next
+/// producer numbers its record the same, and the queue holds one more message than the
+/// counts say until both are got), a consumer counts *before* releasing a record (dying
+/// between, the next consumer gets that record again and counts the same). The counts
+/// never make the queue look fuller than it is, which with an item limit would stall
+/// the producers for good.
 #[repr(C)]
 pub(crate) struct TurnWords {
     pub lock: AtomicU32,
@@ -67,6 +85,19 @@ impl ControlPage {
         };
         rustix::fs::ftruncate(&fd, PAGE as u64)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        ControlPage::map(fd)
+    }
+
+    /// Maps a control page received from another process, after checking that it is
+    /// one: a memfd of one page, sealed against resizing.
+    pub(crate) fn attach(fd: OwnedFd) -> Result<ControlPage> {
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        let seals = rustix::fs::fcntl_get_seals(&fd)?;
+        if size != PAGE as i64 || !seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+            return Err(Error::Invalid(format!(
+                "not a queue's control page: {size} bytes, seals {seals:?}"
+            )));
+        }
         ControlPage::map(fd)
     }
 

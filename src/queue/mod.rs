@@ -27,7 +27,8 @@ use crate::typed::{decode, serialize, Message};
 use control::{Control, ControlPage};
 use members::Member;
 use sides::{lock_local, Side, Turn};
-use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,6 +109,30 @@ impl Queue {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn with_capacity(bytes: usize) -> Result<Queue> {
+        Queue::with_limits(bytes, None)
+    }
+
+    /// A queue holding up to `bytes` of messages (as [`with_capacity`](Queue::with_capacity))
+    /// and at most `max_items` messages (Python's `Queue(maxsize)`); a put waits for room
+    /// in both.
+    ///
+    /// # Errors
+    /// As `with_capacity`; [`Error::Invalid`] for `Some(0)`.
+    ///
+    /// ```
+    /// let q = shmpipe::Queue::with_limits(1 << 20, Some(2))?;
+    /// q.put_bytes(b"1")?;
+    /// q.put_bytes(b"2")?;
+    /// assert!(q.is_full());
+    /// assert!(matches!(q.try_put_bytes(b"3"), Err(shmpipe::Error::WouldBlock)));
+    /// q.get_bytes()?;
+    /// q.try_put_bytes(b"3")?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn with_limits(bytes: usize, max_items: Option<usize>) -> Result<Queue> {
+        if max_items == Some(0) {
+            return Err(Error::Invalid("a queue that holds no message".into()));
+        }
         if bytes == 0 || bytes > MAX_CAPACITY {
             return Err(Error::Invalid(format!(
                 "capacity {bytes} is not between 1 and {MAX_CAPACITY} bytes"
@@ -116,6 +141,21 @@ impl Queue {
         let capacity = bytes.max(MIN_CAPACITY).next_power_of_two();
         let ring = Region::create(Layout::new(1, capacity).expect("checked above"))?;
         let control = ControlPage::create()?;
+        let limit = max_items.map_or(0, |n| n as u64);
+        control.get().max_items.store(limit, Relaxed);
+        Queue::from_parts(ring, control)
+    }
+
+    /// A queue of this process over a region and a control page, made here or received.
+    fn from_parts(ring: Region, control: ControlPage) -> Result<Queue> {
+        let layout = ring.layout();
+        if layout.rings != 1 {
+            return Err(Error::Invalid(format!(
+                "not a queue's region: {} rings",
+                layout.rings
+            )));
+        }
+        let capacity = layout.capacity;
         let side = || {
             // SAFETY: ring 0's control block and data area belong to `ring`, which `Inner`
             // keeps mapped for as long as the producer and consumer made here exist.
@@ -369,6 +409,74 @@ impl Queue {
         n.min(self.inner.ring.layout().capacity / 16)
     }
 
+    /// Whether the queue holds its item limit (see [`with_limits`](Queue::with_limits);
+    /// never for a queue without one). As approximate as [`len`](Queue::len).
+    ///
+    /// ```
+    /// let q = shmpipe::Queue::with_limits(4096, Some(1))?;
+    /// assert!(!q.is_full());
+    /// q.put_bytes(b"x")?;
+    /// assert!(q.is_full());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        !self.has_item_room()
+    }
+
+    /// Says that a message got earlier is dealt with (Python's
+    /// `JoinableQueue.task_done`): [`join`](Queue::join) returns once every message put
+    /// has been.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if called more times than messages were put.
+    ///
+    /// ```
+    /// let q = shmpipe::Queue::new()?;
+    /// q.put_bytes(b"job")?;
+    /// q.get_bytes()?;
+    /// q.task_done()?;
+    /// q.join()?; // returns at once: every task is done
+    /// assert!(q.task_done().is_err());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        let ctl = self.control();
+        let before = ctl
+            .unfinished
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        match before {
+            Ok(1) => {
+                wake::wake(&ctl.done_seq, &ctl.done_waiters);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Invalid(
+                "task_done called more times than put".into(),
+            )),
+        }
+    }
+
+    /// Waits until every message put has been marked done with
+    /// [`task_done`](Queue::task_done) (Python's `JoinableQueue.join`).
+    ///
+    /// ```
+    /// let q = shmpipe::Queue::new()?;
+    /// let worker = q.clone();
+    /// q.put_bytes(b"job")?;
+    /// let t = std::thread::spawn(move || {
+    ///     worker.get_bytes().unwrap();
+    ///     worker.task_done().unwrap();
+    /// });
+    /// q.join()?;
+    /// t.join().unwrap();
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        let ctl = self.control();
+        let done = || Ok(ctl.unfinished.load(SeqCst) == 0);
+        wake::wait_for(&ctl.done_seq, &ctl.done_waiters, done, Deadline::Never)
+    }
+
     /// Whether the queue holds no message (as approximate as [`len`](Queue::len)).
     ///
     /// ```
@@ -441,6 +549,25 @@ impl Queue {
         let value = got.and_then(|()| decode::<T>(copy.as_slice()));
         side.scratch.give_back(copy);
         value
+    }
+
+    /// Whether the item limit leaves room for one more message.
+    pub(crate) fn has_item_room(&self) -> bool {
+        let limit = self.control().max_items.load(Relaxed);
+        limit == 0 || (self.len() as u64) < limit
+    }
+
+    /// The queue's two memfds (ring, control page), for passing it to another process
+    /// (the Python bindings' pickling).
+    #[doc(hidden)]
+    pub fn __fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.inner.ring.memfd(), self.inner.control.memfd())
+    }
+
+    /// The queue whose memfds another process passed, after checking both.
+    #[doc(hidden)]
+    pub fn __from_fds(ring: OwnedFd, control: OwnedFd) -> Result<Queue> {
+        Queue::from_parts(Region::attach(ring)?, ControlPage::attach(control)?)
     }
 
     pub(crate) fn control(&self) -> &Control {

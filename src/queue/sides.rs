@@ -13,7 +13,9 @@ use crate::queue::Queue;
 use crate::shm::fork_epoch;
 use crate::shm::ring::{Consumer, Producer, Record};
 use crate::shm::wire::Kind;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One side of the queue in this process: the ring's producer or consumer, the member
@@ -65,9 +67,10 @@ pub(crate) fn lock_local<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Counts a message moved by the side whose turn we hold (only the holder writes it).
-fn count(moved: &AtomicU64) {
-    moved.store(moved.load(Relaxed).wrapping_add(1), Release);
+/// Counts messages moved by the side whose turn we hold, up to and including the one
+/// numbered `seq` (see `control::TurnWords`).
+fn count(moved: &AtomicU64, seq: u64) {
+    moved.store(seq.wrapping_add(1), Release);
 }
 
 impl Queue {
@@ -108,17 +111,26 @@ impl Queue {
         let turn = Turn::take(&ctl.producers.lock, &me, ctl, deadline)?;
         producer.resync().map_err(Error::Corrupt)?;
         let grant = loop {
-            if let Some(g) = producer.reserve(msg.len(), 0).map_err(Error::Corrupt)? {
-                break g;
+            if self.has_item_room() {
+                if let Some(g) = producer.reserve(msg.len(), 0).map_err(Error::Corrupt)? {
+                    break g;
+                }
             }
-            let room = || producer.has_room(msg.len(), 0).map_err(Error::Corrupt);
+            let room = || {
+                let bytes = producer.has_room(msg.len(), 0).map_err(Error::Corrupt)?;
+                Ok(bytes && self.has_item_room())
+            };
             wait_for(&ctl.space_seq, &ctl.space_waiters, room, deadline)?;
         };
         producer.fill(&grant, 0, msg);
+        let seq = ctl.producers.moved.load(Relaxed);
         producer
-            .commit(grant, Kind::Whole, msg.len(), 0)
+            .commit(grant, Kind::Whole, msg.len(), seq)
             .map_err(Error::Corrupt)?;
-        count(&ctl.producers.moved);
+        count(&ctl.producers.moved, seq);
+        // After the publish: a producer that dies before this leaves one task fewer to
+        // wait for, never one that can never be done.
+        ctl.unfinished.fetch_add(1, SeqCst);
         drop(turn);
         wake(&ctl.data_seq, &ctl.data_waiters);
         Ok(())
@@ -142,6 +154,7 @@ impl Queue {
             match consumer.peek().map_err(Error::Corrupt)? {
                 Some(rec) if rec.kind == Kind::Whole => {
                     let got = take(consumer, &rec);
+                    count(&ctl.consumers.moved, rec.aux);
                     consumer.release(&rec).map_err(Error::Corrupt)?;
                     break got;
                 }
@@ -156,7 +169,6 @@ impl Queue {
                 }
             }
         };
-        count(&ctl.consumers.moved);
         drop(turn);
         wake(&ctl.space_seq, &ctl.space_waiters);
         Ok(got)
