@@ -8,6 +8,7 @@
 
 mod buffers;
 mod net;
+mod queue;
 
 use buffers::{bytes_of, readonly, writable_message, Buffer};
 
@@ -57,7 +58,7 @@ fn authentication_error(why: String) -> PyErr {
 /// wakes no more than a Rust one. The kernel may run a process's signal handler on any
 /// thread, and a signal may land between two of the wait's sleeps; either way only this
 /// look sees it (the `Ctrl-C` of a program blocked in `recv`).
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// Messages up to this long are sent and received without letting go of the GIL when
 /// that need not wait: the copy costs less than releasing and taking back the GIL.
@@ -828,6 +829,9 @@ fn _shmpipe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(from_socket, m)?)?;
     m.add_function(wrap_pyfunction!(from_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_bytes64, m)?)?;
+    m.add_class::<queue::RawQueue>()?;
+    m.add_function(wrap_pyfunction!(queue::queue, m)?)?;
+    m.add_function(wrap_pyfunction!(queue::queue_from_fds, m)?)?;
     m.add_class::<net::RawListener>()?;
     m.add_function(wrap_pyfunction!(net::listen, m)?)?;
     m.add_function(wrap_pyfunction!(net::connect, m)?)?;

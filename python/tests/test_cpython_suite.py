@@ -21,10 +21,21 @@ except ImportError:
 )
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_cpython_connection_tests_pass(method):
-    import cpython_connection_suite as suite
+    run_suite("cpython_connection_suite", method, at_least=20)
 
+
+@pytest.mark.skipif(
+    _test_multiprocessing is None, reason="this Python has no test package (test._test_multiprocessing)"
+)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_cpython_queue_tests_pass(method):
+    run_suite("cpython_queue_suite", method, at_least=13)
+
+
+def run_suite(name, method, at_least):
+    suite = __import__(name)
     run = subprocess.run(
-        [sys.executable, "-m", "unittest", "-v", "cpython_connection_suite"],
+        [sys.executable, "-m", "unittest", "-v", name],
         cwd=HERE,
         env=dict(os.environ, SHMPIPE_START_METHOD=method),
         capture_output=True,
@@ -36,4 +47,4 @@ def test_cpython_connection_tests_pass(method):
     skipped = run.stderr.count(" ... skipped ")
     # Every connection test CPython has for these classes ran, less the ones named.
     assert skipped == len(suite.SKIPPED), run.stderr[-4000:]
-    assert ran >= 20
+    assert ran >= at_least

@@ -74,3 +74,23 @@ def test_typed_async_usage() -> None:
 
     assert asyncio.run(main()) == b"pong"
     b.close()
+
+
+def test_typed_queue_usage() -> None:
+    q: shmpipe.Queue[tuple[int, str]] = shmpipe.Queue(maxsize=10)
+    q.put((1, "one"))
+    item: tuple[int, str] = q.get(timeout=5.0)
+    assert item == (1, "one")
+    assert q.qsize() == 0 and q.empty() and not q.full()
+    jq: shmpipe.JoinableQueue[int] = shmpipe.JoinableQueue()
+    jq.put_nowait(3)
+    assert jq.get_nowait() == 3
+    jq.task_done()
+    jq.join()
+    sq: shmpipe.SimpleQueue[str] = shmpipe.SimpleQueue()
+    sq.put("x")
+    assert sq.get() == "x"
+    for closing in (q, jq):
+        closing.close()
+        closing.join_thread()
+    sq.close()

@@ -472,9 +472,26 @@ impl Queue {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
+        self.join_by(Deadline::Never)
+    }
+
+    /// [`join`](Queue::join), giving up with [`Error::Timeout`] once `timeout` has passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = shmpipe::Queue::new()?;
+    /// q.put_bytes(b"job")?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(1)), Err(shmpipe::Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.join_by(Deadline::after(Some(timeout)))
+    }
+
+    fn join_by(&self, deadline: Deadline) -> Result<()> {
         let ctl = self.control();
         let done = || Ok(ctl.unfinished.load(SeqCst) == 0);
-        wake::wait_for(&ctl.done_seq, &ctl.done_waiters, done, Deadline::Never)
+        wake::wait_for(&ctl.done_seq, &ctl.done_waiters, done, deadline)
     }
 
     /// Whether the queue holds no message (as approximate as [`len`](Queue::len)).
@@ -515,6 +532,19 @@ impl Queue {
         };
         std::mem::forget(Turn::take(word, &me, ctl, Deadline::Never)?);
         Ok(())
+    }
+
+    /// Whether [`close`](Queue::close) was called in this process.
+    ///
+    /// ```
+    /// let q = shmpipe::Queue::new()?;
+    /// assert!(!q.is_closed());
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.open().is_err()
     }
 
     fn put_bytes_by(&self, msg: &[u8], deadline: Deadline) -> Result<()> {

@@ -32,7 +32,8 @@ if not sys.platform.startswith("linux"):
 
 from . import _shmpipe  # noqa: E402
 
-__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort"]
+__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort",
+           "Queue", "SimpleQueue", "JoinableQueue"]
 
 _ForkingPickler = reduction.ForkingPickler
 
@@ -488,3 +489,4 @@ reduction.register(Connection, _reduce_connection)
 
 
 from .connection import Client, Listener  # noqa: E402  (it imports Connection from here)
+from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402

@@ -15,8 +15,12 @@ else:
 
 from .connection import Client as Client
 from .connection import Listener as Listener
+from .queues import JoinableQueue as JoinableQueue
+from .queues import Queue as Queue
+from .queues import SimpleQueue as SimpleQueue
 
-__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort"]
+__all__ = ["Pipe", "Connection", "AsyncConnection", "Listener", "Client", "wait", "BufferTooShort",
+           "Queue", "SimpleQueue", "JoinableQueue"]
 
 _Self = TypeVar("_Self", bound="Connection")
 _ASelf = TypeVar("_ASelf", bound="AsyncConnection")

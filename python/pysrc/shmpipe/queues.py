@@ -1,0 +1,143 @@
+"""``multiprocessing.Queue``, ``SimpleQueue`` and ``JoinableQueue`` on shared memory.
+
+Drop-ins for ``multiprocessing``'s: the same methods, the same exceptions
+(``queue.Empty``, ``queue.Full``, ``ValueError`` after ``close``), passed to
+``multiprocessing.Process`` under every start method. Any number of processes put and
+get; a process killed at any point (even while it puts or gets) does not block the
+others: the message it was putting is lost, the one it was getting stays for another
+getter.
+
+Where they differ on purpose from ``multiprocessing``'s:
+
+* ``put`` pickles in the caller and writes the message into the queue itself: there is
+  no feeder thread, so an object that cannot be pickled raises at ``put``, a message is
+  in the queue (visible to ``get`` in any process) when ``put`` returns, and
+  ``join_thread`` / ``cancel_join_thread`` have nothing to wait for.
+* A message is at most half the queue's capacity (4 MiB by default, ``capacity=`` to
+  change it): a longer one raises ``ValueError`` at ``put``.
+* ``qsize`` works on every platform this package runs on (Linux).
+"""
+
+import queue as _queue
+import types
+from multiprocessing import context, reduction
+
+from . import _shmpipe
+
+__all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
+
+_ForkingPickler = reduction.ForkingPickler
+
+#: Bytes of messages a queue holds unless told otherwise.
+DEFAULT_CAPACITY = 4 << 20
+
+
+class Queue:
+    """A queue shared by processes, as ``multiprocessing.Queue(maxsize)``."""
+
+    def __init__(self, maxsize=0, *, ctx=None, capacity=DEFAULT_CAPACITY):
+        self._maxsize = maxsize
+        self._raw = _shmpipe.queue(capacity, maxsize if maxsize > 0 else None)
+
+    def _check_open(self):
+        if self._raw.closed():
+            raise ValueError(f"Queue {self!r} is closed")
+
+    def put(self, obj, block=True, timeout=None):
+        self._check_open()
+        data = _ForkingPickler.dumps(obj)
+        if not self._raw.put(data, block, timeout):
+            raise _queue.Full
+
+    def get(self, block=True, timeout=None):
+        self._check_open()
+        data = self._raw.get(block, timeout)
+        if data is None:
+            raise _queue.Empty
+        return _ForkingPickler.loads(data)
+
+    def qsize(self):
+        return self._raw.qsize()
+
+    def empty(self):
+        return self._raw.qsize() == 0
+
+    def full(self):
+        return self._raw.full()
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    def close(self):
+        self._raw.close()
+
+    def join_thread(self):
+        # As multiprocessing's: only after `close`. There is no feeder thread to wait for.
+        assert self._raw.closed(), f"Queue {self!r} not closed"
+
+    def cancel_join_thread(self):
+        pass
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __reduce__(self):
+        # As multiprocessing's queues: only to a process being started (its arguments),
+        # where the descriptors are duplicated for the child.
+        context.assert_spawning(self)
+        ring, control = self._raw.fds()
+        return _rebuild, (type(self), self._maxsize,
+                          reduction.DupFd(ring), reduction.DupFd(control))
+
+
+class JoinableQueue(Queue):
+    """A ``Queue`` whose getters say when each message is dealt with
+    (``task_done``), so that ``join`` can wait for all of them."""
+
+    def task_done(self):
+        self._raw.task_done()
+
+    def join(self):
+        self._raw.join()
+
+
+class SimpleQueue:
+    """As ``multiprocessing.SimpleQueue``: ``put``, ``get``, ``empty``, ``close``."""
+
+    def __init__(self, *, ctx=None, capacity=DEFAULT_CAPACITY):
+        self._raw = _shmpipe.queue(capacity, None)
+
+    def _check_open(self):
+        if self._raw.closed():
+            raise OSError("handle is closed")
+
+    def put(self, obj):
+        self._check_open()
+        self._raw.put(_ForkingPickler.dumps(obj))
+
+    def get(self):
+        self._check_open()
+        return _ForkingPickler.loads(self._raw.get())
+
+    def empty(self):
+        return self._raw.qsize() == 0
+
+    def close(self):
+        self._raw.close()
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __reduce__(self):
+        context.assert_spawning(self)
+        ring, control = self._raw.fds()
+        return _rebuild, (type(self), 0, reduction.DupFd(ring), reduction.DupFd(control))
+
+
+def _rebuild(cls, maxsize, ring, control):
+    q = cls.__new__(cls)
+    q._raw = _shmpipe.queue_from_fds(ring.detach(), control.detach())
+    if maxsize is not None and cls is not SimpleQueue:
+        q._maxsize = maxsize
+    return q

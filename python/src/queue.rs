@@ -1,0 +1,173 @@
+//! `RawQueue`: [`shmpipe::Queue`] for Python (`pysrc/shmpipe/queues.py` gives it
+//! `multiprocessing.Queue`'s API and exceptions).
+//!
+//! A put or get that can go at once does so with the GIL held; one that must wait lets
+//! go of the GIL and waits in slices of [`SIGNAL_CHECK`], looking for a Python signal
+//! (Ctrl-C) between two.
+
+use crate::buffers::{bytes_of, Buffer};
+use crate::{to_py, SIGNAL_CHECK};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shmpipe::{Error, Queue};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// A queue shared by processes.
+#[pyclass(module = "shmpipe._shmpipe", frozen)]
+pub(crate) struct RawQueue {
+    q: Queue,
+}
+
+/// What a blocking call waits for: `None`, for as long as it takes; otherwise until then.
+fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout is NaN")),
+        Some(t) => Ok(Some(
+            Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e9)),
+        )),
+    }
+}
+
+/// Runs `attempt` with a slice of the time left (at most [`SIGNAL_CHECK`]) without the
+/// GIL, until it does not time out, `deadline` passes (`Ok(None)`), or a Python signal
+/// handler raises.
+fn in_slices<T: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    attempt: impl Fn(Duration) -> Result<T, Error> + Sync,
+) -> PyResult<Option<T>> {
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let slice = left.map_or(SIGNAL_CHECK, |l| l.min(SIGNAL_CHECK));
+        match py.detach(|| attempt(slice)) {
+            Ok(v) => return Ok(Some(v)),
+            Err(Error::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                return Ok(None)
+            }
+            Err(Error::Timeout) => py.check_signals()?,
+            Err(e) => return Err(to_py(e)),
+        }
+    }
+}
+
+#[pymethods]
+impl RawQueue {
+    /// Puts `data`; `False` if `block` is false and there is no room now, or `timeout`
+    /// (seconds) passed without room.
+    #[pyo3(signature = (data, block=true, timeout=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        data: Buffer<'_>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        let pinned = bytes_of(&data)?;
+        let (ptr, len) = pinned.raw();
+        // SAFETY: `data`, borrowed for this call, keeps the bytes alive and in place: a
+        // buffer lent through the buffer protocol cannot be resized while it is lent, and
+        // a copy is ours.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        match self.q.try_put_bytes(bytes) {
+            Ok(()) => return Ok(true),
+            Err(Error::WouldBlock) if !block => return Ok(false),
+            Err(Error::WouldBlock) => {}
+            Err(Error::MessageTooLong { len, max }) => {
+                return Err(PyValueError::new_err(format!(
+                    "a message of {len} bytes is longer than this queue takes ({max} bytes: \
+                     half its capacity)"
+                )))
+            }
+            Err(e) => return Err(to_py(e)),
+        }
+        let deadline = deadline_of(timeout)?;
+        let q = &self.q;
+        let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
+        Ok(put.is_some())
+    }
+
+    /// The next message; `None` if `block` is false and there is none now, or `timeout`
+    /// (seconds) passed without one.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let got = match self.q.try_get_bytes() {
+            Ok(m) => Some(m),
+            Err(Error::WouldBlock) if !block => None,
+            Err(Error::WouldBlock) => {
+                let deadline = deadline_of(timeout)?;
+                let q = &self.q;
+                in_slices(py, deadline, |slice| q.get_bytes_timeout(slice))?
+            }
+            Err(e) => return Err(to_py(e)),
+        };
+        Ok(got.map(|m| PyBytes::new(py, &m)))
+    }
+
+    fn qsize(&self) -> usize {
+        self.q.len()
+    }
+
+    fn full(&self) -> bool {
+        self.q.is_full()
+    }
+
+    fn task_done(&self) -> PyResult<()> {
+        self.q
+            .task_done()
+            .map_err(|_| PyValueError::new_err("task_done() called too many times"))
+    }
+
+    /// Waits until every message put has been marked done.
+    fn join(&self, py: Python<'_>) -> PyResult<()> {
+        let q = &self.q;
+        in_slices(py, None, |slice| q.join_timeout(slice))?;
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.q.close();
+    }
+
+    fn closed(&self) -> bool {
+        self.q.is_closed()
+    }
+
+    /// `(ring memfd, control memfd)`: for pickling, which duplicates them.
+    fn fds(&self) -> (RawFd, RawFd) {
+        let (ring, control) = self.q.__fds();
+        (ring.as_raw_fd(), control.as_raw_fd())
+    }
+}
+
+/// A new queue of `capacity` bytes holding at most `maxsize` messages (`None`: no
+/// limit beyond the bytes).
+#[pyfunction]
+#[pyo3(signature = (capacity, maxsize=None))]
+pub(crate) fn queue(capacity: usize, maxsize: Option<usize>) -> PyResult<RawQueue> {
+    Queue::with_limits(capacity, maxsize)
+        .map(|q| RawQueue { q })
+        .map_err(to_py)
+}
+
+/// Takes ownership of a queue's two descriptors (duplicates made for us by pickling) and
+/// makes them a queue of this process, after checking them.
+#[pyfunction]
+pub(crate) fn queue_from_fds(ring: RawFd, control: RawFd) -> PyResult<RawQueue> {
+    if ring < 0 || control < 0 {
+        return Err(PyValueError::new_err("negative descriptor"));
+    }
+    // SAFETY: the unpickler hands these descriptors over (`DupFd.detach()` gave them to it
+    // to own), each once.
+    let own = |fd| unsafe { OwnedFd::from_raw_fd(fd) };
+    Queue::__from_fds(own(ring), own(control))
+        .map(|q| RawQueue { q })
+        .map_err(to_py)
+}
