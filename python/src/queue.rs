@@ -31,6 +31,15 @@ fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     }
 }
 
+/// The Python exception for a library error of a queue: `ValueError` after `close`, as
+/// `multiprocessing`'s queues raise it.
+fn to_py_queue(e: Error) -> PyErr {
+    match e {
+        Error::Closed => PyValueError::new_err("queue is closed"),
+        e => to_py(e),
+    }
+}
+
 /// Runs `attempt` with a slice of the time left (at most [`SIGNAL_CHECK`]) without the
 /// GIL, until it does not time out, `deadline` passes (`Ok(None)`), or a Python signal
 /// handler raises.
@@ -48,7 +57,7 @@ fn in_slices<T: Send>(
                 return Ok(None)
             }
             Err(Error::Timeout) => py.check_signals()?,
-            Err(e) => return Err(to_py(e)),
+            Err(e) => return Err(to_py_queue(e)),
         }
     }
 }
@@ -61,32 +70,23 @@ impl RawQueue {
     fn put(
         &self,
         py: Python<'_>,
-        data: Buffer<'_>,
+        data: &Bound<'_, PyAny>,
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<bool> {
-        let pinned = bytes_of(&data)?;
+        // A `bytes` object (what pickling gives) as it is: the buffer protocol's export
+        // costs more than a small put.
+        if let Ok(b) = data.cast_exact::<PyBytes>() {
+            return self.put_bytes(py, b.as_bytes(), block, timeout);
+        }
+        let buffer: Buffer<'_> = data.extract()?;
+        let pinned = bytes_of(&buffer)?;
         let (ptr, len) = pinned.raw();
-        // SAFETY: `data`, borrowed for this call, keeps the bytes alive and in place: a
+        // SAFETY: `buffer`, alive for this call, keeps the bytes alive and in place: a
         // buffer lent through the buffer protocol cannot be resized while it is lent, and
         // a copy is ours.
         let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        match self.q.try_put_bytes(bytes) {
-            Ok(()) => return Ok(true),
-            Err(Error::WouldBlock) if !block => return Ok(false),
-            Err(Error::WouldBlock) => {}
-            Err(Error::MessageTooLong { len, max }) => {
-                return Err(PyValueError::new_err(format!(
-                    "a message of {len} bytes is longer than this queue takes ({max} bytes: \
-                     half its capacity)"
-                )))
-            }
-            Err(e) => return Err(to_py(e)),
-        }
-        let deadline = deadline_of(timeout)?;
-        let q = &self.q;
-        let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
-        Ok(put.is_some())
+        self.put_bytes(py, bytes, block, timeout)
     }
 
     /// The next message; `None` if `block` is false and there is none now, or `timeout`
@@ -106,7 +106,7 @@ impl RawQueue {
                 let q = &self.q;
                 in_slices(py, deadline, |slice| q.get_bytes_timeout(slice))?
             }
-            Err(e) => return Err(to_py(e)),
+            Err(e) => return Err(to_py_queue(e)),
         };
         Ok(got.map(|m| PyBytes::new(py, &m)))
     }
@@ -144,6 +144,34 @@ impl RawQueue {
     fn fds(&self) -> (RawFd, RawFd) {
         let (ring, control) = self.q.__fds();
         (ring.as_raw_fd(), control.as_raw_fd())
+    }
+}
+
+impl RawQueue {
+    /// [`put`](RawQueue::put) of bytes at hand.
+    fn put_bytes(
+        &self,
+        py: Python<'_>,
+        bytes: &[u8],
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        match self.q.try_put_bytes(bytes) {
+            Ok(()) => return Ok(true),
+            Err(Error::WouldBlock) if !block => return Ok(false),
+            Err(Error::WouldBlock) => {}
+            Err(Error::MessageTooLong { len, max }) => {
+                return Err(PyValueError::new_err(format!(
+                    "a message of {len} bytes is longer than this queue takes ({max} bytes: \
+                     half its capacity)"
+                )))
+            }
+            Err(e) => return Err(to_py_queue(e)),
+        }
+        let deadline = deadline_of(timeout)?;
+        let q = &self.q;
+        let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
+        Ok(put.is_some())
     }
 }
 

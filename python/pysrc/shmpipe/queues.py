@@ -18,11 +18,14 @@ Where they differ on purpose from ``multiprocessing``'s:
 * ``qsize`` works on every platform this package runs on (Linux).
 """
 
+import io
+import pickle
 import queue as _queue
+import threading
 import types
 from multiprocessing import context, reduction
 
-from . import _shmpipe
+from . import _Pickler, _refresh_table, _shmpipe
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
 
@@ -39,18 +42,12 @@ class Queue:
         self._maxsize = maxsize
         self._raw = _shmpipe.queue(capacity, maxsize if maxsize > 0 else None)
 
-    def _check_open(self):
-        if self._raw.closed():
-            raise ValueError(f"Queue {self!r} is closed")
-
     def put(self, obj, block=True, timeout=None):
-        self._check_open()
-        data = _ForkingPickler.dumps(obj)
-        if not self._raw.put(data, block, timeout):
+        # After `close` the native call raises ValueError("queue is closed").
+        if not self._raw.put(_pickle(obj), block, timeout):
             raise _queue.Full
 
     def get(self, block=True, timeout=None):
-        self._check_open()
         data = self._raw.get(block, timeout)
         if data is None:
             raise _queue.Empty
@@ -109,17 +106,24 @@ class SimpleQueue:
     def __init__(self, *, ctx=None, capacity=DEFAULT_CAPACITY):
         self._raw = _shmpipe.queue(capacity, None)
 
-    def _check_open(self):
-        if self._raw.closed():
-            raise OSError("handle is closed")
-
     def put(self, obj):
-        self._check_open()
-        self._raw.put(_ForkingPickler.dumps(obj))
+        try:
+            self._raw.put(_pickle(obj))
+        except ValueError:
+            self._closed_error()
+            raise
 
     def get(self):
-        self._check_open()
-        return _ForkingPickler.loads(self._raw.get())
+        try:
+            return _ForkingPickler.loads(self._raw.get())
+        except ValueError:
+            self._closed_error()
+            raise
+
+    def _closed_error(self):
+        # multiprocessing's SimpleQueue, closed, raises what its closed pipe ends raise.
+        if self._raw.closed():
+            raise OSError("handle is closed") from None
 
     def empty(self):
         return self._raw.qsize() == 0
@@ -133,6 +137,33 @@ class SimpleQueue:
         context.assert_spawning(self)
         ring, control = self._raw.fds()
         return _rebuild, (type(self), 0, reduction.DupFd(ring), reduction.DupFd(control))
+
+
+_local = threading.local()
+# Types whose pickle no reducer of multiprocessing's touches: `pickle.dumps` makes the
+# same bytes `ForkingPickler.dumps` would, faster.
+_PLAIN = frozenset({bytes, str, int, float, bool, type(None)})
+
+
+def _pickle(obj):
+    """``ForkingPickler.dumps(obj)``, with a pickler per thread, reused (making one
+    costs more than pickling a small object); plain scalars through ``pickle.dumps``."""
+    if type(obj) in _PLAIN:
+        return pickle.dumps(obj, 5)
+    _refresh_table()
+    state = getattr(_local, "pickler", None)
+    if state is None:
+        f = io.BytesIO()
+        state = _local.pickler = (f, _Pickler(f, 5))
+    f, p = state
+    f.seek(0)
+    f.truncate()
+    p.clear_memo()
+    p.dump(obj)
+    data = f.getvalue()
+    if len(data) > 64 * 1024:
+        _local.pickler = None  # do not keep a large buffer for the thread's lifetime
+    return data
 
 
 def _rebuild(cls, maxsize, ring, control):
