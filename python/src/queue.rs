@@ -9,6 +9,7 @@ use crate::buffers::{bytes_of, Buffer};
 use crate::{to_py, SIGNAL_CHECK};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use shmpipe::{Error, Queue};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -111,6 +112,48 @@ impl RawQueue {
         Ok(got.map(|m| PyBytes::new(py, &m)))
     }
 
+    /// `Queue.put` itself (the Python object binds it, saving a Python frame per call):
+    /// pickles `obj` as `shmpipe.queues._pickle` does and puts it; `queue.Full` when
+    /// there is no room by then.
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put_obj(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let data = pickled(py, obj)?;
+        let bytes = data.cast::<PyBytes>()?;
+        if self.put_bytes(py, bytes.as_bytes(), block, timeout)? {
+            Ok(())
+        } else {
+            Err(PyErr::from_type(
+                cached(py, &FULL, "queue", "Full")?.cast()?.clone(),
+                (),
+            ))
+        }
+    }
+
+    /// `Queue.get` itself: the next message, unpickled (`ForkingPickler.loads` is
+    /// `pickle.loads`); `queue.Empty` when there is
+    /// none by then.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get_obj<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.get(py, block, timeout)? {
+            Some(data) => cached(py, &LOADS, "pickle", "loads")?.call1((data,)),
+            None => Err(PyErr::from_type(
+                cached(py, &EMPTY, "queue", "Empty")?.cast()?.clone(),
+                (),
+            )),
+        }
+    }
+
     fn qsize(&self) -> usize {
         self.q.len()
     }
@@ -172,6 +215,39 @@ impl RawQueue {
         let q = &self.q;
         let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
         Ok(put.is_some())
+    }
+}
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PICKLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FULL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EMPTY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `module.name`, looked up once.
+fn cached<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let found = cell.get_or_try_init(py, || py.import(module)?.getattr(name).map(Bound::unbind))?;
+    Ok(found.bind(py).clone())
+}
+
+/// The pickle of `obj` as a `bytes` object: plain scalars with `pickle.dumps` (as
+/// `shmpipe.queues._pickle` does), the rest through `_pickle` itself.
+fn pickled<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let plain = obj.is_exact_instance_of::<PyBytes>()
+        || obj.is_exact_instance_of::<pyo3::types::PyString>()
+        || obj.is_exact_instance_of::<pyo3::types::PyInt>()
+        || obj.is_exact_instance_of::<pyo3::types::PyFloat>()
+        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
+        || obj.is_none();
+    if plain {
+        cached(py, &DUMPS, "pickle", "dumps")?.call1((obj, 5))
+    } else {
+        cached(py, &PICKLE, "shmpipe.queues", "_pickle")?.call1((obj,))
     }
 }
 

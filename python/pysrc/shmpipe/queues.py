@@ -40,18 +40,21 @@ class Queue:
 
     def __init__(self, maxsize=0, *, ctx=None, capacity=DEFAULT_CAPACITY):
         self._maxsize = maxsize
-        self._raw = _shmpipe.queue(capacity, maxsize if maxsize > 0 else None)
+        self._bind(_shmpipe.queue(capacity, maxsize if maxsize > 0 else None))
+
+    def _bind(self, raw):
+        self._raw = raw
+        # The native methods themselves, which pickle, put, get and unpickle as the
+        # methods below do: a call of a Python method costs more than a put of a short
+        # message. (After `close` they raise ValueError("queue is closed").)
+        self.put = raw.put_obj
+        self.get = raw.get_obj
 
     def put(self, obj, block=True, timeout=None):
-        # After `close` the native call raises ValueError("queue is closed").
-        if not self._raw.put(_pickle(obj), block, timeout):
-            raise _queue.Full
+        self._raw.put_obj(obj, block, timeout)
 
     def get(self, block=True, timeout=None):
-        data = self._raw.get(block, timeout)
-        if data is None:
-            raise _queue.Empty
-        return _ForkingPickler.loads(data)
+        return self._raw.get_obj(block, timeout)
 
     def qsize(self):
         return self._raw.qsize()
@@ -168,7 +171,11 @@ def _pickle(obj):
 
 def _rebuild(cls, maxsize, ring, control):
     q = cls.__new__(cls)
-    q._raw = _shmpipe.queue_from_fds(ring.detach(), control.detach())
+    raw = _shmpipe.queue_from_fds(ring.detach(), control.detach())
+    if cls is SimpleQueue:
+        q._raw = raw
+    else:
+        q._bind(raw)
     if maxsize is not None and cls is not SimpleQueue:
         q._maxsize = maxsize
     return q
