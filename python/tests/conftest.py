@@ -22,6 +22,16 @@ def watchdog():
     signal.signal(signal.SIGALRM, old)
 
 
+@pytest.fixture
+def ctrl_c():
+    # Python turns SIGINT into KeyboardInterrupt only if the process did not inherit it
+    # ignored, and a shell ignores it for a job it starts in the background: a test run
+    # started that way would wait for a KeyboardInterrupt that never comes.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = sys.executable
 

@@ -9,16 +9,9 @@ does that for pytest. Children started with spawn or forkserver import this modu
 name, so the replacement is made at import time, in every process.
 """
 
-import os
-import unittest
-
 import shmpipe
 import shmpipe.connection
-
-try:
-    from test import _test_multiprocessing as cpython
-except ImportError:  # a Python built without its test package
-    cpython = None
+from cpython_suite import cpython, install
 
 # The classes that test connections; the rest of the suite tests queues, pools, locks...
 CLASSES = [
@@ -41,16 +34,6 @@ SKIPPED = {
 }
 
 if cpython is not None:
-    for (cls, test), why in SKIPPED.items():
-        setattr(getattr(cpython, cls), test, unittest.skip(why)(getattr(getattr(cpython, cls), test)))
     cpython.ProcessesMixin.connection = shmpipe.connection
     cpython.ProcessesMixin.Pipe = staticmethod(shmpipe.Pipe)
-    start_method = os.environ.get("SHMPIPE_START_METHOD", "fork")
-    before = set(globals())
-    # Every class of the suite (3.9 and 3.10 cannot install the process variants alone),
-    # then all but the process variants of the ones above go again.
-    cpython.install_tests_in_module_dict(globals(), start_method)
-    wanted = {"WithProcesses" + name[1:] for name in CLASSES}
-    for name in set(globals()) - before - wanted:
-        if isinstance(globals()[name], type):
-            del globals()[name]
+    install(globals(), CLASSES, SKIPPED)

@@ -9,15 +9,9 @@ name, so the replacement is made at import time, in every process.
 """
 
 import multiprocessing
-import os
-import unittest
 
 import shmpipe
-
-try:
-    from test import _test_multiprocessing as cpython
-except ImportError:  # a Python built without its test package
-    cpython = None
+from cpython_suite import cpython, install
 
 CLASSES = ["_TestQueue"]
 
@@ -34,19 +28,12 @@ SKIPPED = {
 }
 
 if cpython is not None:
-    for (cls, test), why in SKIPPED.items():
-        setattr(getattr(cpython, cls), test, unittest.skip(why)(getattr(getattr(cpython, cls), test)))
     cpython.ProcessesMixin.Queue = staticmethod(shmpipe.Queue)
     cpython.ProcessesMixin.JoinableQueue = staticmethod(shmpipe.JoinableQueue)
     # Some tests make queues with `multiprocessing.Queue()` itself.
     multiprocessing.Queue = shmpipe.Queue
     multiprocessing.JoinableQueue = shmpipe.JoinableQueue
     multiprocessing.SimpleQueue = shmpipe.SimpleQueue
-    start_method = os.environ.get("SHMPIPE_START_METHOD", "fork")
-    before = set(globals())
-    cpython.install_tests_in_module_dict(globals(), start_method)
-    wanted = {"WithProcesses" + name[1:] for name in CLASSES}
-    for name in set(globals()) - before - wanted:
-        if isinstance(globals()[name], type):
-            del globals()[name]
+    install(globals(), CLASSES, SKIPPED)
+    # A plain TestCase, not one installed per start method.
     TestSimpleQueue = cpython.TestSimpleQueue

@@ -71,16 +71,6 @@ def test_a_300_mib_message():
     p.join(30)
 
 
-@pytest.fixture
-def ctrl_c():
-    # Python turns SIGINT into KeyboardInterrupt only if the process did not inherit it
-    # ignored, and a shell ignores it for a job it starts in the background: a test run
-    # started that way would wait for a KeyboardInterrupt that never comes.
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 def test_ctrl_c_interrupts_a_blocked_recv(ctrl_c):
     a, b = shmpipe.Pipe()
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))

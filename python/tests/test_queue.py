@@ -167,14 +167,6 @@ def test_simple_queue_puts_gets_and_closes():
     q.close()
 
 
-@pytest.fixture
-def ctrl_c():
-    # As in test_processes.py: a background job inherits SIGINT ignored.
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 def test_ctrl_c_interrupts_a_blocked_get_and_nothing_is_lost(ctrl_c):
     q = shmpipe.Queue()
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
