@@ -3,7 +3,9 @@
 producer and consumer processes; the parent times from "go" until every consumer has
 its share).
 
-    python python/bench_queue.py [--quick] [--json FILE]
+    python python/bench_queue.py [--quick] [--json FILE] [--svg FILE]
+
+`python/bench_queue.py --plot JSON SVG` draws the chart of an earlier run.
 
 Rows: 64 B and 1 KiB `bytes` messages, producers x consumers 1x1, 4x1, 1x4 and 4x4.
 Every contender runs every row once per round, rounds interleaved; a figure is the
@@ -100,7 +102,48 @@ def main():
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
             json.dump(out, f, indent=1)
+    if "--svg" in sys.argv:
+        with open(sys.argv[sys.argv.index("--svg") + 1], "w") as f:
+            f.write(svg(out))
+
+
+def svg(results):
+    """A bar chart of each row's messages per second, one bar per queue."""
+    colours = {"multiprocessing.Queue": "#999", "faster_fifo.Queue": "#68c",
+               "shmpipe.Queue": "#2a7"}
+    rows = results["rows"]
+    kinds = [k for k in colours if k in rows[0]["rates"]]
+    width, bar_h, left = 680, 9, 130
+    group = bar_h * len(kinds) + 10
+    height = len(rows) * group + 60
+    top = max(r["rates"][k] for r in rows for k in kinds) * 1.2
+    scale = (width - left - 70) / top
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="{left}" y="16">Messages per second, from Python '
+           f'({results["rounds"]} rounds of {results["messages"]:,} messages, medians)</text>']
+    for j, k in enumerate(kinds):
+        out.append(f'<rect x="{left + j * 170}" y="24" width="10" height="10" fill="{colours[k]}"/>')
+        out.append(f'<text x="{left + j * 170 + 14}" y="33">{k}</text>')
+    for i, r in enumerate(rows):
+        y = 46 + i * group
+        label = f'{r["size"]} B, {r["producers"]}x{r["consumers"]}'
+        out.append(f'<text x="{left - 8}" y="{y + group / 2}" text-anchor="end">{label}</text>')
+        for j, k in enumerate(kinds):
+            v = r["rates"][k]
+            yy = y + j * bar_h
+            out.append(f'<rect x="{left}" y="{yy}" width="{v * scale:.1f}" height="{bar_h - 1}" '
+                       f'fill="{colours[k]}"/>')
+            if k == "shmpipe.Queue":
+                out.append(f'<text x="{left + v * scale + 4:.1f}" y="{yy + bar_h - 1}">'
+                           f'{v / 1e6:.2f} M/s</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--plot"]:
+        with open(sys.argv[3], "w") as f:
+            f.write(svg(json.load(open(sys.argv[2]))))
+    else:
+        main()
