@@ -10,6 +10,7 @@
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::queue::Queue;
 use crate::shm::doorbell::Doorbell;
 use crate::shm::endpoint::{Endpoint, Shared};
 use crate::shm::layout::Layout;
@@ -146,21 +147,8 @@ impl Connection {
         // the end still existed when it was forked. If it did, the numbers are its
         // descriptors in the child's copy of the table; if not, they may name anything.
         let (region, bells) = (Arc::downgrade(&ep.shared), Arc::downgrade(bells));
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe functions may be called; it reads two reference counts (plain
-        // atomic loads) and calls fcntl(2), and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if region.strong_count() == 0 || bells.strong_count() == 0 {
-                    // Only an errno crosses back to the parent's `spawn`.
-                    return Err(std::io::Error::from_raw_os_error(libc::EBADF));
-                }
-                for &fd in &numbers {
-                    crate::sys::keep_across_exec(fd)?;
-                }
-                Ok(())
-            });
-        }
+        let alive = move || region.strong_count() > 0 && bells.strong_count() > 0;
+        keep_in_child(cmd, numbers.to_vec(), alive);
         Ok(())
     }
 
@@ -188,18 +176,15 @@ impl Connection {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn from_parent(key: &str) -> Result<Connection> {
-        check_key(key)?;
-        let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
-        let claimed = claimed.get_or_insert_with(HashSet::new);
-        if claimed.contains(key) {
-            return Err(Error::Invalid(format!("{key:?} was already taken up")));
-        }
+        let mut claimed = claim(key)?;
         let value = std::env::var(key)
             .map_err(|_| Error::Invalid(format!("no connection passed under {key:?}")))?;
         let fds = Fds::decode(&value)
             .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe end")))?;
         check_fds(&fds)?;
-        claimed.insert(key.to_string());
+        claimed
+            .get_or_insert_with(HashSet::new)
+            .insert(key.to_string());
         // The variable stays: changing the environment while another thread may read it
         // is undefined behaviour (a Python host has threads). A child of ours that
         // inherits it finds numbers that are closed, other files, or close-on-exec, and
@@ -214,8 +199,6 @@ impl Connection {
     }
 }
 
-/// Checks every named descriptor without taking ownership of any; returns the region's
-/// geometry.
 /// What `pass_to_child` puts in the child's environment for `conn`, and the descriptors
 /// it names, for a child started by other means (which must keep those descriptors
 /// open, at the same numbers, across its exec).
@@ -271,14 +254,32 @@ fn check_end(end: usize, memfd: &OwnedFd, data: &OwnedFd, space: &OwnedFd) -> Re
     Ok(layout)
 }
 
+/// Checks every descriptor the variable names without taking ownership of any: the
+/// identity checks, then what each must be.
 fn check_fds(fds: &Fds) -> Result<()> {
-    let all = fds.all();
+    check_named(&fds.all())?;
+    let bad = |fd: RawFd, what: &str| Error::Invalid(format!("descriptor {fd} {what}"));
+    let borrow = |fd: RawFd| {
+        // SAFETY: the number is open (checked above) and stays open for the duration of
+        // the check, which takes no ownership.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    };
+    Region::check(borrow(fds.memfd.fd))?;
+    for n in [fds.data, fds.space] {
+        Doorbell::check(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
+    }
+    Ok(())
+}
+
+/// What every descriptor a variable names must be, whatever it is for: distinct, open,
+/// the very file the parent named, and not close-on-exec (passed to us, not opened here).
+fn check_named(all: &[Named]) -> Result<()> {
     let distinct: HashSet<RawFd> = all.iter().map(|n| n.fd).collect();
     if distinct.len() != all.len() {
         return Err(Error::Invalid("descriptors are repeated".into()));
     }
     let bad = |fd: RawFd, what: &str| Error::Invalid(format!("descriptor {fd} {what}"));
-    for n in all {
+    for &n in all {
         let st = crate::sys::fstat_raw(n.fd).ok_or_else(|| bad(n.fd, "is not open"))?;
         if (st.st_dev, st.st_ino) != (n.dev, n.ino) {
             return Err(bad(n.fd, "is not the file the parent passed"));
@@ -290,16 +291,135 @@ fn check_fds(fds: &Fds) -> Result<()> {
             ));
         }
     }
-    let borrow = |fd: RawFd| {
-        // SAFETY: the number is open (checked above) and stays open for the duration of
-        // the check, which takes no ownership.
-        unsafe { BorrowedFd::borrow_raw(fd) }
-    };
-    Region::check(borrow(fds.memfd.fd))?;
-    for n in [fds.data, fds.space] {
-        Doorbell::check(borrow(n.fd)).map_err(|why| bad(n.fd, &why))?;
-    }
     Ok(())
+}
+
+/// The tag of a queue's variable: `shmpipeq1:ring:control`, each `fd/dev/ino`.
+const QUEUE_TAG: &str = "shmpipeq1";
+
+fn encode_queue(ring: Named, control: Named) -> String {
+    let [r, c] = [ring, control].map(|n| format!("{}/{}/{}", n.fd, n.dev, n.ino));
+    format!("{QUEUE_TAG}:{r}:{c}")
+}
+
+fn decode_queue(s: &str) -> Option<(Named, Named)> {
+    let mut parts = s.split(':');
+    if parts.next()? != QUEUE_TAG {
+        return None;
+    }
+    let mut named = || -> Option<Named> {
+        let mut it = parts.next()?.split('/');
+        let n = Named {
+            fd: it.next()?.parse().ok().filter(|&fd: &RawFd| fd >= 0)?,
+            dev: it.next()?.parse().ok()?,
+            ino: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(n)
+    };
+    let (ring, control) = (named()?, named()?);
+    parts.next().is_none().then_some((ring, control))
+}
+
+/// Takes the key in this process, once.
+fn claim(key: &str) -> Result<std::sync::MutexGuard<'static, Option<HashSet<String>>>> {
+    check_key(key)?;
+    let claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+    if claimed.as_ref().is_some_and(|c| c.contains(key)) {
+        return Err(Error::Invalid(format!("{key:?} was already taken up")));
+    }
+    Ok(claimed)
+}
+
+/// Keeps `numbers` open across the exec of `cmd`'s child, if `alive` says that what they
+/// belong to still existed when the child was forked (else `spawn` fails with `EBADF`).
+fn keep_in_child(
+    cmd: &mut Command,
+    numbers: Vec<RawFd>,
+    alive: impl Fn() -> bool + Send + Sync + 'static,
+) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called; `alive` reads reference counts (plain
+    // atomic loads), then fcntl(2); nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            if !alive() {
+                // Only an errno crosses back to the parent's `spawn`.
+                return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+            }
+            for &fd in &numbers {
+                crate::sys::keep_across_exec(fd)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+impl Queue {
+    /// Arranges for `cmd`'s child to inherit this queue, as
+    /// [`Connection::pass_to_child`] does for a pipe end: its two descriptors stay open
+    /// across `exec` in that child only, and the environment variable `key` names them
+    /// for [`from_parent`](Queue::from_parent). Keep the queue until the child is spawned.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `key` cannot be an environment variable name.
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    /// let q = shmpipe::Queue::new()?;
+    /// let mut cmd = Command::new("my-worker");
+    /// q.pass_to_child(&mut cmd, "MY_QUEUE")?;
+    /// let mut child = cmd.spawn()?;
+    /// q.put_bytes(b"work")?;
+    /// # child.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pass_to_child(&self, cmd: &mut Command, key: &str) -> Result<()> {
+        check_key(key)?;
+        let (ring, control) = self.__fds();
+        let (ring, control) = (named(ring.as_raw_fd())?, named(control.as_raw_fd())?);
+        cmd.env(key, encode_queue(ring, control));
+        let alive = self.weak();
+        keep_in_child(cmd, vec![ring.fd, control.fd], move || {
+            alive.strong_count() > 0
+        });
+        Ok(())
+    }
+
+    /// In a child started by a parent that called [`pass_to_child`](Queue::pass_to_child)
+    /// with the same `key`, takes up the queue it passed. Each key can be taken once per
+    /// process; nothing is taken over until both descriptors pass the checks
+    /// [`Connection::from_parent`] makes (open, the files the parent named, not
+    /// close-on-exec, a queue's ring and control page).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the variable is missing, malformed or already taken, or
+    /// names descriptors that fail a check.
+    ///
+    /// ```no_run
+    /// let q = shmpipe::Queue::from_parent("MY_QUEUE")?;
+    /// let work = q.get_bytes()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn from_parent(key: &str) -> Result<Queue> {
+        let mut claimed = claim(key)?;
+        let value = std::env::var(key)
+            .map_err(|_| Error::Invalid(format!("no queue passed under {key:?}")))?;
+        let (ring, control) = decode_queue(&value)
+            .ok_or_else(|| Error::Invalid(format!("{key:?} does not name a shmpipe queue")))?;
+        check_named(&[ring, control])?;
+        // SAFETY: as in `Connection::from_parent`: each descriptor is open, the file the
+        // parent named, left open across exec for this process, and claimed once here.
+        let own = |n: Named| unsafe { OwnedFd::from_raw_fd(n.fd) };
+        let (ring_fd, control_fd) = (own(ring), own(control));
+        for fd in [&ring_fd, &control_fd] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+        }
+        let q = Queue::__from_fds(ring_fd, control_fd)?;
+        claimed
+            .get_or_insert_with(HashSet::new)
+            .insert(key.to_string());
+        Ok(q)
+    }
 }
 
 /// A doorbell must be a connected Unix stream socket.

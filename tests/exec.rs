@@ -6,10 +6,11 @@
 
 mod common;
 
-use shmpipe::{pipe, Connection, Error};
+use shmpipe::{pipe, Connection, Error, Queue};
 use std::process::{Command, Stdio};
 
 const KEY: &str = "SHMPIPE_TEST_CONN";
+const QUEUE_KEY: &str = "SHMPIPE_TEST_QUEUE";
 
 fn child(role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -25,6 +26,22 @@ fn child_role() {
     let Ok(role) = std::env::var("SHMPIPE_TEST_ROLE") else {
         return;
     };
+    if role == "queue-worker" {
+        // Doubles every number it gets until a 0, through a queue its parent passed.
+        let jobs = Queue::from_parent(QUEUE_KEY).unwrap();
+        let answers = Queue::from_parent("SHMPIPE_TEST_ANSWERS").unwrap();
+        assert!(matches!(
+            Queue::from_parent(QUEUE_KEY),
+            Err(Error::Invalid(_))
+        ));
+        loop {
+            let n: u64 = jobs.get().unwrap();
+            if n == 0 {
+                return;
+            }
+            answers.put(&(2 * n)).unwrap();
+        }
+    }
     if role == "stale" {
         // A grandchild: it inherited the variable, not the descriptors (closed on exec
         // in its parent, which took them up), so the variable is refused.
@@ -217,4 +234,45 @@ fn spawning_after_the_passed_end_was_dropped_fails_and_leaks_nothing() {
             panic!("spawned with the descriptors of a dropped end");
         }
     }
+}
+
+#[test]
+fn a_queue_goes_to_an_exec_child_and_works_both_ways() {
+    let (jobs, answers) = (Queue::new().unwrap(), Queue::new().unwrap());
+    let mut cmd = child("queue-worker");
+    jobs.pass_to_child(&mut cmd, QUEUE_KEY).unwrap();
+    answers
+        .pass_to_child(&mut cmd, "SHMPIPE_TEST_ANSWERS")
+        .unwrap();
+    let mut proc = cmd.spawn().unwrap();
+    for n in 1..=100u64 {
+        jobs.put(&n).unwrap();
+        assert_eq!(answers.get::<u64>().unwrap(), 2 * n);
+    }
+    jobs.put(&0u64).unwrap();
+    assert!(proc.wait().unwrap().success());
+}
+
+#[test]
+fn a_forged_or_foreign_queue_variable_is_refused() {
+    for value in [
+        "",
+        "shmpipeq1:3/1/1",
+        "shmpipeq1:-1/1/1:4/1/1",
+        "shmpipe2:0:3/1/1:4/1/1:5/1/1",
+    ] {
+        std::env::set_var("SHMPIPE_TEST_FORGED_QUEUE", value);
+        assert!(
+            matches!(
+                Queue::from_parent("SHMPIPE_TEST_FORGED_QUEUE"),
+                Err(Error::Invalid(_))
+            ),
+            "{value:?}"
+        );
+    }
+    // A key nobody set.
+    assert!(matches!(
+        Queue::from_parent("SHMPIPE_TEST_UNSET"),
+        Err(Error::Invalid(_))
+    ));
 }

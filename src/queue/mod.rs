@@ -587,6 +587,11 @@ impl Queue {
         limit == 0 || (self.len() as u64) < limit
     }
 
+    /// A reference that does not keep the queue alive, for `pass_to_child`.
+    pub(crate) fn weak(&self) -> std::sync::Weak<impl Sized + Send + Sync> {
+        Arc::downgrade(&self.inner)
+    }
+
     /// The queue's two memfds (ring, control page), for passing it to another process
     /// (the Python bindings' pickling).
     #[doc(hidden)]
