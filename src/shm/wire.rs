@@ -25,7 +25,8 @@ pub(crate) const ALIGN: usize = 16;
 /// What a record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A whole message. `aux` is unused (zero).
+    /// A whole message. `aux`: zero in a pipe; in a `Queue`, the put's number, from
+    /// which both sides derive their counts (`crate::queue::control::TurnWords`).
     Whole,
     /// First fragment of a long message. `aux` is the total message length.
     First,
