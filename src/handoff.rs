@@ -35,6 +35,23 @@ struct Named {
     ino: u64,
 }
 
+impl Named {
+    /// `fd/dev/ino`, as a variable names one descriptor.
+    fn encode(self) -> String {
+        format!("{}/{}/{}", self.fd, self.dev, self.ino)
+    }
+
+    fn decode(s: &str) -> Option<Named> {
+        let mut it = s.split('/');
+        let n = Named {
+            fd: it.next()?.parse().ok().filter(|&fd: &RawFd| fd >= 0)?,
+            dev: it.next()?.parse().ok()?,
+            ino: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(n)
+    }
+}
+
 /// The descriptors that make up one end, in the order they are named.
 #[derive(Debug, PartialEq, Eq)]
 struct Fds {
@@ -61,7 +78,7 @@ impl Fds {
     }
 
     fn encode(&self) -> String {
-        let [m, d, s] = self.all().map(|n| format!("{}/{}/{}", n.fd, n.dev, n.ino));
+        let [m, d, s] = self.all().map(Named::encode);
         format!("{TAG}:{}:{m}:{d}:{s}", self.end)
     }
 
@@ -71,15 +88,7 @@ impl Fds {
             return None;
         }
         let end = parts.next()?.parse().ok().filter(|&e: &usize| e < 2)?;
-        let mut named = || -> Option<Named> {
-            let mut it = parts.next()?.split('/');
-            let n = Named {
-                fd: it.next()?.parse().ok().filter(|&fd: &RawFd| fd >= 0)?,
-                dev: it.next()?.parse().ok()?,
-                ino: it.next()?.parse().ok()?,
-            };
-            it.next().is_none().then_some(n)
-        };
+        let mut named = || Named::decode(parts.next()?);
         let (memfd, data, space) = (named()?, named()?, named()?);
         if parts.next().is_some() {
             return None;
@@ -298,7 +307,7 @@ fn check_named(all: &[Named]) -> Result<()> {
 const QUEUE_TAG: &str = "shmpipeq1";
 
 fn encode_queue(ring: Named, control: Named) -> String {
-    let [r, c] = [ring, control].map(|n| format!("{}/{}/{}", n.fd, n.dev, n.ino));
+    let [r, c] = [ring, control].map(Named::encode);
     format!("{QUEUE_TAG}:{r}:{c}")
 }
 
@@ -307,15 +316,7 @@ fn decode_queue(s: &str) -> Option<(Named, Named)> {
     if parts.next()? != QUEUE_TAG {
         return None;
     }
-    let mut named = || -> Option<Named> {
-        let mut it = parts.next()?.split('/');
-        let n = Named {
-            fd: it.next()?.parse().ok().filter(|&fd: &RawFd| fd >= 0)?,
-            dev: it.next()?.parse().ok()?,
-            ino: it.next()?.parse().ok()?,
-        };
-        it.next().is_none().then_some(n)
-    };
+    let mut named = || Named::decode(parts.next()?);
     let (ring, control) = (named()?, named()?);
     parts.next().is_none().then_some((ring, control))
 }
