@@ -266,6 +266,79 @@ impl Sink for SliceSink<'_> {
     }
 }
 
+/// A caller's buffer as a [`Sink`] that spills into a `Vec` of ours once a message
+/// turns out longer than it (a queue's `get_bytes_into`, which learns a fragmented
+/// message's length only as it arrives, and hands a message too long for the buffer
+/// back whole).
+pub(crate) struct SpillSink<'a> {
+    fits: SliceSink<'a>,
+    spilled: Option<Vec<u8>>,
+}
+
+impl<'a> SpillSink<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> SpillSink<'a> {
+        SpillSink {
+            fits: SliceSink::new(buf),
+            spilled: None,
+        }
+    }
+
+    /// The message's length in the caller's buffer, or the whole message when it did
+    /// not fit.
+    pub(crate) fn finish(self) -> std::result::Result<usize, Vec<u8>> {
+        match self.spilled {
+            None => Ok(self.fits.len),
+            Some(whole) => Err(whole),
+        }
+    }
+
+    fn active(&mut self) -> &mut dyn Sink {
+        match &mut self.spilled {
+            Some(v) => v,
+            None => &mut self.fits,
+        }
+    }
+}
+
+impl Sink for SpillSink<'_> {
+    fn clear(&mut self) {
+        self.fits.clear();
+        self.spilled = None;
+    }
+    fn len(&self) -> usize {
+        self.spilled.as_ref().map_or(self.fits.len, Vec::len)
+    }
+    fn as_slice(&self) -> &[u8] {
+        match &self.spilled {
+            Some(v) => v,
+            None => self.fits.as_slice(),
+        }
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.active().extend_from_slice(bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.spilled
+            .as_ref()
+            .map_or(self.fits.buf.len(), Vec::capacity)
+    }
+    fn reserve_exact(&mut self, additional: usize) {
+        if self.spilled.is_none() && additional > self.fits.buf.len() - self.fits.len {
+            let mut v = Vec::with_capacity(self.fits.len + additional);
+            v.extend_from_slice(self.fits.as_slice());
+            self.spilled = Some(v);
+        }
+        self.active().reserve_exact(additional)
+    }
+    fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        self.active().spare()
+    }
+    unsafe fn commit(&mut self, n: usize) {
+        // SAFETY: the caller's promise, passed on to the buffer `spare` came from.
+        unsafe { self.active().commit(n) }
+    }
+}
+
 /// A message given as pieces ([`Connection::send_bytes_vectored`]
 /// (crate::Connection::send_bytes_vectored)): sent as one message, each piece copied once,
 /// straight to where the message goes.

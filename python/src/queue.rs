@@ -3,7 +3,8 @@
 //!
 //! A put or get that can go at once does so with the GIL held; one that must wait lets
 //! go of the GIL and waits in slices of [`SIGNAL_CHECK`], looking for a Python signal
-//! (Ctrl-C) between two.
+//! (Ctrl-C) between two; except a put in fragments, which a slice's end would take
+//! back: it waits to its deadline, and a signal ends the wait.
 
 use crate::buffers::{bytes_of, Buffer};
 use crate::{to_py, SIGNAL_CHECK};
@@ -205,16 +206,36 @@ impl RawQueue {
             Err(Error::WouldBlock) => {}
             Err(Error::MessageTooLong { len, max }) => {
                 return Err(PyValueError::new_err(format!(
-                    "a message of {len} bytes is longer than this queue takes ({max} bytes: \
-                     half its capacity)"
+                    "a message of {len} bytes is longer than a queue takes ({max} bytes)"
                 )))
             }
             Err(e) => return Err(to_py_queue(e)),
         }
         let deadline = deadline_of(timeout)?;
         let q = &self.q;
-        let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
-        Ok(put.is_some())
+        if bytes.len() <= q.__whole_max() {
+            // A put in one record does nothing until it does all: waiting in slices
+            // costs nothing.
+            let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
+            return Ok(put.is_some());
+        }
+        // In fragments, a put that gives up part-way takes its message back: it waits
+        // once, to its deadline, and only a signal (whose handler then runs) ends it early.
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let put = py.detach(|| match left {
+                None => q.put_bytes(bytes),
+                Some(left) => q.put_bytes_timeout(bytes, left),
+            });
+            match put {
+                Ok(()) => return Ok(true),
+                Err(Error::Timeout) => return Ok(false),
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    py.check_signals()?
+                }
+                Err(e) => return Err(to_py_queue(e)),
+            }
+        }
     }
 }
 

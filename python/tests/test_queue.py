@@ -119,12 +119,41 @@ def test_put_pickles_in_the_caller_so_an_unpicklable_object_raises_there():
     assert q.get() == "still works"
 
 
-def test_a_message_longer_than_half_the_queue_is_refused_with_valueerror():
+def put_long(q, n):
+    q.put(bytes(range(256)) * (n // 256))
+    q.put(["after", n])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_message_longer_than_the_queue_crosses_whole_in_fragments(method):
     q = shmpipe.Queue(capacity=64 * 1024)
-    with pytest.raises(ValueError, match="longer than this queue takes"):
-        q.put(bytes(40 * 1024))
-    q.put(bytes(20 * 1024))
-    assert q.get() == bytes(20 * 1024)
+    p = multiprocessing.get_context(method).Process(target=put_long, args=(q, 1 << 20))
+    p.start()
+    assert q.get(timeout=60) == bytes(range(256)) * 4096
+    assert q.get(timeout=60) == ["after", 1 << 20]
+    p.join(60)
+    assert p.exitcode == 0
+    assert q.empty()
+
+
+def test_a_long_put_that_times_out_puts_nothing():
+    q = shmpipe.Queue(capacity=64 * 1024)
+    with pytest.raises(queue.Full):
+        q.put(bytes(1 << 20), timeout=0.05)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    q.put("next")
+    assert q.get() == "next"
+
+
+def test_ctrl_c_interrupts_a_blocked_long_put_and_nothing_is_put(ctrl_c):
+    q = shmpipe.Queue(capacity=64 * 1024)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        q.put(bytes(1 << 20))
+    q.put("after")
+    assert q.get() == "after"
 
 
 def work(q):

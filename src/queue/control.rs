@@ -24,6 +24,11 @@ pub(crate) struct Control {
     /// The producers' turn: held by the process whose producer writes into the ring
     /// (see `crate::queue::lock`), and how many messages producers have put.
     pub producers: CachePadded<TurnWords>,
+    /// While a put of a message in fragments is under way: its number plus one (0: none).
+    /// A producer that takes the turn and finds it set takes that message back with a
+    /// `Cancel` record (its putter died, or a panic unwound its put); a consumer waiting
+    /// for the rest of that message stops waiting once its putter is gone.
+    pub open_put: AtomicU64,
     /// The consumers' turn, and how many messages consumers have got.
     pub consumers: CachePadded<TurnWords>,
     /// Bumped after a put when a consumer waits for data; the futex it sleeps on.

@@ -113,7 +113,9 @@ pub(crate) fn unlock(word: &AtomicU32) {
 
 /// Sleeps on `word` while it holds `value`, for at most `nap` (a shared futex: no
 /// `FUTEX_PRIVATE_FLAG`, the word is in a mapping other processes share). Returns
-/// whether the nap ran its whole length (nobody woke us, the word did not change).
+/// whether the nap ran its whole length (nobody woke us, the word did not change). A
+/// signal that interrupts the nap ends the call where the process asked for that
+/// (`crate::deadline::on_signal`), as every other wait of the library does.
 pub(crate) fn sleep_while(word: &AtomicU32, value: u32, nap: Duration) -> Result<bool> {
     let timeout = futex::Timespec {
         tv_sec: nap.as_secs() as i64,
@@ -121,7 +123,11 @@ pub(crate) fn sleep_while(word: &AtomicU32, value: u32, nap: Duration) -> Result
     };
     match futex::wait(word, futex::Flags::empty(), value, Some(&timeout)) {
         Err(rustix::io::Errno::TIMEDOUT) => Ok(true),
-        Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(false),
+        Err(rustix::io::Errno::INTR) => match crate::deadline::on_signal() {
+            Some(e) => Err(e),
+            None => Ok(false),
+        },
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -8,15 +8,16 @@
 //! someone sleeps. A producer or consumer that takes a lock resynchronizes its ring side
 //! with what the last holder published, so whatever a dead holder left unpublished is
 //! as if it had never been written. Inside a process, threads take turns on a mutex per
-//! side first.
+//! side first. A message longer than a record goes in fragments (`fragments.rs`).
 
 mod control;
+mod fragments;
 mod lock;
 mod members;
 mod sides;
 mod wake;
 
-use crate::buffers::SliceSink;
+use crate::buffers::SpillSink;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::fork_epoch;
@@ -37,10 +38,14 @@ use std::time::Duration;
 /// with [`Queue::new`]; a clone is another handle on the same queue, and a forked child
 /// inherits it.
 ///
+/// Messages may be of any size up to 1 GiB: one longer than half the queue's capacity
+/// goes in fragments while a getter takes them, and arrives whole or not at all.
+///
 /// A process killed at any point, even while it holds the producers' or consumers'
 /// turn, does not block the others for longer than a few tens of milliseconds: the
-/// message it was putting is lost, the one it was getting is still there for another
-/// getter, and every other message arrives.
+/// message it was putting is lost, and every other message arrives. The one it was
+/// getting is still there for another getter if it fits in one record (half the
+/// capacity); a longer one is lost with its getter (delivered at most once).
 ///
 /// ```
 /// let q = shmpipe::Queue::new()?;
@@ -69,6 +74,8 @@ struct Inner {
     /// the queue, 0 while open: a child forked after a `close` has its queue open, as
     /// `multiprocessing.Queue` does after a fork.
     closed: AtomicU64,
+    /// The longest message that goes in one record.
+    whole_max: usize,
 }
 
 impl std::fmt::Debug for Queue {
@@ -165,6 +172,7 @@ impl Queue {
         let consumer = Consumer::new(side());
         Ok(Queue {
             inner: Arc::new(Inner {
+                whole_max: producer.ring().max_record_payload(),
                 producer: Mutex::new(Side::new(producer)),
                 consumer: Mutex::new(Side::new(consumer)),
                 ring,
@@ -179,7 +187,7 @@ impl Queue {
     ///
     /// # Errors
     /// [`Error::Closed`] after [`close`](Queue::close) in this process;
-    /// [`Error::MessageTooLong`] for a message longer than half the capacity.
+    /// [`Error::MessageTooLong`] for a message longer than 1 GiB.
     ///
     /// ```
     /// let q = shmpipe::Queue::new()?;
@@ -192,7 +200,8 @@ impl Queue {
     }
 
     /// [`put_bytes`](Queue::put_bytes), giving up with [`Error::Timeout`] once `timeout`
-    /// has passed without room (nothing is put then).
+    /// has passed without room (nothing is put then: a message in fragments that was
+    /// part-way is taken back, and no getter sees it).
     ///
     /// ```
     /// use std::time::Duration;
@@ -258,21 +267,16 @@ impl Queue {
     /// ```
     pub fn get_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut side = lock_local(&self.inner.consumer);
-        self.get_with(&mut side, Deadline::Never, |c, rec| {
-            if rec.len <= buf.len() {
-                c.append(rec, &mut SliceSink::new(&mut buf[..rec.len]));
-                Ok(rec.len)
-            } else {
-                // At most half the ring: `peek` checked the record against it.
-                let mut whole = Vec::with_capacity(rec.len);
-                c.append(rec, &mut whole);
-                Err(Error::BufferTooShort(whole))
-            }
-        })?
+        let mut out = SpillSink::new(buf);
+        self.get_into(&mut side, Deadline::Never, &mut out)?;
+        out.finish().map_err(Error::BufferTooShort)
     }
 
     /// [`get_bytes`](Queue::get_bytes), giving up with [`Error::Timeout`] once `timeout`
-    /// has passed without a message.
+    /// has passed without a message. The timeout bounds the wait for a message to
+    /// begin, as `multiprocessing.Queue`'s does: a message in fragments (longer than
+    /// half the capacity), once begun, is read to its end unless its putter takes it
+    /// back or dies.
     ///
     /// ```
     /// use std::time::Duration;
@@ -553,12 +557,9 @@ impl Queue {
 
     fn get_bytes_by(&self, deadline: Deadline) -> Result<Vec<u8>> {
         let mut side = lock_local(&self.inner.consumer);
-        self.get_with(&mut side, deadline, |c, rec| {
-            // At most half the ring: `peek` checked the record against it.
-            let mut out = Vec::with_capacity(rec.len);
-            c.append(rec, &mut out);
-            out
-        })
+        let mut out = Vec::new();
+        self.get_into(&mut side, deadline, &mut out)?;
+        Ok(out)
     }
 
     fn put_by<T: Message>(&self, value: &T, deadline: Deadline) -> Result<()> {
@@ -572,10 +573,7 @@ impl Queue {
     fn get_by<T: Message>(&self, deadline: Deadline) -> Result<T> {
         let mut side = lock_local(&self.inner.consumer);
         let mut copy = side.scratch.take();
-        let got = self.get_with(&mut side, deadline, |c, rec| {
-            copy.reserve_exact(rec.len);
-            c.append(rec, &mut copy);
-        });
+        let got = self.get_into(&mut side, deadline, &mut copy);
         let value = got.and_then(|()| decode::<T>(copy.as_slice()));
         side.scratch.give_back(copy);
         value
@@ -590,6 +588,14 @@ impl Queue {
     /// A reference that does not keep the queue alive, for `pass_to_child`.
     pub(crate) fn weak(&self) -> std::sync::Weak<impl Sized + Send + Sync> {
         Arc::downgrade(&self.inner)
+    }
+
+    /// The longest message that goes in one record (half the capacity, less a header):
+    /// a put of one no longer than this is all-or-nothing however its wait ends, so the
+    /// Python bindings may wait for it in slices.
+    #[doc(hidden)]
+    pub fn __whole_max(&self) -> usize {
+        self.inner.whole_max
     }
 
     /// The queue's two memfds (ring, control page), for passing it to another process

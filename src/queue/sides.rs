@@ -2,16 +2,17 @@
 //! process's turn (`lock.rs`), the ring's producer or consumer resynchronized with
 //! whatever the last holder published, and the wake-up of the other side (`wake.rs`).
 
-use crate::buffers::Scratch;
+use crate::buffers::{Scratch, Sink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::queue::control::Control;
+use crate::queue::fragments::{Partial, MAX_MESSAGE};
 use crate::queue::lock;
 use crate::queue::members::Member;
 use crate::queue::wake::{wait_for, wake};
 use crate::queue::Queue;
 use crate::shm::fork_epoch;
-use crate::shm::ring::{Consumer, Producer, Record};
+use crate::shm::ring::{Consumer, Grant, Producer};
 use crate::shm::wire::Kind;
 use std::sync::atomic::{
     AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
@@ -69,7 +70,7 @@ pub(crate) fn lock_local<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Counts messages moved by the side whose turn we hold, up to and including the one
 /// numbered `seq` (see `control::TurnWords`).
-fn count(moved: &AtomicU64, seq: u64) {
+pub(crate) fn count(moved: &AtomicU64, seq: u64) {
     moved.store(seq.wrapping_add(1), Release);
 }
 
@@ -90,7 +91,8 @@ impl Queue {
         }
     }
 
-    /// Puts `msg` from this process's producer side, which the caller holds.
+    /// Puts `msg` from this process's producer side, which the caller holds: one record
+    /// when it fits in one, else in fragments (`crate::queue::fragments`).
     pub(crate) fn put_from(
         &self,
         side: &mut Side<Producer>,
@@ -98,36 +100,34 @@ impl Queue {
         deadline: Deadline,
     ) -> Result<()> {
         self.open()?;
-        let me = self.side_member(side)?;
-        let producer = &side.ring;
-        let max = producer.ring().max_record_payload();
-        if msg.len() > max {
+        if msg.len() > MAX_MESSAGE {
             return Err(Error::MessageTooLong {
                 len: msg.len(),
-                max,
+                max: MAX_MESSAGE,
             });
+        }
+        let me = self.side_member(side)?;
+        let producer = &side.ring;
+        let whole = msg.len() <= producer.ring().max_record_payload();
+        if !whole && deadline == Deadline::Now && !self.has_room_for_fragments(producer, msg)? {
+            // All of it or nothing: a non-blocking put never starts what it cannot finish.
+            return Err(Error::WouldBlock);
         }
         let ctl = self.control();
         let turn = Turn::take(&ctl.producers.lock, &me, ctl, deadline)?;
         producer.resync().map_err(Error::Corrupt)?;
-        let grant = loop {
-            if self.has_item_room() {
-                if let Some(g) = producer.reserve(msg.len(), 0).map_err(Error::Corrupt)? {
-                    break g;
-                }
-            }
-            let room = || {
-                let bytes = producer.has_room(msg.len(), 0).map_err(Error::Corrupt)?;
-                Ok(bytes && self.has_item_room())
-            };
-            wait_for(&ctl.space_seq, &ctl.space_waiters, room, deadline)?;
-        };
-        producer.fill(&grant, 0, msg);
+        self.cancel_abandoned_put(producer, deadline)?;
         let seq = ctl.producers.moved.load(Relaxed);
-        producer
-            .commit(grant, Kind::Whole, msg.len(), seq)
-            .map_err(Error::Corrupt)?;
-        count(&ctl.producers.moved, seq);
+        if whole {
+            let grant = self.reserve(producer, msg.len(), 0, true, deadline)?;
+            producer.fill(&grant, 0, msg);
+            producer
+                .commit(grant, Kind::Whole, msg.len(), seq)
+                .map_err(Error::Corrupt)?;
+            count(&ctl.producers.moved, seq);
+        } else {
+            self.put_fragments(producer, msg, seq, deadline)?;
+        }
         // After the publish: a producer that dies before this leaves one task fewer to
         // wait for, never one that can never be done.
         ctl.unfinished.fetch_add(1, SeqCst);
@@ -136,41 +136,115 @@ impl Queue {
         Ok(())
     }
 
-    /// Gets the next message on this process's consumer side, which the caller holds:
-    /// `take` copies the record out (with [`Consumer::append`]) before it is released.
-    pub(crate) fn get_with<T>(
+    /// Room for a record of `len` payload bytes leaving `keep` free (and, if `item`, room
+    /// under the item limit for one more message), waiting for it by `deadline`.
+    pub(crate) fn reserve(
+        &self,
+        producer: &Producer,
+        len: usize,
+        keep: usize,
+        item: bool,
+        deadline: Deadline,
+    ) -> Result<Grant> {
+        let ctl = self.control();
+        loop {
+            if !item || self.has_item_room() {
+                if let Some(g) = producer.reserve(len, keep).map_err(Error::Corrupt)? {
+                    return Ok(g);
+                }
+            }
+            let room = || {
+                let bytes = producer.has_room(len, keep).map_err(Error::Corrupt)?;
+                Ok(bytes && (!item || self.has_item_room()))
+            };
+            wait_for(&ctl.space_seq, &ctl.space_waiters, room, deadline)?;
+        }
+    }
+
+    /// Gets the next message on this process's consumer side, which the caller holds,
+    /// into `out` (emptied first). `deadline` bounds the wait for a message to begin: a
+    /// message in fragments, once begun, is read to its end, or until its put is taken
+    /// back or its putter is gone (`crate::queue::fragments`).
+    pub(crate) fn get_into<S: Sink>(
         &self,
         side: &mut Side<Consumer>,
         deadline: Deadline,
-        take: impl FnOnce(&Consumer, &Record) -> T,
-    ) -> Result<T> {
+        out: &mut S,
+    ) -> Result<()> {
         self.open()?;
         let me = self.side_member(side)?;
         let consumer = &side.ring;
         let ctl = self.control();
         let turn = Turn::take(&ctl.consumers.lock, &me, ctl, deadline)?;
         consumer.resync().map_err(Error::Corrupt)?;
-        let got = loop {
-            match consumer.peek().map_err(Error::Corrupt)? {
-                Some(rec) if rec.kind == Kind::Whole => {
-                    let got = take(consumer, &rec);
+        out.clear();
+        let mut partial: Option<Partial> = None;
+        loop {
+            let Some(rec) = consumer.peek().map_err(Error::Corrupt)? else {
+                match partial {
+                    None => {
+                        let data = || consumer.has_data().map_err(Error::Corrupt);
+                        wait_for(&ctl.data_seq, &ctl.data_waiters, data, deadline)?;
+                    }
+                    Some(p) => {
+                        if !self.wait_for_fragment(consumer, &me, p.seq)? {
+                            partial = None;
+                            out.clear();
+                        }
+                    }
+                }
+                continue;
+            };
+            let done = match rec.kind {
+                Kind::Whole => {
+                    out.clear();
+                    out.reserve_exact(rec.len);
+                    consumer.append(&rec, out);
+                    // Before the release: a consumer that dies between the two leaves
+                    // the record to the next, which counts it the same.
                     count(&ctl.consumers.moved, rec.aux);
-                    consumer.release(&rec).map_err(Error::Corrupt)?;
-                    break got;
+                    true
                 }
-                // Puts write whole records only: anything else is a participant's
-                // garbage, skipped.
-                Some(rec) => {
-                    consumer.release(&rec).map_err(Error::Corrupt)?;
+                Kind::First => {
+                    out.clear();
+                    partial = Partial::start(consumer, &rec, out);
+                    if partial.is_some() {
+                        count(&ctl.consumers.moved, rec.aux);
+                    }
+                    false
                 }
-                None => {
-                    let data = || consumer.has_data().map_err(Error::Corrupt);
-                    wait_for(&ctl.data_seq, &ctl.data_waiters, data, deadline)?;
+                Kind::Middle | Kind::Last => {
+                    match partial.as_mut().map(|p| p.next(consumer, &rec, out)) {
+                        Some(Some(last)) => last,
+                        // The rest of a message whose getter died, out of sequence, or garbage.
+                        _ => {
+                            partial = None;
+                            out.clear();
+                            false
+                        }
+                    }
                 }
+                Kind::Cancel => {
+                    if partial.is_some_and(|p| p.seq == rec.aux) {
+                        partial = None;
+                        out.clear();
+                    }
+                    false
+                }
+                // `peek` skips padding.
+                Kind::Padding => false,
+            };
+            consumer.release(&rec).map_err(Error::Corrupt)?;
+            if done {
+                break;
             }
-        };
+            if partial.is_some() {
+                // A putter in the middle of a message waits for the room.
+                wake(&ctl.space_seq, &ctl.space_waiters);
+            }
+        }
         drop(turn);
         wake(&ctl.space_seq, &ctl.space_waiters);
-        Ok(got)
+        Ok(())
     }
 }

@@ -10,7 +10,6 @@ use crate::shm::receive::Partial;
 use crate::shm::region::{InRegion, Region};
 use crate::shm::ring::{Broken, Consumer, Producer, RingRef};
 use crate::shm::wakeup::{self, Waiter, Woken};
-use crate::shm::wire;
 use crate::violation::Breakage;
 use rustix::event::epoll;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -223,13 +222,6 @@ impl Tx {
         !self.peer_gone.get()
             && self.reader_detached_now() == self.seen_detached.get()
             && self.producer.in_sync()
-    }
-
-    /// Payload bytes per fragment of a long message: records of a quarter ring, so that
-    /// they tile the ring without padding and the reader copies one out while the writer
-    /// fills the next.
-    pub(crate) fn fragment_size(&self) -> usize {
-        (self.producer.ring().max_record_payload() + wire::HEADER) / 2 - wire::HEADER
     }
 }
 

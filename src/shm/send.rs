@@ -62,7 +62,7 @@ impl Endpoint {
         let frag = if buf.len() <= max {
             max
         } else {
-            tx.fragment_size()
+            tx.producer.ring().fragment_payload()
         };
         if deadline == Deadline::Now
             && !tx.guard(tx.producer.has_room_for_message(buf.len(), frag))?
@@ -209,7 +209,7 @@ impl Endpoint {
             self.write_record(tx, Kind::Whole, 0, buf.len(), 0, fill, Deadline::Now)?;
             return Ok(true);
         }
-        let frag = tx.fragment_size();
+        let frag = tx.producer.ring().fragment_payload();
         while *at < buf.len() {
             *at += self.write_fragment(tx, buf, *at, frag, Deadline::Now)?;
         }

@@ -5,7 +5,8 @@ Drop-ins for ``multiprocessing``'s: the same methods, the same exceptions
 ``multiprocessing.Process`` under every start method. Any number of processes put and
 get; a process killed at any point (even while it puts or gets) does not block the
 others: the message it was putting is lost, the one it was getting stays for another
-getter.
+getter (unless longer than half the queue's capacity: such a message goes in fragments
+and is lost with its getter).
 
 Where they differ on purpose from ``multiprocessing``'s:
 
@@ -13,8 +14,9 @@ Where they differ on purpose from ``multiprocessing``'s:
   no feeder thread, so an object that cannot be pickled raises at ``put``, a message is
   in the queue (visible to ``get`` in any process) when ``put`` returns, and
   ``join_thread`` / ``cancel_join_thread`` have nothing to wait for.
-* A message is at most half the queue's capacity (4 MiB by default, ``capacity=`` to
-  change it): a longer one raises ``ValueError`` at ``put``.
+* A message longer than half the queue's capacity (4 MiB by default, ``capacity=``)
+  goes in fragments while a getter takes them: ``put``'s timeout can take it back
+  (``queue.Full``, nothing put), and a ``get`` that has begun one reads it to its end.
 * ``qsize`` works on every platform this package runs on (Linux).
 """
 

@@ -294,6 +294,27 @@ impl Consumer {
         }
     }
 
+    /// Appends bytes `from..from + len` of the payload of `rec` to `out`, which must
+    /// have room for them.
+    ///
+    /// # Panics
+    /// If the range is not inside the payload or `out` has too little spare room (a bug
+    /// in the caller).
+    pub(crate) fn append_part<S: Sink>(&self, rec: &Record, from: usize, len: usize, out: &mut S) {
+        assert!(
+            from <= rec.len && len <= rec.len - from,
+            "not inside the payload"
+        );
+        let spare = out.spare();
+        assert!(spare.len() >= len, "no room reserved for the record");
+        // SAFETY: as in `append`: `from..from + len` lies inside the checked payload, and
+        // `spare` has room for the `len` bytes the copy initialises.
+        unsafe {
+            copy_out(rec.payload.add(from), spare.as_mut_ptr().cast(), len);
+            out.commit(len);
+        }
+    }
+
     /// The payload of `rec`, in place in the ring.
     ///
     /// # Safety

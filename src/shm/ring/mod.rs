@@ -134,6 +134,13 @@ impl RingRef {
         self.capacity / 2 - wire::HEADER
     }
 
+    /// The payload of each fragment of a message longer than a record can be: records of
+    /// a quarter ring, so that they tile the ring without padding and the reader copies
+    /// one out while the writer fills the next.
+    pub(crate) fn fragment_payload(&self) -> usize {
+        (self.max_record_payload() + wire::HEADER) / 2 - wire::HEADER
+    }
+
     /// The 16-byte header slot at ring position `pos` (a multiple of 16).
     fn header_at(&self, pos: usize) -> (&PlainU32, &PlainU32, &PlainU64) {
         debug_assert!(pos.is_multiple_of(wire::ALIGN) && pos + wire::HEADER <= self.capacity);
