@@ -791,3 +791,51 @@ fn a_queue_rebuilt_from_its_descriptors_is_the_same_queue_and_foreign_ones_are_r
     let ring_copy = ring.try_clone_to_owned().unwrap();
     assert!(Queue::__from_fds(ring_copy, file.into()).is_err());
 }
+
+/// A thread blocked in a get holds its process's consumer side while it waits; another
+/// thread's timed get gives up at its deadline, and a non-blocking one at once, instead
+/// of waiting behind it (a plain mutex would hold both until the first got a message).
+#[test]
+fn a_timed_get_behind_a_thread_blocked_in_a_get_ends_at_its_deadline() {
+    let q = Queue::new().unwrap();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let blocked = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            q.get_bytes()
+        })
+    };
+    let tid = tid_rx.recv().unwrap();
+    // A handshake through /proc: the thread sleeps (in the kernel) only once it waits
+    // for a message, holding the side.
+    let stat = format!("/proc/self/task/{tid}/stat");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&stat)
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()))
+        != Some('S')
+    {
+        assert!(start.elapsed() < common::WATCHDOG, "the getter never slept");
+        std::thread::yield_now();
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let timed = q.get_bytes_timeout(Duration::from_millis(10));
+            let now = q.try_get_bytes();
+            done_tx.send((timed, now)).unwrap();
+        });
+    }
+    // A watchdog, not synchronisation: the old code never answers while the first
+    // getter waits.
+    let (timed, now) = done_rx
+        .recv_timeout(common::WATCHDOG)
+        .expect("the timed get waited behind the blocked one");
+    assert!(matches!(timed, Err(Error::Timeout)), "{timed:?}");
+    assert!(matches!(now, Err(Error::WouldBlock)), "{now:?}");
+    q.put_bytes(b"for the first").unwrap();
+    assert_eq!(blocked.join().unwrap().unwrap(), b"for the first");
+}

@@ -35,6 +35,7 @@ use crate::queue::Queue;
 use crate::shm::layout::DEFAULT_MAX_MESSAGE;
 use crate::shm::ring::{Consumer, Producer, Record, CANCEL_ROOM};
 use crate::shm::wire::Kind;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 /// The longest message a queue takes (and a getter accepts): a pipe's default limit.
@@ -128,6 +129,7 @@ impl Queue {
         msg: &[u8],
         seq: u64,
         deadline: Deadline,
+        abandoned: Option<&AtomicBool>,
     ) -> Result<()> {
         let ctl = self.control();
         let prefix = (msg.len() as u64).to_le_bytes();
@@ -143,7 +145,8 @@ impl Queue {
                 _ if at + len == stream.len() => (Kind::Last, at as u64),
                 _ => (Kind::Middle, at as u64),
             };
-            let grant = match self.reserve(producer, len, CANCEL_ROOM, at == 0, deadline) {
+            let grant = match self.reserve(producer, len, CANCEL_ROOM, at == 0, deadline, abandoned)
+            {
                 Ok(g) => g,
                 Err(e) => {
                     if at > 0 {
@@ -187,7 +190,7 @@ impl Queue {
     /// put was under way; only a participant that broke that makes this wait.
     fn cancel_put(&self, producer: &Producer, seq: u64, deadline: Deadline) -> Result<()> {
         let ctl = self.control();
-        let grant = self.reserve(producer, 0, 0, false, deadline)?;
+        let grant = self.reserve(producer, 0, 0, false, deadline, None)?;
         producer
             .commit(grant, Kind::Cancel, 0, seq)
             .map_err(Error::Corrupt)?;

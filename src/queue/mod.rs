@@ -10,8 +10,11 @@
 //! as if it had never been written. Inside a process, threads take turns on a mutex per
 //! side first. A message longer than a record goes in fragments (`fragments.rs`).
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod control;
 mod fragments;
+mod local;
 mod lock;
 mod members;
 mod sides;
@@ -26,8 +29,9 @@ use crate::shm::region::Region;
 use crate::shm::ring::{Consumer, Producer, RingRef};
 use crate::typed::{decode, serialize, Message};
 use control::{Control, ControlPage};
+use local::{lock_local, Local};
 use members::Member;
-use sides::{lock_local, Side, Turn};
+use sides::{Side, Turn};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -65,8 +69,8 @@ pub struct Queue {
 struct Inner {
     ring: Region,
     control: ControlPage,
-    producer: Mutex<Side<Producer>>,
-    consumer: Mutex<Side<Consumer>>,
+    producer: Local<Side<Producer>>,
+    consumer: Local<Side<Consumer>>,
     /// This process's membership (see `members.rs`); a forked child replaces its
     /// parent's.
     member: Mutex<Option<Arc<Member>>>,
@@ -173,8 +177,8 @@ impl Queue {
         Ok(Queue {
             inner: Arc::new(Inner {
                 whole_max: producer.ring().max_record_payload(),
-                producer: Mutex::new(Side::new(producer)),
-                consumer: Mutex::new(Side::new(consumer)),
+                producer: Local::new(Side::new(producer)),
+                consumer: Local::new(Side::new(consumer)),
                 ring,
                 control,
                 member: Mutex::new(None),
@@ -266,7 +270,7 @@ impl Queue {
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
     pub fn get_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let mut side = lock_local(&self.inner.consumer);
+        let mut side = self.inner.consumer.take(Deadline::Never)?;
         let mut out = SpillSink::new(buf);
         self.get_into(&mut side, Deadline::Never, &mut out)?;
         out.finish().map_err(Error::BufferTooShort)
@@ -552,26 +556,27 @@ impl Queue {
     }
 
     fn put_bytes_by(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
-        self.put_from(&mut lock_local(&self.inner.producer), msg, deadline)
+        let mut side = self.inner.producer.take(deadline)?;
+        self.put_from(&mut side, msg, deadline, None)
     }
 
     fn get_bytes_by(&self, deadline: Deadline) -> Result<Vec<u8>> {
-        let mut side = lock_local(&self.inner.consumer);
+        let mut side = self.inner.consumer.take(deadline)?;
         let mut out = Vec::new();
         self.get_into(&mut side, deadline, &mut out)?;
         Ok(out)
     }
 
     fn put_by<T: Message>(&self, value: &T, deadline: Deadline) -> Result<()> {
-        let mut side = lock_local(&self.inner.producer);
+        let mut side = self.inner.producer.take(deadline)?;
         let bytes = serialize(value, &side.scratch)?;
-        let put = self.put_from(&mut side, &bytes, deadline);
+        let put = self.put_from(&mut side, &bytes, deadline, None);
         side.scratch.give_back(bytes);
         put
     }
 
     fn get_by<T: Message>(&self, deadline: Deadline) -> Result<T> {
-        let mut side = lock_local(&self.inner.consumer);
+        let mut side = self.inner.consumer.take(deadline)?;
         let mut copy = side.scratch.take();
         let got = self.get_into(&mut side, deadline, &mut copy);
         let value = got.and_then(|()| decode::<T>(copy.as_slice()));

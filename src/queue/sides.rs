@@ -15,9 +15,9 @@ use crate::shm::fork_epoch;
 use crate::shm::ring::{Consumer, Grant, Producer};
 use crate::shm::wire::Kind;
 use std::sync::atomic::{
-    AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
+    AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
 };
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// One side of the queue in this process: the ring's producer or consumer, the member
 /// it acts as, and the buffer typed messages are serialized into or received into.
@@ -62,12 +62,6 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// A thread's turn on this process's side of the queue. A thread that panicked holding
-/// it left nothing half done that the next holder does not resynchronize.
-pub(crate) fn lock_local<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Counts messages moved by the side whose turn we hold, up to and including the one
 /// numbered `seq` (see `control::TurnWords`).
 pub(crate) fn count(moved: &AtomicU64, seq: u64) {
@@ -98,6 +92,7 @@ impl Queue {
         side: &mut Side<Producer>,
         msg: &[u8],
         deadline: Deadline,
+        abandoned: Option<&AtomicBool>,
     ) -> Result<()> {
         self.open()?;
         if msg.len() > MAX_MESSAGE {
@@ -119,14 +114,14 @@ impl Queue {
         self.cancel_abandoned_put(producer, deadline)?;
         let seq = ctl.producers.moved.load(Relaxed);
         if whole {
-            let grant = self.reserve(producer, msg.len(), 0, true, deadline)?;
+            let grant = self.reserve(producer, msg.len(), 0, true, deadline, abandoned)?;
             producer.fill(&grant, 0, msg);
             producer
                 .commit(grant, Kind::Whole, msg.len(), seq)
                 .map_err(Error::Corrupt)?;
             count(&ctl.producers.moved, seq);
         } else {
-            self.put_fragments(producer, msg, seq, deadline)?;
+            self.put_fragments(producer, msg, seq, deadline, abandoned)?;
         }
         // After the publish: a producer that dies before this leaves one task fewer to
         // wait for, never one that can never be done.
@@ -137,7 +132,9 @@ impl Queue {
     }
 
     /// Room for a record of `len` payload bytes leaving `keep` free (and, if `item`, room
-    /// under the item limit for one more message), waiting for it by `deadline`.
+    /// under the item limit for one more message), waiting for it by `deadline`, or
+    /// [`Error::WouldBlock`] once `abandoned` is set (looked at between naps: an async
+    /// put whose future was dropped).
     pub(crate) fn reserve(
         &self,
         producer: &Producer,
@@ -145,9 +142,14 @@ impl Queue {
         keep: usize,
         item: bool,
         deadline: Deadline,
+        abandoned: Option<&AtomicBool>,
     ) -> Result<Grant> {
         let ctl = self.control();
+        let gone = || abandoned.is_some_and(|a| a.load(Relaxed));
         loop {
+            if gone() {
+                return Err(Error::WouldBlock);
+            }
             if !item || self.has_item_room() {
                 if let Some(g) = producer.reserve(len, keep).map_err(Error::Corrupt)? {
                     return Ok(g);
@@ -155,7 +157,7 @@ impl Queue {
             }
             let room = || {
                 let bytes = producer.has_room(len, keep).map_err(Error::Corrupt)?;
-                Ok(bytes && (!item || self.has_item_room()))
+                Ok(bytes && (!item || self.has_item_room()) || gone())
             };
             wait_for(&ctl.space_seq, &ctl.space_waiters, room, deadline)?;
         }
