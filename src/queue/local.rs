@@ -12,9 +12,17 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 pub(crate) struct Local<T> {
     /// The value; locked only by the thread that holds the turn, so never waited for.
     value: Mutex<T>,
-    /// Whether a thread holds the turn.
-    busy: Mutex<bool>,
+    /// Whether a thread holds the turn, and how many wait for it.
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    busy: bool,
+    /// Threads waiting on `freed`: a turn given back wakes one only if there is one (a
+    /// `Condvar::notify_one` is a system call even when nobody waits).
+    waiting: usize,
 }
 
 /// A thread's turn on a [`Local`], given back on drop.
@@ -33,7 +41,7 @@ impl<T> Local<T> {
     pub(crate) fn new(value: T) -> Local<T> {
         Local {
             value: Mutex::new(value),
-            busy: Mutex::new(false),
+            state: Mutex::new(State::default()),
             freed: Condvar::new(),
         }
     }
@@ -41,27 +49,27 @@ impl<T> Local<T> {
     /// Takes the turn by `deadline`: [`Error::WouldBlock`] (`Deadline::Now`) or
     /// [`Error::Timeout`] if another thread holds it until then.
     pub(crate) fn take(&self, deadline: Deadline) -> Result<LocalTurn<'_, T>> {
-        let mut busy = lock_local(&self.busy);
-        while *busy {
-            busy = match deadline.remaining() {
-                None => self.freed.wait(busy).unwrap_or_else(|p| p.into_inner()),
-                Some(left) if left.is_zero() => {
-                    return Err(match deadline {
-                        Deadline::Now => Error::WouldBlock,
-                        _ => Error::Timeout,
-                    })
-                }
+        let mut state = lock_local(&self.state);
+        while state.busy {
+            let left = deadline.remaining();
+            if left.is_some_and(|left| left.is_zero()) {
+                return Err(match deadline {
+                    Deadline::Now => Error::WouldBlock,
+                    _ => Error::Timeout,
+                });
+            }
+            state.waiting += 1;
+            state = match left {
+                None => self.freed.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some(left) => {
-                    let (b, _) = self
-                        .freed
-                        .wait_timeout(busy, left)
-                        .unwrap_or_else(|p| p.into_inner());
-                    b
+                    let waited = self.freed.wait_timeout(state, left);
+                    waited.unwrap_or_else(|p| p.into_inner()).0
                 }
             };
+            state.waiting -= 1;
         }
-        *busy = true;
-        drop(busy);
+        state.busy = true;
+        drop(state);
         Ok(LocalTurn {
             local: self,
             value: lock_local(&self.value),
@@ -71,8 +79,13 @@ impl<T> Local<T> {
 
 impl<T> Drop for LocalTurn<'_, T> {
     fn drop(&mut self) {
-        *lock_local(&self.local.busy) = false;
-        self.local.freed.notify_one();
+        let mut state = lock_local(&self.local.state);
+        state.busy = false;
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.local.freed.notify_one();
+        }
     }
 }
 
