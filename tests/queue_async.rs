@@ -123,7 +123,10 @@ fn typed_async_puts_and_gets_cross_processes() {
     };
     runtime().block_on(async {
         for n in 0..100u64 {
-            to_child.put_async(&(n, "x".repeat(n as usize))).await.unwrap();
+            to_child
+                .put_async(&(n, "x".repeat(n as usize)))
+                .await
+                .unwrap();
             let (twice, len): (u64, u32) = to_parent.get_async().await.unwrap();
             assert_eq!((twice, len), (n * 2, n as u32));
         }

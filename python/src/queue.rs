@@ -20,7 +20,17 @@ use std::time::{Duration, Instant};
 #[pyclass(module = "shmpipe._shmpipe", frozen)]
 pub(crate) struct RawQueue {
     q: Queue,
+    /// The buffer a get copies a message into before it makes the `bytes` object.
+    buf: std::sync::Mutex<Vec<u8>>,
 }
+
+/// The first byte of a message that is a `bytes` object's bytes, not a pickle (a pickle
+/// starts with its protocol's `PROTO` opcode, 0x80, or with a printable opcode).
+const TAG_BYTES: u8 = 0;
+
+/// The longest buffer a queue keeps between gets: one huge message does not pin its
+/// memory for the queue's life.
+const KEEP_MAX: usize = 1 << 20;
 
 /// What a blocking call waits for: `None`, for as long as it takes; otherwise until then.
 fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
@@ -55,10 +65,13 @@ fn in_slices<T: Send>(
         let slice = left.map_or(SIGNAL_CHECK, |l| l.min(SIGNAL_CHECK));
         match py.detach(|| attempt(slice)) {
             Ok(v) => return Ok(Some(v)),
-            Err(Error::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
+            // (A slice of zero is a non-blocking try: `WouldBlock`.)
+            Err(Error::Timeout | Error::WouldBlock)
+                if deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
                 return Ok(None)
             }
-            Err(Error::Timeout) => py.check_signals()?,
+            Err(Error::Timeout | Error::WouldBlock) => py.check_signals()?,
             Err(e) => return Err(to_py_queue(e)),
         }
     }
@@ -79,7 +92,7 @@ impl RawQueue {
         // A `bytes` object (what pickling gives) as it is: the buffer protocol's export
         // costs more than a small put.
         if let Ok(b) = data.cast_exact::<PyBytes>() {
-            return self.put_bytes(py, b.as_bytes(), block, timeout);
+            return self.put_pieces(py, &[b.as_bytes()], block, timeout);
         }
         let buffer: Buffer<'_> = data.extract()?;
         let pinned = bytes_of(&buffer)?;
@@ -88,7 +101,7 @@ impl RawQueue {
         // buffer lent through the buffer protocol cannot be resized while it is lent, and
         // a copy is ours.
         let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        self.put_bytes(py, bytes, block, timeout)
+        self.put_pieces(py, &[bytes], block, timeout)
     }
 
     /// The next message; `None` if `block` is false and there is none now, or `timeout`
@@ -100,17 +113,7 @@ impl RawQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let got = match self.q.try_get_bytes() {
-            Ok(m) => Some(m),
-            Err(Error::WouldBlock) if !block => None,
-            Err(Error::WouldBlock) => {
-                let deadline = deadline_of(timeout)?;
-                let q = &self.q;
-                in_slices(py, deadline, |slice| q.get_bytes_timeout(slice))?
-            }
-            Err(e) => return Err(to_py_queue(e)),
-        };
-        Ok(got.map(|m| PyBytes::new(py, &m)))
+        self.receive(py, block, timeout, |m| Ok(PyBytes::new(py, m)))
     }
 
     /// `Queue.put` itself (the Python object binds it, saving a Python frame per call):
@@ -124,9 +127,15 @@ impl RawQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let data = pickled(py, obj)?;
-        let bytes = data.cast::<PyBytes>()?;
-        if self.put_bytes(py, bytes.as_bytes(), block, timeout)? {
+        // A `bytes` object goes as its bytes behind a tag, unpickled: pickling and
+        // unpickling it would cost more than the rest of the put and the get.
+        let put = if let Ok(b) = obj.cast_exact::<PyBytes>() {
+            self.put_pieces(py, &[&[TAG_BYTES], b.as_bytes()], block, timeout)?
+        } else {
+            let data = pickled(py, obj)?;
+            self.put_pieces(py, &[data.cast::<PyBytes>()?.as_bytes()], block, timeout)?
+        };
+        if put {
             Ok(())
         } else {
             Err(PyErr::from_type(
@@ -146,8 +155,12 @@ impl RawQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match self.get(py, block, timeout)? {
-            Some(data) => cached(py, &LOADS, "pickle", "loads")?.call1((data,)),
+        let got = self.receive(py, block, timeout, |m| match m {
+            [TAG_BYTES, bytes @ ..] => Ok(PyBytes::new(py, bytes).into_any()),
+            pickle => cached(py, &LOADS, "pickle", "loads")?.call1((PyBytes::new(py, pickle),)),
+        })?;
+        match got {
+            Some(obj) => Ok(obj),
             None => Err(PyErr::from_type(
                 cached(py, &EMPTY, "queue", "Empty")?.cast()?.clone(),
                 (),
@@ -193,14 +206,17 @@ impl RawQueue {
 
 impl RawQueue {
     /// [`put`](RawQueue::put) of bytes at hand.
-    fn put_bytes(
+    /// Puts the message made of `pieces`: `False` if `block` is false and there is no
+    /// room now, or `timeout` (seconds) passed without room.
+    fn put_pieces(
         &self,
         py: Python<'_>,
-        bytes: &[u8],
+        pieces: &[&[u8]],
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<bool> {
-        match self.q.try_put_bytes(bytes) {
+        let q = &self.q;
+        match q.__put_pieces(pieces, Duration::ZERO) {
             Ok(()) => return Ok(true),
             Err(Error::WouldBlock) if !block => return Ok(false),
             Err(Error::WouldBlock) => {}
@@ -212,22 +228,20 @@ impl RawQueue {
             Err(e) => return Err(to_py_queue(e)),
         }
         let deadline = deadline_of(timeout)?;
-        let q = &self.q;
-        if bytes.len() <= q.__whole_max() {
+        if pieces.iter().map(|p| p.len()).sum::<usize>() <= q.__whole_max() {
             // A put in one record does nothing until it does all: waiting in slices
             // costs nothing.
-            let put = in_slices(py, deadline, |slice| q.put_bytes_timeout(bytes, slice))?;
+            let put = in_slices(py, deadline, |slice| q.__put_pieces(pieces, slice))?;
             return Ok(put.is_some());
         }
         // In fragments, a put that gives up part-way takes its message back: it waits
         // once, to its deadline, and only a signal (whose handler then runs) ends it early.
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let put = py.detach(|| match left {
-                None => q.put_bytes(bytes),
-                Some(left) => q.put_bytes_timeout(bytes, left),
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_nanos(1))
             });
-            match put {
+            match py.detach(|| q.__put_pieces(pieces, left)) {
                 Ok(()) => return Ok(true),
                 Err(Error::Timeout) => return Ok(false),
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
@@ -236,6 +250,38 @@ impl RawQueue {
                 Err(e) => return Err(to_py_queue(e)),
             }
         }
+    }
+
+    /// Gets the next message into the buffer kept between gets and makes it a Python
+    /// object with `make`; `None` if `block` is false and there is none now, or `timeout`
+    /// passed without one. The buffer is taken out of its mutex for the get, so that a
+    /// thread waiting without the GIL holds no lock of ours.
+    fn receive<R>(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        timeout: Option<f64>,
+        make: impl FnOnce(&[u8]) -> PyResult<R>,
+    ) -> PyResult<Option<R>> {
+        let mut buf = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
+        let got = match self.q.__get_into_vec(&mut buf, Duration::ZERO) {
+            Ok(()) => Some(()),
+            Err(Error::WouldBlock) if !block => None,
+            Err(Error::WouldBlock) => {
+                let deadline = deadline_of(timeout)?;
+                let (q, buf) = (&self.q, std::sync::Mutex::new(&mut buf));
+                in_slices(py, deadline, |slice| {
+                    let mut buf = buf.lock().unwrap_or_else(|p| p.into_inner());
+                    q.__get_into_vec(&mut buf, slice)
+                })?
+            }
+            Err(e) => return Err(to_py_queue(e)),
+        };
+        let out = got.map(|()| make(&buf)).transpose();
+        if buf.capacity() <= KEEP_MAX {
+            *self.buf.lock().unwrap_or_else(|p| p.into_inner()) = buf;
+        }
+        out
     }
 }
 
@@ -278,7 +324,10 @@ fn pickled<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py,
 #[pyo3(signature = (capacity, maxsize=None))]
 pub(crate) fn queue(capacity: usize, maxsize: Option<usize>) -> PyResult<RawQueue> {
     Queue::with_limits(capacity, maxsize)
-        .map(|q| RawQueue { q })
+        .map(|q| RawQueue {
+            q,
+            buf: Default::default(),
+        })
         .map_err(to_py)
 }
 
@@ -293,6 +342,9 @@ pub(crate) fn queue_from_fds(ring: RawFd, control: RawFd) -> PyResult<RawQueue> 
     // to own), each once.
     let own = |fd| unsafe { OwnedFd::from_raw_fd(fd) };
     Queue::__from_fds(own(ring), own(control))
-        .map(|q| RawQueue { q })
+        .map(|q| RawQueue {
+            q,
+            buf: Default::default(),
+        })
         .map_err(to_py)
 }

@@ -13,7 +13,7 @@
 //! takes it back (a `Cancel`) unless it is already complete. Its get, once the try has
 //! begun it, reads it to its end inside the task, as a blocking get would.
 
-use crate::buffers::Scratch;
+use crate::buffers::{Parts, Scratch};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::queue::lock::{sleep_while, LOOK_AGAIN};
@@ -100,7 +100,12 @@ impl Queue {
         let (q, msg) = (self.clone(), msg.to_vec());
         tokio::task::spawn_blocking(move || {
             let mut side = q.inner.producer.take(Deadline::Never)?;
-            q.put_from(&mut side, &msg, Deadline::Never, Some(&abandoned))
+            q.put_from(
+                &mut side,
+                Parts::new(&[&msg]),
+                Deadline::Never,
+                Some(&abandoned),
+            )
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?

@@ -113,7 +113,11 @@ impl Partial {
 impl Queue {
     /// Whether all of `msg`, in fragments, fits in the ring now (and the item limit
     /// leaves room for it), for a non-blocking put.
-    pub(crate) fn has_room_for_fragments(&self, producer: &Producer, msg: &[u8]) -> Result<bool> {
+    pub(crate) fn has_room_for_fragments(
+        &self,
+        producer: &Producer,
+        msg: Parts<'_>,
+    ) -> Result<bool> {
         let frag = producer.ring().fragment_payload();
         let bytes = producer
             .has_room_for_message(PREFIX + msg.len(), frag)
@@ -126,14 +130,15 @@ impl Queue {
     pub(crate) fn put_fragments(
         &self,
         producer: &Producer,
-        msg: &[u8],
+        msg: Parts<'_>,
         seq: u64,
         deadline: Deadline,
         abandoned: Option<&AtomicBool>,
     ) -> Result<()> {
         let ctl = self.control();
         let prefix = (msg.len() as u64).to_le_bytes();
-        let pieces = [&prefix[..], msg];
+        let mut pieces = vec![&prefix[..]];
+        pieces.extend_from_slice(msg.pieces());
         let stream = Parts::new(&pieces);
         let frag = producer.ring().fragment_payload();
         ctl.open_put.store(seq + 1, Release);

@@ -20,7 +20,7 @@ mod members;
 mod sides;
 mod wake;
 
-use crate::buffers::SpillSink;
+use crate::buffers::{Parts, SpillSink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::fork_epoch;
@@ -557,7 +557,7 @@ impl Queue {
 
     fn put_bytes_by(&self, msg: &[u8], deadline: Deadline) -> Result<()> {
         let mut side = self.inner.producer.take(deadline)?;
-        self.put_from(&mut side, msg, deadline, None)
+        self.put_from(&mut side, Parts::new(&[msg]), deadline, None)
     }
 
     fn get_bytes_by(&self, deadline: Deadline) -> Result<Vec<u8>> {
@@ -570,7 +570,7 @@ impl Queue {
     fn put_by<T: Message>(&self, value: &T, deadline: Deadline) -> Result<()> {
         let mut side = self.inner.producer.take(deadline)?;
         let bytes = serialize(value, &side.scratch)?;
-        let put = self.put_from(&mut side, &bytes, deadline, None);
+        let put = self.put_from(&mut side, Parts::new(&[&bytes]), deadline, None);
         side.scratch.give_back(bytes);
         put
     }
@@ -593,6 +593,26 @@ impl Queue {
     /// A reference that does not keep the queue alive, for `pass_to_child`.
     pub(crate) fn weak(&self) -> std::sync::Weak<impl Sized + Send + Sync> {
         Arc::downgrade(&self.inner)
+    }
+
+    /// [`get_bytes_timeout`](Queue::get_bytes_timeout) into `out` (emptied first), whose
+    /// allocation is reused; a zero `timeout` is [`try_get_bytes`](Queue::try_get_bytes).
+    /// For the Python bindings, which keep one buffer per queue.
+    #[doc(hidden)]
+    pub fn __get_into_vec(&self, out: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        let deadline = hidden_deadline(timeout);
+        let mut side = self.inner.consumer.take(deadline)?;
+        self.get_into(&mut side, deadline, out)
+    }
+
+    /// [`put_bytes_timeout`](Queue::put_bytes_timeout) of the message made of `pieces`
+    /// one after the other; a zero `timeout` is [`try_put_bytes`](Queue::try_put_bytes).
+    /// For the Python bindings, which put a tag before a `bytes` object's bytes.
+    #[doc(hidden)]
+    pub fn __put_pieces(&self, pieces: &[&[u8]], timeout: Duration) -> Result<()> {
+        let deadline = hidden_deadline(timeout);
+        let mut side = self.inner.producer.take(deadline)?;
+        self.put_from(&mut side, Parts::new(pieces), deadline, None)
     }
 
     /// The longest message that goes in one record (half the capacity, less a header):
@@ -641,5 +661,15 @@ impl Queue {
         let m = Arc::new(Member::join(self.inner.control.memfd(), self.control())?);
         *slot = Some(m.clone());
         Ok(m)
+    }
+}
+
+/// The deadline of a hidden call's `timeout`: zero is "now" (a non-blocking call),
+/// `Duration::MAX` is "never".
+fn hidden_deadline(timeout: Duration) -> Deadline {
+    match timeout {
+        Duration::ZERO => Deadline::Now,
+        Duration::MAX => Deadline::Never,
+        t => Deadline::after(Some(t)),
     }
 }

@@ -2,7 +2,7 @@
 //! process's turn (`lock.rs`), the ring's producer or consumer resynchronized with
 //! whatever the last holder published, and the wake-up of the other side (`wake.rs`).
 
-use crate::buffers::{Scratch, Sink};
+use crate::buffers::{Parts, Scratch, Sink};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::queue::control::Control;
@@ -70,19 +70,24 @@ pub(crate) fn count(moved: &AtomicU64, seq: u64) {
 
 impl Queue {
     /// The member a side keeps, checked against the fork epoch (an atomic load): the
-    /// shared one is fetched only the first time, and again in a forked child.
-    fn side_member<R>(&self, side: &mut Side<R>) -> Result<Arc<Member>> {
-        match &side.member {
-            Some(m) if m.epoch == fork_epoch::current() => Ok(m.clone()),
-            _ => {
-                // An inherited one is the parent's: dropping it leaves its descriptor
-                // alone (see `Member`'s `Drop`).
-                side.member = None;
-                let m = self.member()?;
-                side.member = Some(m.clone());
-                Ok(m)
-            }
+    /// shared one is fetched only the first time, and again in a forked child. Borrowed
+    /// from the side, not cloned: an `Arc` clone and drop per call are two locked
+    /// instructions on the path of every put and get.
+    fn side_member<'s, R>(&self, side: &'s mut Side<R>) -> Result<(&'s R, &'s Member)> {
+        let current = side
+            .member
+            .as_ref()
+            .is_some_and(|m| m.epoch == fork_epoch::current());
+        if !current {
+            // An inherited one is the parent's: dropping it leaves its descriptor
+            // alone (see `Member`'s `Drop`).
+            side.member = None;
         }
+        let member = match side.member.take() {
+            Some(m) => side.member.insert(m),
+            None => side.member.insert(self.member()?),
+        };
+        Ok((&side.ring, member))
     }
 
     /// Puts `msg` from this process's producer side, which the caller holds: one record
@@ -90,7 +95,7 @@ impl Queue {
     pub(crate) fn put_from(
         &self,
         side: &mut Side<Producer>,
-        msg: &[u8],
+        msg: Parts<'_>,
         deadline: Deadline,
         abandoned: Option<&AtomicBool>,
     ) -> Result<()> {
@@ -101,21 +106,24 @@ impl Queue {
                 max: MAX_MESSAGE,
             });
         }
-        let me = self.side_member(side)?;
-        let producer = &side.ring;
+        let (producer, me) = self.side_member(side)?;
         let whole = msg.len() <= producer.ring().max_record_payload();
         if !whole && deadline == Deadline::Now && !self.has_room_for_fragments(producer, msg)? {
             // All of it or nothing: a non-blocking put never starts what it cannot finish.
             return Err(Error::WouldBlock);
         }
         let ctl = self.control();
-        let turn = Turn::take(&ctl.producers.lock, &me, ctl, deadline)?;
+        let turn = Turn::take(&ctl.producers.lock, me, ctl, deadline)?;
         producer.resync().map_err(Error::Corrupt)?;
         self.cancel_abandoned_put(producer, deadline)?;
         let seq = ctl.producers.moved.load(Relaxed);
         if whole {
             let grant = self.reserve(producer, msg.len(), 0, true, deadline, abandoned)?;
-            producer.fill(&grant, 0, msg);
+            if let [one] = msg.pieces() {
+                producer.fill(&grant, 0, one);
+            } else {
+                msg.copy_range(0, msg.len(), |at, bytes| producer.fill(&grant, at, bytes));
+            }
             producer
                 .commit(grant, Kind::Whole, msg.len(), seq)
                 .map_err(Error::Corrupt)?;
@@ -174,10 +182,9 @@ impl Queue {
         out: &mut S,
     ) -> Result<()> {
         self.open()?;
-        let me = self.side_member(side)?;
-        let consumer = &side.ring;
+        let (consumer, me) = self.side_member(side)?;
         let ctl = self.control();
-        let turn = Turn::take(&ctl.consumers.lock, &me, ctl, deadline)?;
+        let turn = Turn::take(&ctl.consumers.lock, me, ctl, deadline)?;
         consumer.resync().map_err(Error::Corrupt)?;
         out.clear();
         let mut partial: Option<Partial> = None;
@@ -189,7 +196,7 @@ impl Queue {
                         wait_for(&ctl.data_seq, &ctl.data_waiters, data, deadline)?;
                     }
                     Some(p) => {
-                        if !self.wait_for_fragment(consumer, &me, p.seq)? {
+                        if !self.wait_for_fragment(consumer, me, p.seq)? {
                             partial = None;
                             out.clear();
                         }
