@@ -7,7 +7,10 @@ its share).
 
 `python/bench_queue.py --plot JSON SVG` draws the chart of an earlier run.
 
-Rows: 64 B and 1 KiB `bytes` messages, producers x consumers 1x1, 4x1, 1x4 and 4x4.
+Rows: 64 B and 1 KiB `bytes` messages, producers x consumers 1x1, 4x1, 1x4 and 4x4;
+and a small tuple (`TUPLE`, 40 bytes pickled) 1x1 and 4x4. shmpipe.Queue sends a
+`bytes` object as its bytes, unpickled; every other object, and every object in the
+other queues, is pickled: the tuple rows show what a put and a get cost then.
 Every contender runs every row once per round, rounds interleaved; a figure is the
 median over rounds of the messages per second, and each row's ratio to
 multiprocessing.Queue is taken within each round, then its median. faster-fifo
@@ -28,6 +31,17 @@ except ImportError:  # optional
 
 CTX = mp.get_context("fork")
 
+#: The message of the "tuple" rows: a record of a few fields, as a program might send.
+TUPLE = ("resize", 1024, 768, 0.75, True)
+
+
+def message(size):
+    return TUPLE if size == "tuple" else bytes(size)
+
+
+def label(size):
+    return "tuple" if size == "tuple" else f"{size} B"
+
 
 def make(kind):
     if kind == "multiprocessing.Queue":
@@ -38,7 +52,7 @@ def make(kind):
 
 
 def producer(q, go, n, size):
-    msg = bytes(size)
+    msg = message(size)
     go.wait()
     for _ in range(n):
         q.put(msg)
@@ -78,6 +92,7 @@ def main():
     if faster_fifo is not None:
         kinds.insert(1, "faster_fifo.Queue")
     rows = [(size, p, c) for size in (64, 1024) for p, c in ((1, 1), (4, 1), (1, 4), (4, 4))]
+    rows += [("tuple", 1, 1), ("tuple", 4, 4)]
     rates = {}
     for _ in range(rounds):
         for row in rows:
@@ -96,7 +111,7 @@ def main():
         vs_ff = ratio("faster_fifo.Queue") if faster_fifo else None
         cells = " | ".join(f"{med[k]:,.0f}" for k in kinds)
         ff = f"{vs_ff:.1f}x" if vs_ff is not None else "–"
-        print(f"| {size} B | {p}x{c} | {cells} | {vs_mp:.1f}x | {ff} |")
+        print(f"| {label(size)} | {p}x{c} | {cells} | {vs_mp:.1f}x | {ff} |")
         out["rows"].append({"size": size, "producers": p, "consumers": c,
                             "rates": med, "vs_multiprocessing": vs_mp, "vs_faster_fifo": vs_ff})
     if "--json" in sys.argv:
@@ -127,8 +142,8 @@ def svg(results):
         out.append(f'<text x="{left + j * 170 + 14}" y="33">{k}</text>')
     for i, r in enumerate(rows):
         y = 46 + i * group
-        label = f'{r["size"]} B, {r["producers"]}x{r["consumers"]}'
-        out.append(f'<text x="{left - 8}" y="{y + group / 2}" text-anchor="end">{label}</text>')
+        text = f'{label(r["size"])}, {r["producers"]}x{r["consumers"]}'
+        out.append(f'<text x="{left - 8}" y="{y + group / 2}" text-anchor="end">{text}</text>')
         for j, k in enumerate(kinds):
             v = r["rates"][k]
             yy = y + j * bar_h
