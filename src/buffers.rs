@@ -291,13 +291,6 @@ impl<'a> SpillSink<'a> {
             Some(whole) => Err(whole),
         }
     }
-
-    fn active(&mut self) -> &mut dyn Sink {
-        match &mut self.spilled {
-            Some(v) => v,
-            None => &mut self.fits,
-        }
-    }
 }
 
 impl Sink for SpillSink<'_> {
@@ -315,7 +308,10 @@ impl Sink for SpillSink<'_> {
         }
     }
     fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.active().extend_from_slice(bytes)
+        match &mut self.spilled {
+            Some(v) => v.extend_from_slice(bytes),
+            None => self.fits.extend_from_slice(bytes),
+        }
     }
     fn capacity(&self) -> usize {
         self.spilled
@@ -328,14 +324,25 @@ impl Sink for SpillSink<'_> {
             v.extend_from_slice(self.fits.as_slice());
             self.spilled = Some(v);
         }
-        self.active().reserve_exact(additional)
+        match &mut self.spilled {
+            Some(v) => v.reserve_exact(additional),
+            None => self.fits.reserve_exact(additional),
+        }
     }
     fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
-        self.active().spare()
+        match &mut self.spilled {
+            Some(v) => v.spare(),
+            None => self.fits.spare(),
+        }
     }
     unsafe fn commit(&mut self, n: usize) {
         // SAFETY: the caller's promise, passed on to the buffer `spare` came from.
-        unsafe { self.active().commit(n) }
+        unsafe {
+            match &mut self.spilled {
+                Some(v) => v.commit(n),
+                None => self.fits.commit(n),
+            }
+        }
     }
 }
 

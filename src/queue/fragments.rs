@@ -34,6 +34,7 @@ use crate::queue::wake::{wait_for, wake};
 use crate::queue::Queue;
 use crate::shm::layout::DEFAULT_MAX_MESSAGE;
 use crate::shm::ring::{Consumer, Producer, Record, CANCEL_ROOM};
+use crate::shm::spin::Looks;
 use crate::shm::wire::Kind;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
@@ -215,7 +216,7 @@ impl Queue {
         let data = || consumer.has_data().map_err(Error::Corrupt);
         loop {
             let nap = Deadline::after(Some(LOOK_AGAIN));
-            match wait_for(&ctl.data_seq, &ctl.data_waiters, data, nap) {
+            match wait_for(&ctl.data_seq, &ctl.data_waiters, data, nap, Looks::Eager) {
                 Ok(()) => return Ok(true),
                 // Neither the time nor a signal ends the wait for the rest of a message
                 // begun: only its putter can.

@@ -3,107 +3,101 @@
 //! and another thread's timed or non-blocking call must not wait behind it past its own
 //! deadline (a `std::sync::Mutex` has no timed lock).
 //!
-//! The turn is the side's mutex itself, taken with `try_lock`: one locked instruction
-//! when nobody holds it, as on every put and get of a single-threaded user. A thread
-//! that finds it held counts itself as waiting and sleeps on a condition variable, which
-//! a thread giving the turn back signals only when someone is counted (a signal is a
-//! system call even when nobody waits). No wake-up is lost: the waiter counts itself
-//! before it tries again, and the giver fences between its unlock and its look at the
-//! count, so either the try sees the mutex free or the giver sees the count.
+//! A futex word, as in a `std::sync::Mutex` (Drepper's "Futexes are tricky", mutex 2):
+//! [`FREE`], [`HELD`], or [`CONTENDED`] once a thread may sleep on it. Taking a free turn
+//! is one `compare_exchange` and giving it back one `swap`, as on every put and get of a
+//! single-threaded user; only a turn given back [`CONTENDED`] wakes a sleeper (a system
+//! call). A sleeper naps with the time its deadline leaves, on a private futex (the word
+//! is this process's own memory).
 
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use rustix::thread::futex;
+use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+
+const FREE: u32 = 0;
+const HELD: u32 = 1;
+const CONTENDED: u32 = 2;
 
 /// A value that one thread at a time uses, each taking its turn by a deadline.
 pub(crate) struct Local<T> {
-    value: Mutex<T>,
-    /// Threads waiting for the turn.
-    waiting: AtomicUsize,
-    /// Held by a waiter from its count to its sleep, and by a giver to signal.
-    gate: Mutex<()>,
-    freed: Condvar,
+    state: AtomicU32,
+    value: UnsafeCell<T>,
 }
+
+// SAFETY: the value is reached only through a `LocalTurn`, and the turn is held by one
+// thread at a time (`take` returns one only from a `compare_exchange` or `swap` that
+// took the word from `FREE`), so sharing a `Local` shares `T` between threads only one
+// at a time: `T: Send` suffices, as for `std::sync::Mutex`.
+unsafe impl<T: Send> Sync for Local<T> {}
 
 /// A thread's turn on a [`Local`], given back on drop.
 pub(crate) struct LocalTurn<'a, T> {
     local: &'a Local<T>,
-    /// `None` only inside `drop`.
-    value: Option<MutexGuard<'a, T>>,
-}
-
-/// Locks `m`; a thread that panicked holding it left nothing half done that the next
-/// holder does not resynchronize (the ring sides resync with what was published).
-pub(crate) fn lock_local<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<T> Local<T> {
     pub(crate) fn new(value: T) -> Local<T> {
         Local {
-            value: Mutex::new(value),
-            waiting: AtomicUsize::new(0),
-            gate: Mutex::new(()),
-            freed: Condvar::new(),
+            state: AtomicU32::new(FREE),
+            value: UnsafeCell::new(value),
         }
     }
 
     /// Takes the turn by `deadline`: [`Error::WouldBlock`] (`Deadline::Now`) or
     /// [`Error::Timeout`] if another thread holds it until then.
     pub(crate) fn take(&self, deadline: Deadline) -> Result<LocalTurn<'_, T>> {
-        if let Some(value) = self.try_value() {
-            return Ok(LocalTurn {
-                local: self,
-                value: Some(value),
-            });
+        // Acquire: what the last holder did to the value happens before our use of it.
+        if self
+            .state
+            .compare_exchange(FREE, HELD, Acquire, Relaxed)
+            .is_ok()
+        {
+            return Ok(LocalTurn { local: self });
         }
-        let mut gate = lock_local(&self.gate);
-        self.waiting.fetch_add(1, SeqCst);
-        let taken = loop {
-            if let Some(value) = self.try_value() {
-                break Ok(value);
-            }
-            gate = match deadline.remaining() {
+        // Marked contended from here on, so that the holder's release wakes a sleeper;
+        // taken with the mark (others may sleep too), the turn wakes one when given back.
+        while self.state.swap(CONTENDED, Acquire) != FREE {
+            let left = deadline.remaining();
+            let timeout = match left {
                 Some(left) if left.is_zero() => {
-                    break Err(match deadline {
+                    return Err(match deadline {
                         Deadline::Now => Error::WouldBlock,
                         _ => Error::Timeout,
                     })
                 }
-                None => self.freed.wait(gate).unwrap_or_else(|p| p.into_inner()),
-                Some(left) => {
-                    let waited = self.freed.wait_timeout(gate, left);
-                    waited.unwrap_or_else(|p| p.into_inner()).0
-                }
+                Some(left) => Some(futex::Timespec {
+                    tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                    tv_nsec: left.subsec_nanos() as i64,
+                }),
+                None => None,
             };
-        };
-        self.waiting.fetch_sub(1, SeqCst);
-        drop(gate);
-        taken.map(|value| LocalTurn {
-            local: self,
-            value: Some(value),
-        })
-    }
-
-    fn try_value(&self) -> Option<MutexGuard<'_, T>> {
-        match self.value.try_lock() {
-            Ok(value) => Some(value),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
+            match futex::wait(
+                &self.state,
+                futex::Flags::PRIVATE,
+                CONTENDED,
+                timeout.as_ref(),
+            ) {
+                Ok(())
+                | Err(
+                    rustix::io::Errno::AGAIN
+                    | rustix::io::Errno::INTR
+                    | rustix::io::Errno::TIMEDOUT,
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(LocalTurn { local: self })
     }
 }
 
 impl<T> Drop for LocalTurn<'_, T> {
     fn drop(&mut self) {
-        drop(self.value.take());
-        // Our unlock before our look at the count (see the module's comment).
-        fence(SeqCst);
-        if self.local.waiting.load(SeqCst) > 0 {
-            let _gate = lock_local(&self.local.gate);
-            self.local.freed.notify_one();
+        // Release: our use of the value happens before the next holder's.
+        if self.local.state.swap(FREE, Release) == CONTENDED {
+            let _ = futex::wake(&self.local.state, futex::Flags::PRIVATE, 1);
         }
     }
 }
@@ -111,12 +105,15 @@ impl<T> Drop for LocalTurn<'_, T> {
 impl<T> Deref for LocalTurn<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.value.as_deref().expect("held until drop")
+        // SAFETY: this turn is the only one (see `Local`'s `Sync`), for as long as it
+        // lives, which the borrow of `self` bounds.
+        unsafe { &*self.local.value.get() }
     }
 }
 
 impl<T> DerefMut for LocalTurn<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.value.as_deref_mut().expect("held until drop")
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference through it.
+        unsafe { &mut *self.local.value.get() }
     }
 }

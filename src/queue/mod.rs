@@ -27,9 +27,10 @@ use crate::shm::fork_epoch;
 use crate::shm::layout::{Layout, DEFAULT_CAPACITY, MAX_CAPACITY, MIN_CAPACITY};
 use crate::shm::region::Region;
 use crate::shm::ring::{Consumer, Producer, RingRef};
+use crate::shm::spin::Looks;
 use crate::typed::{decode, serialize, Message};
 use control::{Control, ControlPage};
-use local::{lock_local, Local};
+use local::Local;
 use members::Member;
 use sides::{Side, Turn};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -499,7 +500,13 @@ impl Queue {
     fn join_by(&self, deadline: Deadline) -> Result<()> {
         let ctl = self.control();
         let done = || Ok(ctl.unfinished.load(SeqCst) == 0);
-        wake::wait_for(&ctl.done_seq, &ctl.done_waiters, done, deadline)
+        wake::wait_for(
+            &ctl.done_seq,
+            &ctl.done_waiters,
+            done,
+            deadline,
+            Looks::Sparse,
+        )
     }
 
     /// Whether the queue holds no message (as approximate as [`len`](Queue::len)).
@@ -649,7 +656,7 @@ impl Queue {
 
     /// This process's member of the queue, joining (again, in a forked child) if need be.
     pub(crate) fn member(&self) -> Result<Arc<Member>> {
-        let mut slot = lock_local(&self.inner.member);
+        let mut slot = self.inner.member.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = fork_epoch::current();
         if let Some(m) = slot.as_ref() {
             if m.epoch == epoch {

@@ -13,6 +13,7 @@ use crate::queue::wake::{wait_for, wake};
 use crate::queue::Queue;
 use crate::shm::fork_epoch;
 use crate::shm::ring::{Consumer, Grant, Producer};
+use crate::shm::spin::{self, Looks, REFILL_FRACTION};
 use crate::shm::wire::Kind;
 use std::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
@@ -143,6 +144,9 @@ impl Queue {
     /// under the item limit for one more message), waiting for it by `deadline`, or
     /// [`Error::WouldBlock`] once `abandoned` is set (looked at between naps: an async
     /// put whose future was dropped).
+    // Inlined: returned through memory, the grant's fields went through the stack at
+    // odd offsets, and the loads that read them back stalled on the stores.
+    #[inline(always)]
     pub(crate) fn reserve(
         &self,
         producer: &Producer,
@@ -159,15 +163,33 @@ impl Queue {
                 return Err(Error::WouldBlock);
             }
             if !item || self.has_item_room() {
+                // The cached `tail` first, in registers (the general call returns its
+                // grant through memory), then `tail` reloaded.
+                if let Some(g) = producer.reserve_cached(len, keep) {
+                    return Ok(g);
+                }
                 if let Some(g) = producer.reserve(len, keep).map_err(Error::Corrupt)? {
                     return Ok(g);
                 }
             }
-            let room = || {
-                let bytes = producer.has_room(len, keep).map_err(Error::Corrupt)?;
+            let room = |want: usize| {
+                let bytes = producer.has_room(len, want).map_err(Error::Corrupt)?;
                 Ok(bytes && (!item || self.has_item_room()) || gone())
             };
-            wait_for(&ctl.space_seq, &ctl.space_waiters, room, deadline)?;
+            if deadline != Deadline::Now {
+                // The ring is full: as the pipe's writer, spin (sparsely) until an eighth
+                // of it is free, then write a burst (see `spin::REFILL_FRACTION`).
+                let chunk = keep.max(producer.ring().capacity() / REFILL_FRACTION);
+                spin::spin(&mut |_| room(chunk), 1, deadline, Looks::Sparse)?;
+            }
+            let room = || room(keep);
+            wait_for(
+                &ctl.space_seq,
+                &ctl.space_waiters,
+                room,
+                deadline,
+                Looks::Sparse,
+            )?;
         }
     }
 
@@ -188,12 +210,25 @@ impl Queue {
         consumer.resync().map_err(Error::Corrupt)?;
         out.clear();
         let mut partial: Option<Partial> = None;
+        let whole_max = consumer.ring().max_record_payload();
         loop {
-            let Some(rec) = consumer.peek().map_err(Error::Corrupt)? else {
+            // The usual record first, checked inline (`peek` returns it through memory),
+            // then the general look, which reports what is wrong.
+            let next = match consumer.peek_whole(whole_max) {
+                Some(rec) => Some(rec),
+                None => consumer.peek().map_err(Error::Corrupt)?,
+            };
+            let Some(rec) = next else {
                 match partial {
                     None => {
                         let data = || consumer.has_data().map_err(Error::Corrupt);
-                        wait_for(&ctl.data_seq, &ctl.data_waiters, data, deadline)?;
+                        wait_for(
+                            &ctl.data_seq,
+                            &ctl.data_waiters,
+                            data,
+                            deadline,
+                            Looks::Eager,
+                        )?;
                     }
                     Some(p) => {
                         if !self.wait_for_fragment(consumer, me, p.seq)? {

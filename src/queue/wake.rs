@@ -16,16 +16,18 @@ use std::sync::atomic::{fence, AtomicU32, Ordering::SeqCst};
 
 /// Waits until `ready` holds, sleeping on `seq` (bumped by [`wake`]) in naps of at most
 /// [`LOOK_AGAIN`] (a waker in another process may die between its publish and its
-/// wake), by `deadline`.
+/// wake), by `deadline`. The spin before the sleep looks as often as `looks` says: a
+/// getter eagerly, a putter sparsely (each look pulls the getter's `tail` line over).
 pub(crate) fn wait_for(
     seq: &AtomicU32,
     waiters: &AtomicU32,
     mut ready: impl FnMut() -> Result<bool>,
     deadline: Deadline,
+    looks: Looks,
 ) -> Result<()> {
     // First a spin, as the pipe's sides do (`crate::shm::spin`): the other side is
     // usually a moment away, and a sleeper makes every put or get after it pay a wake.
-    if spin::spin(&mut |_| ready(), 1, deadline, Looks::Eager)?.is_some() {
+    if spin::spin(&mut |_| ready(), 1, deadline, looks)?.is_some() {
         return Ok(());
     }
     waiters.fetch_add(1, SeqCst);

@@ -6,13 +6,9 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::endpoint::{Breakable, Endpoint, Tx};
 use crate::shm::ring::{Grant, GrantWriter, Producer, CANCEL_ROOM};
-use crate::shm::spin::{self, Looks};
+use crate::shm::spin::{self, Looks, REFILL_FRACTION};
 use crate::shm::wakeup::{Side, Waiter, Woken};
 use crate::shm::wire::Kind;
-
-/// A writer that found the ring full waits until `1 / REFILL_FRACTION` of it is free
-/// (see [`Endpoint::look_for_room`]).
-const REFILL_FRACTION: usize = 8;
 
 /// How many payload bytes [`Endpoint::send_many_now`] stages before it publishes them.
 const STAGE_MAX: usize = 16 << 10;

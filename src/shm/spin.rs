@@ -36,6 +36,13 @@ pub(crate) const ASYNC_SPIN_FOR: Duration = Duration::from_micros(10);
 #[cfg(feature = "tokio")]
 pub(crate) const ASYNC_LOOKS_PER_YIELD: usize = 32;
 
+/// A writer that found the ring full waits, spinning, until `1 / REFILL_FRACTION` of
+/// it is free, then writes a burst (hysteresis): taking each record's worth of room as
+/// the reader frees it would move the reader's `tail` line between the cores once per
+/// message. Used by the pipe's writer (`Endpoint::look_for_room` in `shm/send.rs`) and a
+/// queue's producer (`crate::queue::sides`).
+pub(crate) const REFILL_FRACTION: usize = 8;
+
 /// How many times a blocking receive in a conversation that finds the ring empty looks
 /// again with the one-pass check before it enters the general wait: about a
 /// microsecond.

@@ -49,6 +49,11 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
+    /// The ring this side reads.
+    pub(crate) fn ring(&self) -> &RingRef {
+        &self.ring
+    }
+
     pub(crate) fn new(ring: RingRef) -> Consumer {
         let ctl = ring.ctl();
         let (head, mut tail) = (ctl.head.load(SeqCst), ctl.tail.load(SeqCst));
