@@ -792,6 +792,51 @@ fn a_queue_rebuilt_from_its_descriptors_is_the_same_queue_and_foreign_ones_are_r
     assert!(Queue::__from_fds(ring_copy, file.into()).is_err());
 }
 
+/// Waits until thread `tid` of this process sleeps in the kernel (state `S` in /proc):
+/// for these threads, blocked in a queue's wait.
+fn wait_until_thread_sleeps(tid: libc::pid_t) {
+    let stat = format!("/proc/self/task/{tid}/stat");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&stat)
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()))
+        != Some('S')
+    {
+        assert!(
+            start.elapsed() < common::WATCHDOG,
+            "thread {tid} never slept"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// `close` ends the waits of this process's other threads: a get waiting for a message
+/// and a put waiting for room return `Closed`.
+#[test]
+fn close_wakes_this_process_s_blocked_gets_and_puts() {
+    for put in [false, true] {
+        let q = Queue::with_limits(4096, Some(1)).unwrap();
+        if put {
+            q.put_bytes(b"fills it").unwrap();
+        }
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let blocked = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                match put {
+                    true => q.put_bytes(b"no room").map(|()| Vec::new()),
+                    false => q.get_bytes(),
+                }
+            })
+        };
+        wait_until_thread_sleeps(tid_rx.recv().unwrap());
+        q.close();
+        assert!(matches!(blocked.join().unwrap(), Err(Error::Closed)));
+    }
+}
+
 /// A thread blocked in a get holds its process's consumer side while it waits; another
 /// thread's timed get gives up at its deadline, and a non-blocking one at once, instead
 /// of waiting behind it (a plain mutex would hold both until the first got a message).
@@ -807,19 +852,9 @@ fn a_timed_get_behind_a_thread_blocked_in_a_get_ends_at_its_deadline() {
             q.get_bytes()
         })
     };
-    let tid = tid_rx.recv().unwrap();
     // A handshake through /proc: the thread sleeps (in the kernel) only once it waits
     // for a message, holding the side.
-    let stat = format!("/proc/self/task/{tid}/stat");
-    let start = std::time::Instant::now();
-    while std::fs::read_to_string(&stat)
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()))
-        != Some('S')
-    {
-        assert!(start.elapsed() < common::WATCHDOG, "the getter never slept");
-        std::thread::yield_now();
-    }
+    wait_until_thread_sleeps(tid_rx.recv().unwrap());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     {
         let q = q.clone();

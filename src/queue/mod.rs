@@ -521,8 +521,9 @@ impl Queue {
     }
 
     /// Says that this process (every handle on the queue in it) will put and get no
-    /// more: later calls here return [`Error::Closed`]. Other processes, and children
-    /// forked from this one later, go on.
+    /// more: later calls here return [`Error::Closed`], and so do puts and gets of its
+    /// other threads that were waiting for room or a message. Other processes, and
+    /// children forked from this one later, go on.
     ///
     /// ```
     /// let q = shmpipe::Queue::new()?;
@@ -532,6 +533,11 @@ impl Queue {
     /// ```
     pub fn close(&self) {
         self.inner.closed.store(fork_epoch::current() + 1, Relaxed);
+        // Wakes every waiter, here and elsewhere: ours find the queue closed, the other
+        // processes' look again and sleep on.
+        let ctl = self.control();
+        wake::wake(&ctl.data_seq, &ctl.data_waiters);
+        wake::wake(&ctl.space_seq, &ctl.space_waiters);
     }
 
     /// For tests of a participant that dies holding a turn: takes the producers' turn

@@ -173,6 +173,8 @@ impl Queue {
                 }
             }
             let room = |want: usize| {
+                // A `close` in this process ends the wait (it bumps the word).
+                self.open()?;
                 let bytes = producer.has_room(len, want).map_err(Error::Corrupt)?;
                 Ok(bytes && (!item || self.has_item_room()) || gone())
             };
@@ -221,7 +223,11 @@ impl Queue {
             let Some(rec) = next else {
                 match partial {
                     None => {
-                        let data = || consumer.has_data().map_err(Error::Corrupt);
+                        let data = || {
+                            // A `close` in this process ends the wait (it bumps the word).
+                            self.open()?;
+                            consumer.has_data().map_err(Error::Corrupt)
+                        };
                         wait_for(
                             &ctl.data_seq,
                             &ctl.data_waiters,
