@@ -288,10 +288,9 @@ impl Queue {
             if done {
                 break;
             }
-            if partial.is_some() {
-                // A putter in the middle of a message waits for the room.
-                wake(&ctl.space_seq, &ctl.space_waiters);
-            }
+            // A record that did not end the get (a fragment, a `Cancel`, one skipped):
+            // a putter may be waiting for its room, in the middle of a message.
+            wake(&ctl.space_seq, &ctl.space_waiters);
         }
         drop(turn);
         wake(&ctl.space_seq, &ctl.space_waiters);
