@@ -1,4 +1,4 @@
-//! The statistic the interleaved benches (`limits`, `sustained`) report.
+//! The statistic the interleaved benches (`limits`, `sustained`, `queue_scaling`) report.
 
 /// The median of `v` (sorted in place; NaN sorts last).
 pub fn median(v: &mut [f64]) -> f64 {
