@@ -302,16 +302,25 @@ fn cached<'py>(
     Ok(found.bind(py).clone())
 }
 
-/// The pickle of `obj` as a `bytes` object: plain scalars with `pickle.dumps` (as
-/// `shmpipe.queues._pickle` does), the rest through `_pickle` itself.
+/// The pickle of `obj` as a `bytes` object: plain scalars, and tuples of a few plain
+/// scalars (a record, the usual message), with `pickle.dumps`, the rest through
+/// `_pickle` itself. No reducer of multiprocessing's touches those types, so
+/// `pickle.dumps` makes the same bytes `ForkingPickler` would, without the reused
+/// pickler's calls (which cost more than pickling a small tuple).
 fn pickled<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let plain = obj.is_exact_instance_of::<PyBytes>()
-        || obj.is_exact_instance_of::<pyo3::types::PyString>()
-        || obj.is_exact_instance_of::<pyo3::types::PyInt>()
-        || obj.is_exact_instance_of::<pyo3::types::PyFloat>()
-        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
-        || obj.is_none();
-    if plain {
+    let scalar = |o: &Bound<'py, PyAny>| {
+        o.is_exact_instance_of::<PyBytes>()
+            || o.is_exact_instance_of::<pyo3::types::PyString>()
+            || o.is_exact_instance_of::<pyo3::types::PyInt>()
+            || o.is_exact_instance_of::<pyo3::types::PyFloat>()
+            || o.is_exact_instance_of::<pyo3::types::PyBool>()
+            || o.is_none()
+    };
+    let record = |o: &Bound<'py, PyAny>| {
+        o.cast_exact::<pyo3::types::PyTuple>()
+            .is_ok_and(|t| t.len() <= 16 && t.iter().all(|item| scalar(&item)))
+    };
+    if scalar(obj) || record(obj) {
         cached(py, &DUMPS, "pickle", "dumps")?.call1((obj, 5))
     } else {
         cached(py, &PICKLE, "shmpipe.queues", "_pickle")?.call1((obj,))

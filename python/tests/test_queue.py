@@ -119,6 +119,23 @@ def test_put_pickles_in_the_caller_so_an_unpicklable_object_raises_there():
     assert q.get() == "still works"
 
 
+class Bytes(bytes):
+    pass
+
+
+def test_bytes_records_and_other_objects_come_back_equal_and_of_their_type():
+    # bytes go unpickled, tuples of scalars through pickle.dumps, the rest through
+    # ForkingPickler: each comes back as it went.
+    q = shmpipe.Queue()
+    values = [b"raw", b"", Bytes(b"a subclass"), ("rec", 1, 2.5, True, None, b"x"),
+              ("nested", (1, 2)), (), {"k": [1]}, "text", 10**30, None]
+    for v in values:
+        q.put(v)
+    for v in values:
+        got = q.get()
+        assert got == v and type(got) is type(v)
+
+
 def put_long(q, n):
     q.put(bytes(range(256)) * (n // 256))
     q.put(["after", n])
