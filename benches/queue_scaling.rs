@@ -7,38 +7,14 @@
 //!
 //! `cargo bench -p shmpipe-benches --bench queue_scaling`
 
+#[path = "../tests/common/shared_word.rs"]
+mod shared_word;
 #[path = "common/stats.rs"]
 mod stats;
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use shared_word::SharedWord;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
-
-/// A word in an anonymous shared mapping: the start signal.
-struct StartWord(*mut AtomicU32);
-
-impl StartWord {
-    fn new() -> StartWord {
-        // SAFETY: a fresh anonymous shared mapping of one page; never unmapped (the
-        // bench is a short-lived process).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        StartWord(p as *mut AtomicU32)
-    }
-
-    fn get(&self) -> &AtomicU32 {
-        // SAFETY: the mapping is zeroed, page aligned and lives as long as the process.
-        unsafe { &*self.0 }
-    }
-}
 
 fn fork(f: impl FnOnce()) -> libc::pid_t {
     // SAFETY: the child runs `f` and leaves with `_exit`; the bench is single-threaded.
@@ -55,7 +31,7 @@ fn fork(f: impl FnOnce()) -> libc::pid_t {
 fn one(producers: usize, consumers: usize, total: usize) -> f64 {
     let total = total - total % (producers * consumers);
     let q = shmpipe::Queue::new().unwrap();
-    let start = StartWord::new();
+    let start = SharedWord::new();
     let mut pids = Vec::new();
     for _ in 0..producers {
         let (q, start) = (q.clone(), &start);

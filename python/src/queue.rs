@@ -117,8 +117,8 @@ impl RawQueue {
     }
 
     /// `Queue.put` itself (the Python object binds it, saving a Python frame per call):
-    /// pickles `obj` as `shmpipe.queues._pickle` does and puts it; `queue.Full` when
-    /// there is no room by then.
+    /// puts a `bytes` object's bytes behind [`TAG_BYTES`], anything else pickled (see
+    /// `pickled`); `queue.Full` when there is no room by then.
     #[pyo3(signature = (obj, block=true, timeout=None))]
     fn put_obj(
         &self,
@@ -145,9 +145,9 @@ impl RawQueue {
         }
     }
 
-    /// `Queue.get` itself: the next message, unpickled (`ForkingPickler.loads` is
-    /// `pickle.loads`); `queue.Empty` when there is
-    /// none by then.
+    /// `Queue.get` itself: the next message, a `bytes` object if it was one, else
+    /// unpickled (`ForkingPickler.loads` is `pickle.loads`); `queue.Empty` when there
+    /// is none by then.
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_obj<'py>(
         &self,
