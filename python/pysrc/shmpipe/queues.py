@@ -113,14 +113,14 @@ class SimpleQueue:
 
     def put(self, obj):
         try:
-            self._raw.put(_pickle(obj))
+            self._raw.put_obj(obj)
         except ValueError:
             self._closed_error()
             raise
 
     def get(self):
         try:
-            return _ForkingPickler.loads(self._raw.get())
+            return self._raw.get_obj()
         except ValueError:
             self._closed_error()
             raise
