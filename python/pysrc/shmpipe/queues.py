@@ -31,7 +31,6 @@ from . import _Pickler, _refresh_table, _shmpipe
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
 
-_ForkingPickler = reduction.ForkingPickler
 
 #: Bytes of messages a queue holds unless told otherwise.
 DEFAULT_CAPACITY = 4 << 20
