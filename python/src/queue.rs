@@ -302,8 +302,9 @@ fn cached<'py>(
     Ok(found.bind(py).clone())
 }
 
-/// The pickle of `obj` as a `bytes` object: plain scalars, and tuples of a few plain
-/// scalars (a record, the usual message), with `pickle.dumps`, the rest through
+/// The pickle of `obj` as a `bytes` object: plain scalars, and tuples, lists and dicts
+/// of a few plain scalars (a record, the usual message), with `pickle.dumps`, the rest
+/// through
 /// `_pickle` itself. No reducer of multiprocessing's touches those types, so
 /// `pickle.dumps` makes the same bytes `ForkingPickler` would, without the reused
 /// pickler's calls (which cost more than pickling a small tuple).
@@ -316,9 +317,17 @@ fn pickled<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py,
             || o.is_exact_instance_of::<pyo3::types::PyBool>()
             || o.is_none()
     };
+    // A shallow look at a few items: deeper or longer containers take the general path.
     let record = |o: &Bound<'py, PyAny>| {
-        o.cast_exact::<pyo3::types::PyTuple>()
-            .is_ok_and(|t| t.len() <= 16 && t.iter().all(|item| scalar(&item)))
+        if let Ok(t) = o.cast_exact::<pyo3::types::PyTuple>() {
+            t.len() <= 16 && t.iter().all(|item| scalar(&item))
+        } else if let Ok(l) = o.cast_exact::<pyo3::types::PyList>() {
+            l.len() <= 16 && l.iter().all(|item| scalar(&item))
+        } else if let Ok(d) = o.cast_exact::<pyo3::types::PyDict>() {
+            d.len() <= 16 && d.iter().all(|(k, v)| scalar(&k) && scalar(&v))
+        } else {
+            false
+        }
     };
     if scalar(obj) || record(obj) {
         cached(py, &DUMPS, "pickle", "dumps")?.call1((obj, 5))

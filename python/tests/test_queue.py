@@ -128,7 +128,8 @@ def test_bytes_records_and_other_objects_come_back_equal_and_of_their_type():
     # ForkingPickler: each comes back as it went.
     q = shmpipe.Queue()
     values = [b"raw", b"", Bytes(b"a subclass"), ("rec", 1, 2.5, True, None, b"x"),
-              ("nested", (1, 2)), (), {"k": [1]}, "text", 10**30, None]
+              ("nested", (1, 2)), (), [1, "a", None], {"k": 1, 2: b"v"}, {"k": [1]},
+              "text", 10**30, None]
     for v in values:
         q.put(v)
     for v in values:
