@@ -795,13 +795,9 @@ fn a_queue_rebuilt_from_its_descriptors_is_the_same_queue_and_foreign_ones_are_r
 /// Waits until thread `tid` of this process sleeps in the kernel (state `S` in /proc):
 /// for these threads, blocked in a queue's wait.
 fn wait_until_thread_sleeps(tid: libc::pid_t) {
-    let stat = format!("/proc/self/task/{tid}/stat");
     let start = std::time::Instant::now();
-    while std::fs::read_to_string(&stat)
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()))
-        != Some('S')
-    {
+    // /proc/TID/stat is a thread's own, as /proc/PID/stat is a process's.
+    while common::process_state(tid) != Some('S') {
         assert!(
             start.elapsed() < common::WATCHDOG,
             "thread {tid} never slept"

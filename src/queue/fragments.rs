@@ -35,7 +35,7 @@ use crate::queue::Queue;
 use crate::shm::layout::DEFAULT_MAX_MESSAGE;
 use crate::shm::ring::{Consumer, Producer, Record, CANCEL_ROOM};
 use crate::shm::spin::Looks;
-use crate::shm::wire::Kind;
+use crate::shm::wire::{Kind, Reassembly};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
@@ -50,10 +50,9 @@ const PREFIX: usize = 8;
 pub(crate) struct Partial {
     /// The put's number (the `First` record's `aux`).
     pub seq: u64,
-    /// The stream's length: the prefix and the message.
-    stream: usize,
-    /// Stream bytes received so far.
-    at: usize,
+    /// The stream (the prefix and the message) as far as it has come, checked as the
+    /// pipe checks a long message's fragments.
+    stream: Reassembly,
 }
 
 impl Partial {
@@ -80,8 +79,10 @@ impl Partial {
         consumer.append_part(rec, PREFIX, rec.len - PREFIX, out);
         Some(Partial {
             seq: rec.aux,
-            stream: PREFIX + total,
-            at: rec.len,
+            stream: Reassembly {
+                total: PREFIX + total,
+                received: rec.len,
+            },
         })
     }
 
@@ -94,19 +95,12 @@ impl Partial {
         rec: &Record,
         out: &mut S,
     ) -> Option<bool> {
-        let last = rec.kind == Kind::Last;
-        let at = self.at.checked_add(rec.len)?;
-        let fits = if last {
-            at == self.stream
-        } else {
-            at < self.stream
-        };
-        if rec.aux != self.at as u64 || !fits {
-            return None;
-        }
-        grow_for(out, self.stream - PREFIX, rec.len);
+        // On a copy: the record is taken only if it is the fragment that comes next.
+        let mut stream = self.stream;
+        let last = stream.next(&rec.checked()).ok()?;
+        grow_for(out, stream.total - PREFIX, rec.len);
         consumer.append(rec, out);
-        self.at = at;
+        self.stream = stream;
         Some(last)
     }
 }
