@@ -1,6 +1,7 @@
 import os
 import subprocess
 import signal
+import threading
 import sys
 
 import pytest
@@ -27,8 +28,10 @@ def ctrl_c():
     # Python turns SIGINT into KeyboardInterrupt only if the process did not inherit it
     # ignored, and a shell ignores it for a job it starts in the background: a test run
     # started that way would wait for a KeyboardInterrupt that never comes.
+    # Yields a function that sends the process a SIGINT (Ctrl-C) in 0.2 s, from a timer
+    # thread, while the test's main thread is blocked.
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
+    yield lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
     signal.signal(signal.SIGINT, old)
 
 

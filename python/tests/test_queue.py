@@ -166,8 +166,7 @@ def test_a_long_put_that_times_out_puts_nothing():
 
 def test_ctrl_c_interrupts_a_blocked_long_put_and_nothing_is_put(ctrl_c):
     q = shmpipe.Queue(capacity=64 * 1024)
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    ctrl_c()
     with pytest.raises(KeyboardInterrupt):
         q.put(bytes(1 << 20))
     q.put("after")
@@ -216,8 +215,7 @@ def test_simple_queue_puts_gets_and_closes():
 
 def test_ctrl_c_interrupts_a_blocked_get_and_nothing_is_lost(ctrl_c):
     q = shmpipe.Queue()
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    ctrl_c()
     with pytest.raises(KeyboardInterrupt):
         q.get()
     q.put("after")
