@@ -6,7 +6,6 @@
 //! (Ctrl-C) between two; except a put in fragments, which a slice's end would take
 //! back: it waits to its deadline, and a signal ends the wait.
 
-use crate::buffers::{bytes_of, Buffer};
 use crate::{to_py, SIGNAL_CHECK};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -79,43 +78,6 @@ fn in_slices<T: Send>(
 
 #[pymethods]
 impl RawQueue {
-    /// Puts `data`; `False` if `block` is false and there is no room now, or `timeout`
-    /// (seconds) passed without room.
-    #[pyo3(signature = (data, block=true, timeout=None))]
-    fn put(
-        &self,
-        py: Python<'_>,
-        data: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<bool> {
-        // A `bytes` object (what pickling gives) as it is: the buffer protocol's export
-        // costs more than a small put.
-        if let Ok(b) = data.cast_exact::<PyBytes>() {
-            return self.put_pieces(py, &[b.as_bytes()], block, timeout);
-        }
-        let buffer: Buffer<'_> = data.extract()?;
-        let pinned = bytes_of(&buffer)?;
-        let (ptr, len) = pinned.raw();
-        // SAFETY: `buffer`, alive for this call, keeps the bytes alive and in place: a
-        // buffer lent through the buffer protocol cannot be resized while it is lent, and
-        // a copy is ours.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        self.put_pieces(py, &[bytes], block, timeout)
-    }
-
-    /// The next message; `None` if `block` is false and there is none now, or `timeout`
-    /// (seconds) passed without one.
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        self.receive(py, block, timeout, |m| Ok(PyBytes::new(py, m)))
-    }
-
     /// `Queue.put` itself (the Python object binds it, saving a Python frame per call):
     /// puts a `bytes` object's bytes behind [`TAG_BYTES`], anything else pickled (see
     /// `pickled`); `queue.Full` when there is no room by then.
